@@ -1,0 +1,153 @@
+"""Queries over users, refresh tokens and API keys. Never commits.
+
+API keys are user data: every read of them starts from `readable_api_keys(owner_id)`. Looking a key
+up by its prefix (authentication) is the one unscoped path, and it is how the owner is learnt.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Select, func, or_, select, update
+from sqlalchemy.engine import CursorResult
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from parley.accounts.models import ApiKey, RefreshToken, User
+from parley.core.db import LIKE_ESCAPE, contains_pattern
+from parley.core.pagination import CursorCodec, SortKey, paginate
+
+USERS_NEWEST_FIRST = SortKey("-created_at", User.created_at, descending=True)
+API_KEYS_NEWEST_FIRST = SortKey("-created_at", ApiKey.created_at, descending=True)
+
+
+async def get_user(session: AsyncSession, user_id: uuid.UUID) -> User | None:
+    """The user with this id, active or not."""
+    return await session.get(User, user_id)
+
+
+async def get_user_by_email(session: AsyncSession, email: str) -> User | None:
+    """The user with this (already lower-cased) email."""
+    result = await session.execute(select(User).where(User.email == email))
+    return result.scalar_one_or_none()
+
+
+async def list_users(
+    session: AsyncSession, *, codec: CursorCodec, cursor: str | None, limit: int, q: str | None
+) -> tuple[list[User], str | None]:
+    """A page of all users, newest first, optionally filtered by email or name."""
+    statement: Select[Any] = select(User)
+    if q:
+        pattern = contains_pattern(q.lower())
+        statement = statement.where(
+            or_(
+                User.email.like(pattern, escape=LIKE_ESCAPE),
+                func.lower(User.display_name).like(pattern, escape=LIKE_ESCAPE),
+            )
+        )
+    statement, finish = paginate(
+        statement,
+        sort=USERS_NEWEST_FIRST,
+        id_column=User.id,
+        cursor=cursor,
+        limit=limit,
+        codec=codec,
+    )
+    rows = (await session.execute(statement)).scalars().all()
+    return finish(rows)
+
+
+def add_refresh_token(
+    session: AsyncSession, *, user_id: uuid.UUID, family_id: uuid.UUID, expires_at: datetime
+) -> RefreshToken:
+    """Record a new refresh token (flushed with the session)."""
+    token = RefreshToken(user_id=user_id, family_id=family_id, expires_at=expires_at)
+    session.add(token)
+    return token
+
+
+async def get_refresh_token(session: AsyncSession, token_id: uuid.UUID) -> RefreshToken | None:
+    """The refresh token row with this `jti`."""
+    return await session.get(RefreshToken, token_id)
+
+
+async def spend_refresh_token(session: AsyncSession, token_id: uuid.UUID, now: datetime) -> bool:
+    """Mark a live refresh token spent, atomically: of two racing refreshes, exactly one wins."""
+    result: CursorResult[Any] = await session.execute(  # type: ignore[assignment]
+        update(RefreshToken)
+        .where(
+            RefreshToken.id == token_id,
+            RefreshToken.spent_at.is_(None),
+            RefreshToken.revoked_at.is_(None),
+            RefreshToken.expires_at > now,
+        )
+        .values(spent_at=now, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1
+
+
+async def revoke_family(session: AsyncSession, family_id: uuid.UUID, now: datetime) -> None:
+    """Revoke every token of a refresh family."""
+    await session.execute(
+        update(RefreshToken)
+        .where(RefreshToken.family_id == family_id, RefreshToken.revoked_at.is_(None))
+        .values(revoked_at=now, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+
+
+async def revoke_user_refresh_tokens(
+    session: AsyncSession, user_id: uuid.UUID, now: datetime
+) -> None:
+    """Revoke every refresh token a user holds (password change, deactivation)."""
+    await session.execute(
+        update(RefreshToken)
+        .where(RefreshToken.user_id == user_id, RefreshToken.revoked_at.is_(None))
+        .values(revoked_at=now, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def readable_api_keys(owner_id: uuid.UUID) -> Select[ApiKey]:
+    """The owner's keys that are not revoked: the start of every API key read."""
+    return select(ApiKey).where(ApiKey.user_id == owner_id, ApiKey.revoked_at.is_(None))
+
+
+async def list_api_keys(
+    session: AsyncSession,
+    owner_id: uuid.UUID,
+    *,
+    codec: CursorCodec,
+    cursor: str | None,
+    limit: int,
+) -> tuple[Sequence[ApiKey], str | None]:
+    """A page of the owner's keys, newest first."""
+    statement, finish = paginate(
+        readable_api_keys(owner_id),
+        sort=API_KEYS_NEWEST_FIRST,
+        id_column=ApiKey.id,
+        cursor=cursor,
+        limit=limit,
+        codec=codec,
+    )
+    rows = (await session.execute(statement)).scalars().all()
+    return finish(rows)
+
+
+async def get_api_key(
+    session: AsyncSession, owner_id: uuid.UUID, key_id: uuid.UUID
+) -> ApiKey | None:
+    """One of the owner's keys, or None (also when it is someone else's)."""
+    result = await session.execute(readable_api_keys(owner_id).where(ApiKey.id == key_id))
+    return result.scalar_one_or_none()
+
+
+async def find_api_key_by_prefix(session: AsyncSession, prefix: str) -> ApiKey | None:
+    """The unrevoked key with this lookup prefix, whoever owns it (authentication only)."""
+    result = await session.execute(
+        select(ApiKey).where(ApiKey.prefix == prefix, ApiKey.revoked_at.is_(None))
+    )
+    return result.scalar_one_or_none()

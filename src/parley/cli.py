@@ -1,0 +1,157 @@
+"""The `parley` command: serve, migrate, user, version.
+
+Each subcommand exits non-zero with a one-line reason on bad input or bad configuration.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, Literal
+
+import typer
+from pydantic import ValidationError
+from sqlalchemy.exc import SQLAlchemyError
+
+from parley import __version__
+
+cli = typer.Typer(
+    name="parley",
+    help="Parley: a self-hostable backend for AI assistants.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+user_cli = typer.Typer(help="Manage users.", no_args_is_help=True)
+cli.add_typer(user_cli, name="user")
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code=1)
+
+
+def _settings() -> "Settings":  # noqa: UP037 - imported lazily to keep `parley version` fast
+    from parley.settings import Settings
+
+    try:
+        return Settings()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        location = ".".join(str(part) for part in first.get("loc", ())) or "settings"
+        message = str(first.get("msg", "invalid")).removeprefix("Value error, ")
+        raise _fail(f"invalid configuration ({location}): {message}") from exc
+
+
+if False:  # pragma: no cover - for type checkers only
+    from parley.settings import Settings
+
+
+@cli.command()
+def version() -> None:
+    """Print Parley's version."""
+    typer.echo(__version__)
+
+
+@cli.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
+    reload: Annotated[bool, typer.Option(help="Restart on code changes (development).")] = False,
+    migrate: Annotated[
+        bool, typer.Option("--migrate/--no-migrate", help="Apply pending migrations first.")
+    ] = True,
+) -> None:
+    """Run the API server (applies pending migrations first unless --no-migrate)."""
+    import uvicorn
+
+    from parley import migrate as migrations
+
+    settings = _settings()
+    if reload and workers > 1:
+        raise _fail("--reload and --workers > 1 cannot be combined")
+    if migrate:
+        try:
+            migrations.upgrade(settings)
+        except (SQLAlchemyError, OSError) as exc:
+            raise _fail(f"cannot migrate the database: {exc.__class__.__name__}: {exc}") from exc
+    uvicorn.run(
+        "parley.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        reload=reload,
+        access_log=False,
+        proxy_headers=True,
+        log_config=None,
+    )
+
+
+@cli.command()
+def migrate(
+    action: Annotated[str, typer.Argument(help="upgrade, downgrade or current.")] = "upgrade",
+    revision: Annotated[
+        str | None,
+        typer.Argument(help="Target revision (upgrade: default head; downgrade: required)."),
+    ] = None,
+) -> None:
+    """Apply, revert or show database migrations."""
+    from alembic.util.exc import CommandError
+
+    from parley import migrate as migrations
+
+    if action not in ("upgrade", "downgrade", "current"):
+        raise _fail(f"unknown action {action!r}: use upgrade, downgrade or current")
+    settings = _settings()
+    try:
+        if action == "upgrade":
+            migrations.upgrade(settings, revision or "head")
+            typer.echo(f"database at {revision or 'head'}")
+        elif action == "downgrade":
+            if not revision:
+                raise _fail("downgrade needs a revision (for example -1 or base)")
+            migrations.downgrade(settings, revision)
+            typer.echo(f"database at {revision}")
+        else:
+            typer.echo(migrations.current(settings))
+    except CommandError as exc:
+        raise _fail(str(exc)) from exc
+    except (SQLAlchemyError, OSError) as exc:
+        raise _fail(f"database error: {exc.__class__.__name__}: {exc}") from exc
+
+
+@user_cli.command("create")
+def create_user(
+    email: Annotated[str, typer.Option(help="The new user's email.")],
+    password: Annotated[
+        str | None, typer.Option(help="The password (asked for when omitted).")
+    ] = None,
+    admin: Annotated[bool, typer.Option("--admin", help="Make the user an admin.")] = False,
+    display_name: Annotated[str | None, typer.Option(help="Display name.")] = None,
+) -> None:
+    """Create a user (an admin with --admin). Applies pending migrations first."""
+    from parley import migrate as migrations
+    from parley.accounts.admin_commands import create_user as create
+    from parley.core.errors import ParleyError
+
+    settings = _settings()
+    if password is None:
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    try:
+        migrations.upgrade(settings)
+        user = asyncio.run(
+            create(settings, email=email, password=password, admin=admin, display_name=display_name)
+        )
+    except ParleyError as exc:
+        detail = exc.details[0]["message"] if exc.details else exc.message
+        raise _fail(detail) from exc
+    except (SQLAlchemyError, OSError) as exc:
+        raise _fail(f"database error: {exc.__class__.__name__}: {exc}") from exc
+    role: Literal["admin", "user"] = "admin" if user.is_admin else "user"
+    typer.echo(f"created {role} {user.email} ({user.id})")
+
+
+def main() -> None:
+    """Entry point of the `parley` console script."""
+    cli()

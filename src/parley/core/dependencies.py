@@ -1,0 +1,81 @@
+"""Request-scoped dependencies that know no domain: settings, the database session, the rate
+limiter, the cursor codec, the client's address, and list paging parameters."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Query, Request
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from parley.core.db import Database
+from parley.core.pagination import DEFAULT_LIMIT, MAX_LIMIT, CursorCodec
+from parley.core.ratelimit import RateLimiter
+from parley.settings import Settings
+
+
+def get_settings(request: Request) -> Settings:
+    """The running app's settings."""
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_database(request: Request) -> Database:
+    """The running app's database."""
+    database: Database = request.app.state.database
+    return database
+
+
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """One session for the route; closed (and rolled back if uncommitted) before the response is
+    sent, so no connection is held while a response streams."""
+    async with get_database(request).sessionmaker() as session:
+        yield session
+
+
+def get_rate_limiter(request: Request) -> RateLimiter:
+    """The running app's rate limiter."""
+    limiter: RateLimiter = request.app.state.rate_limiter
+    return limiter
+
+
+def get_cursor_codec(request: Request) -> CursorCodec:
+    """Signs and checks list cursors."""
+    codec: CursorCodec = request.app.state.cursor_codec
+    return codec
+
+
+def get_client_ip(request: Request) -> str:
+    """The client's address (behind a proxy, run uvicorn with `--forwarded-allow-ips`)."""
+    return request.client.host if request.client else "unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class PageParams:
+    """`limit` and `cursor` of a list request."""
+
+    limit: int
+    cursor: str | None
+
+
+def get_page_params(
+    limit: Annotated[
+        int, Query(ge=1, le=MAX_LIMIT, description="Items per page (1..100).")
+    ] = DEFAULT_LIMIT,
+    cursor: Annotated[
+        str | None,
+        Query(max_length=1024, description="`next_cursor` of the previous page."),
+    ] = None,
+) -> PageParams:
+    """Paging parameters, validated."""
+    return PageParams(limit=limit, cursor=cursor or None)
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
+RateLimiterDep = Annotated[RateLimiter, Depends(get_rate_limiter)]
+CursorCodecDep = Annotated[CursorCodec, Depends(get_cursor_codec)]
+ClientIpDep = Annotated[str, Depends(get_client_ip)]
+PageDep = Annotated[PageParams, Depends(get_page_params)]

@@ -1,0 +1,241 @@
+"""Pure-ASGI middleware: request context (trace span, ids, access log, last-resort 500), security
+headers, and the request body limit.
+
+Pure ASGI rather than `BaseHTTPMiddleware`, so streaming responses pass through untouched and the
+trace context set here is the one the route sees.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from typing import Any
+
+from opentelemetry import propagate
+from opentelemetry.trace import SpanKind, Status, StatusCode
+from starlette.datastructures import MutableHeaders
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from parley.core.errors import InternalError, PayloadTooLarge
+from parley.core.logging import request_id_var
+from parley.core.responses import error_body
+from parley.core.telemetry import format_trace_id, get_tracer
+
+logger = logging.getLogger("parley.request")
+_REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9._\-]{1,128}$")
+
+
+async def _send_json(
+    send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]
+) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                *headers,
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+class RequestContextMiddleware:
+    """Outermost middleware: one server span per request, `X-Trace-Id` and `X-Request-Id` on every
+    response, an access log line, and a 500 envelope for anything unhandled.
+
+    An incoming W3C `traceparent` is honoured: the span joins that trace.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        carrier = {
+            key.decode("latin-1").lower(): value.decode("latin-1")
+            for key, value in scope.get("headers", [])
+        }
+        incoming_request_id = carrier.get("x-request-id", "")
+        request_id = (
+            incoming_request_id
+            if _REQUEST_ID_PATTERN.match(incoming_request_id)
+            else uuid.uuid4().hex
+        )
+        method = scope.get("method", "GET")
+        path = scope.get("path", "")
+        started_at = time.perf_counter()
+        state: dict[str, Any] = {"status": 500, "started": False}
+
+        with get_tracer().start_as_current_span(
+            f"{method} {path}",
+            context=propagate.extract(carrier),
+            kind=SpanKind.SERVER,
+            attributes={"http.request.method": method, "url.path": path},
+            record_exception=False,
+            set_status_on_exception=False,
+        ) as span:
+            trace_id = format_trace_id(span.get_span_context().trace_id)
+            token = request_id_var.set(request_id)
+
+            async def send_with_ids(message: Message) -> None:
+                if message["type"] == "http.response.start":
+                    state["started"] = True
+                    state["status"] = message["status"]
+                    headers = MutableHeaders(scope=message)
+                    headers["X-Trace-Id"] = trace_id
+                    headers["X-Request-Id"] = request_id
+                await send(message)
+
+            try:
+                await self.app(scope, receive, send_with_ids)
+            except Exception as exc:
+                span.record_exception(exc)
+                span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+                logger.exception("unhandled error", extra={"path": path, "method": method})
+                if not state["started"]:
+                    error = InternalError()
+                    await _send_json(
+                        send,
+                        500,
+                        error_body(error.code, error.message),
+                        [
+                            (b"x-trace-id", trace_id.encode()),
+                            (b"x-request-id", request_id.encode()),
+                        ],
+                    )
+                    state["status"] = 500
+            finally:
+                route = scope.get("route")
+                route_path = getattr(route, "path", None)
+                if route_path:
+                    span.update_name(f"{method} {route_path}")
+                    span.set_attribute("http.route", route_path)
+                span.set_attribute("http.response.status_code", state["status"])
+                if state["status"] >= 500:
+                    span.set_status(Status(StatusCode.ERROR))
+                logger.info(
+                    "%s %s %s",
+                    method,
+                    path,
+                    state["status"],
+                    extra={
+                        "status": state["status"],
+                        "duration_ms": round((time.perf_counter() - started_at) * 1000, 2),
+                    },
+                )
+                request_id_var.reset(token)
+
+
+class SecurityHeadersMiddleware:
+    """Standard security headers on every response; a strict CSP on everything but the HTML pages
+    (`/`, `/docs`, `/redoc`) that set their own needs."""
+
+    _COMMON = (
+        (b"x-content-type-options", b"nosniff"),
+        (b"x-frame-options", b"DENY"),
+        (b"referrer-policy", b"no-referrer"),
+        (b"cross-origin-opener-policy", b"same-origin"),
+        (b"permissions-policy", b"camera=(), microphone=(), geolocation=()"),
+    )
+    _API_CSP = b"default-src 'none'; frame-ancestors 'none'"
+
+    def __init__(self, app: ASGIApp, *, hsts: bool = False) -> None:
+        self.app = app
+        self.hsts = hsts
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope.get("path", "")
+        strict_csp = path.startswith(("/api", "/v1", "/health", "/mcp"))
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for key, value in self._COMMON:
+                    headers.setdefault(key.decode(), value.decode())
+                if strict_csp:
+                    headers.setdefault("content-security-policy", self._API_CSP.decode())
+                if self.hsts:
+                    headers.setdefault(
+                        "strict-transport-security", "max-age=63072000; includeSubDomains"
+                    )
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+class _BodyTooLargeError(StarletteHTTPException):
+    """Raised from `receive` once a body passes the limit.
+
+    An HTTP exception, so that the framework's body parsing passes it on as a 413 rather than
+    turning it into a 400 "error parsing the body".
+    """
+
+    def __init__(self) -> None:
+        super().__init__(status_code=413)
+
+
+class BodyLimitMiddleware:
+    """Refuses a body over `max_bytes` with 413, without reading it whole.
+
+    A `Content-Length` over the limit is refused before any byte is read; a chunked body is
+    counted as it arrives and refused as soon as it passes the limit.
+    """
+
+    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for key, value in scope.get("headers", []):
+            if key == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    declared = 0
+                if declared > self.max_bytes:
+                    await self._refuse(send)
+                    return
+        received = 0
+        started = False
+
+        async def counting_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise _BodyTooLargeError
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, counting_receive, tracking_send)
+        except _BodyTooLargeError:
+            if started:
+                raise
+            await self._refuse(send)
+
+    async def _refuse(self, send: Send) -> None:
+        error = PayloadTooLarge()
+        await _send_json(
+            send, 413, error_body(error.code, error.message), [(b"connection", b"close")]
+        )

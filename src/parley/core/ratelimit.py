@@ -1,0 +1,56 @@
+"""Rate limits over the `limits` library: in memory by default, in Redis when `REDIS_URL` is set,
+so that several workers share one limit.
+
+A moving window per key (`login:ip:127.0.0.1`, `login:email:a@b.c`, ...); an exceeded limit raises
+`RateLimited` with the seconds until the window frees a slot.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+
+from limits import RateLimitItemPerMinute
+from limits.aio.storage import MemoryStorage, RedisStorage, Storage
+from limits.aio.strategies import MovingWindowRateLimiter
+
+from parley.core.errors import RateLimited
+from parley.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+class RateLimiter:
+    """Counts hits per key and refuses those over the limit."""
+
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
+        self._limiter = MovingWindowRateLimiter(storage)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RateLimiter:
+        """Redis-backed when `REDIS_URL` is set, otherwise in this process's memory."""
+        if settings.redis_url:
+            uri = "async+" + settings.redis_url
+            storage: Storage = RedisStorage(uri, implementation="redispy", key_prefix="parley-rl")
+        else:
+            storage = MemoryStorage()
+        return cls(storage)
+
+    async def hit(self, key: str, per_minute: int, *, message: str | None = None) -> None:
+        """Count one request under `key`.
+
+        Raises:
+            RateLimited: the key is over `per_minute` requests in the last minute.
+        """
+        item = RateLimitItemPerMinute(per_minute)
+        if await self._limiter.hit(item, key):
+            return
+        stats = await self._limiter.get_window_stats(item, key)
+        retry_after = max(1, math.ceil(stats.reset_time - time.time()))
+        raise RateLimited(retry_after, message)
+
+    async def reset(self) -> None:
+        """Forget every count (tests and admin tools)."""
+        await self.storage.reset()
