@@ -1,0 +1,106 @@
+"""Database plumbing: the SQLite pragmas on the app's engine, timezone-aware UTC timestamps on both
+databases, and the refusal of naive datetimes."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+from fastapi import FastAPI
+from sqlalchemy import select, text
+from sqlalchemy.exc import StatementError
+
+from parley.accounts.models import User
+from parley.core.db import UTCDateTime, contains_pattern, new_id, utcnow
+
+
+async def test_sqlite_pragmas_are_applied_to_the_apps_engine(app: FastAPI, db_kind: str) -> None:
+    if db_kind != "sqlite":
+        pytest.skip("PRAGMAs are SQLite's; PostgreSQL enforces foreign keys and has no WAL switch")
+    async with app.state.database.engine.connect() as connection:
+        foreign_keys = (await connection.execute(text("PRAGMA foreign_keys"))).scalar_one()
+        journal_mode = (await connection.execute(text("PRAGMA journal_mode"))).scalar_one()
+        busy_timeout = (await connection.execute(text("PRAGMA busy_timeout"))).scalar_one()
+    assert foreign_keys == 1
+    assert str(journal_mode).lower() == "wal"
+    assert busy_timeout == app.state.settings.sqlite_busy_timeout_ms
+    assert busy_timeout > 0
+
+
+async def test_timestamps_come_back_aware_and_in_utc(app: FastAPI) -> None:
+    paris_summer = timezone(timedelta(hours=2))
+    written = datetime(2026, 7, 14, 12, 30, 15, 123456, tzinfo=paris_summer)
+    user_id = uuid.uuid4()
+    async with app.state.database.sessionmaker() as session:
+        session.add(
+            User(
+                id=user_id,
+                email=f"tz-{user_id.hex[:8]}@example.com",
+                display_name="tz",
+                created_at=written,
+                updated_at=written,
+            )
+        )
+        await session.commit()
+    async with app.state.database.sessionmaker() as session:
+        read = (
+            await session.execute(select(User.created_at).where(User.id == user_id))
+        ).scalar_one()
+    assert read.tzinfo is not None
+    assert read.utcoffset() == timedelta(0)
+    assert read == written
+    assert read.hour == 10
+
+
+async def test_naive_datetimes_are_refused(app: FastAPI) -> None:
+    naive = datetime(2026, 1, 1, 12, 0, 0)
+    async with app.state.database.sessionmaker() as session:
+        session.add(User(email="naive@example.com", display_name="naive", created_at=naive))
+        with pytest.raises(StatementError, match="naive datetimes are not stored"):
+            await session.flush()
+        await session.rollback()
+
+
+def test_utc_datetime_type_normalises_both_ways() -> None:
+    column_type = UTCDateTime()
+    aware = datetime(2026, 3, 1, 23, 0, tzinfo=timezone(timedelta(hours=-5)))
+    stored = column_type.process_bind_param(aware, dialect=None)  # type: ignore[arg-type]
+    assert stored == aware
+    assert stored is not None
+    assert stored.tzinfo == UTC
+    assert stored.day == 2
+    naive_from_sqlite = datetime(2026, 3, 2, 4, 0)
+    read = column_type.process_result_value(naive_from_sqlite, dialect=None)  # type: ignore[arg-type]
+    assert read == datetime(2026, 3, 2, 4, 0, tzinfo=UTC)
+    assert column_type.process_bind_param(None, dialect=None) is None  # type: ignore[arg-type]
+
+
+def test_ids_are_time_ordered_uuid7() -> None:
+    ids = [new_id() for _ in range(50)]
+    assert all(value.version == 7 for value in ids)
+    assert ids == sorted(ids)
+    assert utcnow().tzinfo == UTC
+
+
+async def test_like_pattern_takes_wildcards_literally(app: FastAPI) -> None:
+    async with app.state.database.sessionmaker() as session:
+        for name in ("50% off", "500 off", "a_b", "axb"):
+            session.add(User(email=f"{uuid.uuid4().hex[:8]}@example.com", display_name=name))
+        await session.commit()
+        found = (
+            await session.execute(
+                select(User.display_name)
+                .where(User.display_name.like(contains_pattern("0%"), escape="\\"))
+                .order_by(User.display_name)
+            )
+        ).scalars()
+        assert list(found) == ["50% off"]
+        underscore = (
+            await session.execute(
+                select(User.display_name).where(
+                    User.display_name.like(contains_pattern("_"), escape="\\")
+                )
+            )
+        ).scalars()
+        assert list(underscore) == ["a_b"]

@@ -1,0 +1,200 @@
+"""The `parley` command (CONTRACT.md section 8): version, migrate, user create, and an end-to-end
+`python -m parley serve` that creates its SQLite database, migrates it and serves the API."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+import httpx
+import pytest
+from alembic.script import ScriptDirectory
+from typer.testing import CliRunner
+
+from parley import __version__, migrate
+from parley.cli import cli
+from tests.conftest import make_settings, running_app
+from tests.subprocess_server import clean_environment, parley_serve
+
+PASSWORD = "a fine long password"
+
+
+@pytest.fixture
+def runner(fresh_database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
+    """A runner whose environment points Parley at a fresh database and a temporary data dir."""
+    monkeypatch.chdir(tmp_path)  # no stray .env
+    # Unset every Parley and OpenTelemetry variable the outer environment may carry.
+    env: dict[str, str | None] = dict.fromkeys(set(os.environ) - set(clean_environment()))
+    env.update(
+        DATABASE_URL=fresh_database_url,
+        PARLEY_DATA_DIR=str(tmp_path / "data"),
+        LOG_LEVEL="WARNING",
+    )
+    return CliRunner(env=env)
+
+
+def one_line_error(stderr: str) -> str:
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, f"expected a one-line reason, got: {stderr!r}"
+    assert lines[0].startswith("error: ")
+    assert "Traceback" not in stderr
+    return lines[0]
+
+
+def _head(url: str) -> str:
+    head = ScriptDirectory.from_config(migrate.alembic_config(url)).get_current_head()
+    assert head is not None
+    return head
+
+
+def test_version(runner: CliRunner) -> None:
+    result = runner.invoke(cli, ["version"])
+    assert result.exit_code == 0
+    assert result.stdout.strip() == __version__
+
+
+def test_no_arguments_shows_help(runner: CliRunner) -> None:
+    result = runner.invoke(cli, [])
+    assert result.exit_code != 0
+    assert "serve" in result.output
+    assert "migrate" in result.output
+
+
+def test_migrate_upgrade_current_downgrade(runner: CliRunner, fresh_database_url: str) -> None:
+    head = _head(fresh_database_url)
+
+    empty = runner.invoke(cli, ["migrate", "current"])
+    assert empty.exit_code == 0, empty.output
+    assert "no revision" in empty.stdout
+
+    upgraded = runner.invoke(cli, ["migrate", "upgrade"])
+    assert upgraded.exit_code == 0, upgraded.output
+    assert upgraded.stdout.strip() == "database at head"
+
+    current = runner.invoke(cli, ["migrate", "current"])
+    assert current.exit_code == 0, current.output
+    assert current.stdout.strip().startswith(head)
+    assert "(head)" in current.stdout
+
+    downgraded = runner.invoke(cli, ["migrate", "downgrade", "base"])
+    assert downgraded.exit_code == 0, downgraded.output
+    assert "no revision" in runner.invoke(cli, ["migrate", "current"]).stdout
+
+    default_action = runner.invoke(cli, ["migrate"])
+    assert default_action.exit_code == 0, default_action.output
+    assert runner.invoke(cli, ["migrate", "current"]).stdout.strip().startswith(head)
+
+
+def test_migrate_refuses_an_unknown_action(runner: CliRunner) -> None:
+    result = runner.invoke(cli, ["migrate", "bogus"])
+    assert result.exit_code != 0
+    assert "bogus" in one_line_error(result.stderr)
+
+
+def test_migrate_downgrade_needs_a_revision(runner: CliRunner) -> None:
+    result = runner.invoke(cli, ["migrate", "downgrade"])
+    assert result.exit_code == 1
+    assert "revision" in one_line_error(result.stderr)
+
+
+def test_migrate_refuses_an_unknown_revision(runner: CliRunner) -> None:
+    result = runner.invoke(cli, ["migrate", "upgrade", "nosuchrevision"])
+    assert result.exit_code == 1
+    assert "nosuchrevision" in one_line_error(result.stderr)
+
+
+def test_production_without_a_secret_refuses_in_one_line(runner: CliRunner) -> None:
+    result = runner.invoke(cli, ["migrate", "current"], env={"ENVIRONMENT": "production"})
+    assert result.exit_code == 1
+    assert "JWT_SECRET" in one_line_error(result.stderr)
+
+
+async def _login(database_url: str, data_dir: Path, email: str, password: str) -> httpx.Response:
+    async with running_app(make_settings(database_url, data_dir)) as (_, http):
+        return await http.post("/api/auth/login", json={"email": email, "password": password})
+
+
+def test_user_create_admin_can_log_in(
+    runner: CliRunner, fresh_database_url: str, tmp_path: Path
+) -> None:
+    result = runner.invoke(
+        cli, ["user", "create", "--email", "Root@Example.com", "--password", PASSWORD, "--admin"]
+    )
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("created admin root@example.com (")
+
+    response = asyncio.run(_login(fresh_database_url, tmp_path, "root@example.com", PASSWORD))
+    assert response.status_code == 200, response.text
+    user = response.json()["data"]["user"]
+    assert user["is_admin"] is True
+    assert user["email"] == "root@example.com"
+
+    wrong = asyncio.run(_login(fresh_database_url, tmp_path, "root@example.com", "wrong pass"))
+    assert wrong.status_code == 401
+
+
+def test_user_create_asks_for_the_password(
+    runner: CliRunner, fresh_database_url: str, tmp_path: Path
+) -> None:
+    result = runner.invoke(
+        cli, ["user", "create", "--email", "asked@example.com"], input=f"{PASSWORD}\n{PASSWORD}\n"
+    )
+    assert result.exit_code == 0, result.output
+    assert "created user asked@example.com" in result.stdout
+    assert PASSWORD not in result.output  # hidden input is not echoed
+    response = asyncio.run(_login(fresh_database_url, tmp_path, "asked@example.com", PASSWORD))
+    assert response.status_code == 200, response.text
+    assert response.json()["data"]["user"]["is_admin"] is False
+
+
+@pytest.mark.parametrize(
+    ("arguments", "reason"),
+    [
+        (["--email", "not-an-email", "--password", PASSWORD], "invalid email"),
+        (["--email", "short@example.com", "--password", "short"], "8 to 128"),
+    ],
+)
+def test_user_create_refuses_bad_input(
+    runner: CliRunner, arguments: list[str], reason: str
+) -> None:
+    result = runner.invoke(cli, ["user", "create", *arguments])
+    assert result.exit_code == 1
+    assert reason in one_line_error(result.stderr)
+
+
+def test_user_create_refuses_a_duplicate(runner: CliRunner) -> None:
+    arguments = ["user", "create", "--email", "twice@example.com", "--password", PASSWORD]
+    assert runner.invoke(cli, arguments).exit_code == 0
+    again = runner.invoke(cli, [*arguments[:3], "TWICE@example.com", *arguments[4:]])
+    assert again.exit_code == 1
+    assert "already exists" in one_line_error(again.stderr)
+
+
+def test_serve_creates_migrates_and_serves(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    env = clean_environment(PARLEY_DATA_DIR=str(data_dir), LOG_LEVEL="WARNING")
+    with parley_serve(tmp_path, env) as server:
+        docs = httpx.get(f"{server.url}/docs", timeout=10)
+        schema = httpx.get(f"{server.url}/openapi.json", timeout=10)
+        ready = httpx.get(f"{server.url}/health/ready", timeout=10)
+        registered = httpx.post(
+            f"{server.url}/api/auth/register",
+            json={"email": "smoke@example.com", "password": PASSWORD},
+            timeout=30,
+        )
+    assert docs.status_code == 200
+    assert docs.headers["content-type"].startswith("text/html")
+    assert "swagger" in docs.text.lower()
+    assert schema.status_code == 200
+    assert "/api/auth/register" in schema.json()["paths"]
+    assert ready.json()["checks"]["database"] == "ok"
+    assert registered.status_code == 201, registered.text
+    assert (data_dir / "parley.db").is_file()
+    assert (data_dir / "jwt_secret").is_file()
+
+
+def test_serve_refuses_bad_configuration_in_one_line(tmp_path: Path, runner: CliRunner) -> None:
+    result = runner.invoke(cli, ["serve", "--port", "1"], env={"ENVIRONMENT": "production"})
+    assert result.exit_code == 1
+    assert "JWT_SECRET" in one_line_error(result.stderr)

@@ -1,0 +1,106 @@
+"""Migrations on a fresh database of the current kind: up to head, down to base, up again; and no
+drift between the migrated schema and the models (what autogenerate would write is nothing)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import inspect
+from sqlalchemy.engine import Connection
+
+from parley import migrate
+from parley.core.db import build_engine
+from parley.models import Base
+from parley.settings import Settings
+
+
+def _settings(url: str, tmp_path: Path) -> Settings:
+    return Settings(_env_file=None, database_url=url, data_dir=tmp_path, jwt_secret="t" * 40)
+
+
+def _inspect(url: str, tmp_path: Path, probe: Any) -> Any:
+    """Run `probe(sync_connection)` on the database at `url`."""
+
+    async def run() -> Any:
+        engine = build_engine(_settings(url, tmp_path), url)
+        try:
+            async with engine.connect() as connection:
+                return await connection.run_sync(probe)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(run())
+
+
+def _tables(connection: Connection) -> set[str]:
+    return set(inspect(connection).get_table_names())
+
+
+def _revision(connection: Connection) -> str | None:
+    return MigrationContext.configure(connection).get_current_revision()
+
+
+def _head(url: str) -> str:
+    head = ScriptDirectory.from_config(migrate.alembic_config(url)).get_current_head()
+    assert head is not None
+    return head
+
+
+def test_upgrade_downgrade_upgrade(fresh_database_url: str, tmp_path: Path) -> None:
+    settings = _settings(fresh_database_url, tmp_path)
+    model_tables = set(Base.metadata.tables)
+    assert {"users", "api_keys", "refresh_tokens"} <= model_tables
+
+    migrate.upgrade(settings)
+    assert _inspect(fresh_database_url, tmp_path, _tables) == model_tables | {"alembic_version"}
+    assert _inspect(fresh_database_url, tmp_path, _revision) == _head(fresh_database_url)
+
+    migrate.downgrade(settings, "base")
+    assert _inspect(fresh_database_url, tmp_path, _tables) == {"alembic_version"}
+    assert _inspect(fresh_database_url, tmp_path, _revision) is None
+
+    migrate.upgrade(settings)
+    assert _inspect(fresh_database_url, tmp_path, _tables) == model_tables | {"alembic_version"}
+    assert migrate.current(settings).startswith(_head(fresh_database_url))
+
+
+def test_each_revision_goes_down_and_up_one_step(fresh_database_url: str, tmp_path: Path) -> None:
+    settings = _settings(fresh_database_url, tmp_path)
+    script = ScriptDirectory.from_config(migrate.alembic_config(fresh_database_url))
+    revisions = [revision.revision for revision in script.walk_revisions("base", "heads")]
+    assert revisions, "no migrations found"
+    migrate.upgrade(settings)
+    for expected_after_step in revisions[1:]:
+        migrate.downgrade(settings, "-1")
+        assert _inspect(fresh_database_url, tmp_path, _revision) == expected_after_step
+    migrate.downgrade(settings, "-1")
+    assert _inspect(fresh_database_url, tmp_path, _revision) is None
+    migrate.upgrade(settings)
+    assert _inspect(fresh_database_url, tmp_path, _revision) == revisions[0]
+
+
+def test_migrations_have_a_single_head(fresh_database_url: str) -> None:
+    heads = ScriptDirectory.from_config(migrate.alembic_config(fresh_database_url)).get_heads()
+    assert len(heads) == 1, f"several heads, merge them: {heads}"
+
+
+def test_no_drift_between_migrations_and_models(fresh_database_url: str, tmp_path: Path) -> None:
+    migrate.upgrade(_settings(fresh_database_url, tmp_path))
+
+    def differences(connection: Connection) -> list[Any]:
+        context = MigrationContext.configure(
+            connection,
+            opts={
+                "compare_type": True,
+                "render_as_batch": connection.dialect.name == "sqlite",
+            },
+        )
+        return list(compare_metadata(context, Base.metadata))
+
+    diff = _inspect(fresh_database_url, tmp_path, differences)
+    assert diff == [], f"the models and the migrations disagree: {diff}"
