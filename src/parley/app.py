@@ -14,10 +14,15 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from redis.asyncio import Redis
 from starlette.middleware.cors import CORSMiddleware
+from starlette.routing import Route
 
 from parley import __version__
 from parley.accounts.admin_router import admin_users_router
 from parley.accounts.router import auth_router, users_router
+from parley.assistant.event_log import EventLogs, MemoryEventLogs, RedisEventLogs
+from parley.assistant.manager import GenerationManager
+from parley.assistant.router import turns_router
+from parley.chats.router import chats_router
 from parley.core.db import Database
 from parley.core.logging import configure_logging
 from parley.core.middleware import (
@@ -31,7 +36,13 @@ from parley.core.responses import install_error_handlers
 from parley.core.security import warm_up_password_hashing
 from parley.core.telemetry import configure_tracing
 from parley.health import health_router
+from parley.llm.providers import ModelProviders, create_provider_http_client
+from parley.llm.router import admin_models_router, models_router
+from parley.llm.seeding import prepare_catalog
+from parley.mcp.endpoint import McpEndpoint
 from parley.settings import Settings
+from parley.tasks.router import tasks_router
+from parley.tools.builtin import builtin_registry
 
 
 def _operation_id(route: APIRoute) -> str:
@@ -48,8 +59,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """
     settings = settings or Settings()
     configure_logging(settings)
-    configure_tracing(settings)
+    tracer_provider = configure_tracing(settings)
     cursor_codec = CursorCodec(settings.jwt_key)  # resolves (or generates) the secret up front
+    tool_registry = builtin_registry()  # one registry: the assistant's tools and MCP's
+    mcp_endpoint = McpEndpoint(settings, tool_registry)  # MCP server at /mcp
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -59,13 +72,43 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.redis = redis
         app.state.rate_limiter = RateLimiter.from_settings(settings)
         app.state.cursor_codec = cursor_codec
+        # Model providers share one HTTP client (timeouts from settings), closed on shutdown.
+        provider_http = create_provider_http_client(settings)
+        app.state.model_providers = ModelProviders(settings, provider_http)
+        app.state.tool_registry = tool_registry
+        # Replies in progress: event logs in Redis when configured (any worker can resume).
+        event_logs: EventLogs = (
+            RedisEventLogs(redis, retention_seconds=settings.stream_retention_seconds)
+            if redis is not None
+            else MemoryEventLogs(retention_seconds=settings.stream_retention_seconds)
+        )
+        generations = GenerationManager(
+            database,
+            event_logs,
+            redis,
+            save_interval=settings.stream_save_interval_ms / 1000,
+            heartbeat_interval=settings.generation_heartbeat_seconds,
+            stale_after=settings.generation_stale_seconds,
+        )
+        app.state.generations = generations
         await anyio.to_thread.run_sync(warm_up_password_hashing)
         try:
-            yield
+            # Seed the model catalog from the configuration (models file, *_MODELS, or the
+            # providers' model lists); admins' edits are kept. Discovery failures only warn.
+            await prepare_catalog(settings, database, provider_http)
+            await generations.run_background()
+            async with mcp_endpoint.running():  # MCP sessions live as long as the app
+                yield
         finally:
+            await generations.shutdown()
+            if isinstance(event_logs, MemoryEventLogs):
+                await event_logs.aclose()
             if redis is not None:
                 await redis.aclose()
             await database.dispose()
+            await provider_http.aclose()
+            # A stop by SIGTERM runs no atexit hooks: send the batched spans now.
+            await anyio.to_thread.run_sync(tracer_provider.force_flush)
 
     app = FastAPI(
         title="Parley",
@@ -74,12 +117,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
         generate_unique_id_function=_operation_id,
         swagger_ui_parameters={"persistAuthorization": True},
+        # RequestContextMiddleware makes the one server span (X-Trace-Id); FastAPI's would be a
+        # second one, in a trace of its own.
+        telemetry={"tracing": False},
     )
     app.state.settings = settings
     install_error_handlers(app)
 
     for router in (health_router, auth_router, users_router, admin_users_router):
         app.include_router(router)
+    app.include_router(tasks_router)
+    app.include_router(chats_router)
+    app.include_router(turns_router)
+    app.include_router(models_router)  # the model catalog, and its admin edits
+    app.include_router(admin_models_router)
+    # MCP Streamable HTTP at exactly /mcp (a Mount would redirect /mcp to /mcp/).
+    app.router.routes.append(
+        Route("/mcp", endpoint=mcp_endpoint, methods=["GET", "POST", "DELETE"])
+    )
 
     # Added innermost first: requests pass RequestContext -> SecurityHeaders -> CORS -> BodyLimit.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)

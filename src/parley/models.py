@@ -1,6 +1,21 @@
 """Every table, imported in one place so that Alembic and the tests see the whole schema."""
 
 from parley.accounts.models import ApiKey, RefreshToken, User
+from parley.assistant.models import IdempotencyRecord
+from parley.chats.models import Chat, Message
 from parley.core.db import Base
+from parley.llm.models import CatalogModel
+from parley.tasks.models import Task, TaskTag
 
-__all__ = ["ApiKey", "Base", "RefreshToken", "User"]
+__all__ = [
+    "ApiKey",
+    "Base",
+    "CatalogModel",
+    "Chat",
+    "IdempotencyRecord",
+    "Message",
+    "RefreshToken",
+    "Task",
+    "TaskTag",
+    "User",
+]

@@ -16,6 +16,11 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 MIN_SECRET_LENGTH = 32
 _JWT_SECRET_FILE = "jwt_secret"
+_LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
+DEFAULT_MCP_ALLOWED_HOSTS = tuple(
+    host + suffix for host in _LOOPBACK_HOSTS for suffix in ("", ":*")
+)
+DEFAULT_MCP_ALLOWED_ORIGINS = tuple(f"http://{host}" for host in DEFAULT_MCP_ALLOWED_HOSTS)
 
 
 class SettingsError(ValueError):
@@ -61,7 +66,51 @@ class Settings(BaseSettings):
     rate_limit_login_per_minute: int = Field(default=10, ge=1)
     rate_limit_chat_per_minute: int = Field(default=30, ge=1)
 
+    # The streaming turn: steps per reply (model calls), how often a growing reply is saved, the
+    # heartbeat that tells a live reply from one whose worker died, and how long a finished
+    # reply's events stay available for resumes and idempotent retries.
+    agent_max_steps: int = Field(default=8, ge=1, le=50)
+    stream_save_interval_ms: int = Field(default=500, ge=50, le=60_000)
+    generation_heartbeat_seconds: float = Field(default=5.0, gt=0)
+    generation_stale_seconds: float = Field(default=30.0, gt=0)
+    stream_retention_seconds: int = Field(default=300, ge=1)
+
+    # MCP server (/mcp): the Host and Origin values its DNS-rebinding protection accepts
+    # (`name:*` allows any port), and whether sessions are kept in this worker's memory.
+    mcp_allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: list(DEFAULT_MCP_ALLOWED_HOSTS)
+    )
+    mcp_allowed_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: list(DEFAULT_MCP_ALLOWED_ORIGINS)
+    )
+    mcp_stateless: bool = False
+
+    # Model providers and the catalog (README "Models and providers"). A provider counts as
+    # configured when its key is set (the OpenAI-compatible one also by its base URL alone, as
+    # local servers need no key); an empty `*_MODELS` means "ask the server" at start-up.
+    openai_api_key: SecretStr | None = None
+    openai_base_url: str | None = None
+    openai_models: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    anthropic_api_key: SecretStr | None = None
+    anthropic_base_url: str | None = None
+    anthropic_models: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    gemini_api_key: SecretStr | None = None
+    gemini_base_url: str | None = None
+    gemini_models: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    models_file: Path | None = Field(default=None, validation_alias="PARLEY_MODELS_FILE")
+    default_model: str | None = None
+    offline_model_delay_ms: int = Field(default=20, ge=0, le=10_000)
+    provider_connect_timeout_seconds: float = Field(default=10.0, gt=0)
+    provider_read_timeout_seconds: float = Field(default=120.0, gt=0)
+    provider_max_retries: int = Field(default=2, ge=0, le=10)
+
     _split_origins = field_validator("cors_origins", mode="before")(_split_commas)
+    _split_model_lists = field_validator(
+        "openai_models", "anthropic_models", "gemini_models", mode="before"
+    )(_split_commas)
+    _split_mcp_lists = field_validator("mcp_allowed_hosts", "mcp_allowed_origins", mode="before")(
+        _split_commas
+    )
 
     @field_validator("log_level", mode="before")
     @classmethod

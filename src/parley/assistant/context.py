@@ -1,0 +1,162 @@
+"""What the model sees: the branch path turned into Pydantic AI messages, trimmed to fit the model's
+context window, and Parley's tools bound to the calling user.
+
+Stored parts map onto model messages as a provider expects them: a user message is a request with
+the user's text; an assistant message is one response per step (text and tool calls) followed by a
+request carrying that step's tool results. A tool call whose result was never recorded (a reply
+stopped mid-call) is left out, since providers refuse a call without its result.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic_ai.exceptions import ToolFailed
+from pydantic_ai.messages import (
+    ModelMessage,
+    ModelRequest,
+    ModelResponse,
+    TextPart,
+    ToolCallPart,
+    ToolReturnPart,
+    UserPromptPart,
+)
+from pydantic_ai.tools import Tool
+
+from parley.chats.models import Message
+from parley.tools.registry import ToolContext, ToolDefinition, ToolRegistry
+
+CHARS_PER_TOKEN = 4
+# Room left for the reply itself when trimming the context (a quarter of the window, at most this).
+MAX_REPLY_RESERVE_TOKENS = 8192
+
+
+def message_text(message: Message) -> str:
+    """The text parts of a message, joined."""
+    return "\n".join(part.get("text", "") for part in message.parts if part.get("type") == "text")
+
+
+def _assistant_messages(message: Message) -> list[ModelMessage]:
+    answered = {part["tool_call_id"] for part in message.parts if part.get("type") == "tool_result"}
+    converted: list[ModelMessage] = []
+    response: list[TextPart | ToolCallPart] = []
+    returns: list[ToolReturnPart] = []
+
+    def flush() -> None:
+        if response:
+            converted.append(ModelResponse(parts=list(response)))
+            response.clear()
+        if returns:
+            converted.append(ModelRequest(parts=list(returns)))
+            returns.clear()
+
+    for part in message.parts:
+        kind = part.get("type")
+        if kind == "text" and part.get("text"):
+            if returns:
+                flush()
+            response.append(TextPart(content=part["text"]))
+        elif kind == "tool_call" and part.get("tool_call_id") in answered:
+            if returns:
+                flush()
+            response.append(
+                ToolCallPart(
+                    tool_name=part["tool_name"],
+                    args=part.get("input") or {},
+                    tool_call_id=part["tool_call_id"],
+                )
+            )
+        elif kind == "tool_result":
+            output = part.get("output")
+            returns.append(
+                ToolReturnPart(
+                    tool_name=part.get("tool_name", ""),
+                    content=output if not part.get("is_error") else f"Error: {output}",
+                    tool_call_id=part["tool_call_id"],
+                )
+            )
+    flush()
+    return converted
+
+
+def _estimate_tokens(message: Message) -> int:
+    return len(json.dumps(message.parts, ensure_ascii=False)) // CHARS_PER_TOKEN + 4
+
+
+def trim_to_window(
+    path: Sequence[Message], *, context_window: int | None, system_prompt: str | None
+) -> list[Message]:
+    """The newest messages of `path` that fit the window, always keeping the last one (the
+    question being answered), and starting with a user message."""
+    if context_window is None or not path:
+        return list(path)
+    reserve = min(MAX_REPLY_RESERVE_TOKENS, context_window // 4)
+    budget = context_window - reserve - len(system_prompt or "") // CHARS_PER_TOKEN
+    kept: list[Message] = []
+    used = 0
+    for message in reversed(path):
+        cost = _estimate_tokens(message)
+        if kept and used + cost > budget:
+            break
+        kept.append(message)
+        used += cost
+    kept.reverse()
+    while len(kept) > 1 and kept[0].role != "user":
+        kept.pop(0)
+    return kept
+
+
+@dataclass(frozen=True, slots=True)
+class ModelContext:
+    """The history, the question, and how big they are."""
+
+    history: list[ModelMessage]
+    prompt: str
+    chars: int
+
+
+def build_context(
+    path: Sequence[Message], *, context_window: int | None, system_prompt: str | None
+) -> ModelContext:
+    """The model's view of a branch ending in the user message being answered."""
+    kept = trim_to_window(path, context_window=context_window, system_prompt=system_prompt)
+    *earlier, question = kept
+    history: list[ModelMessage] = []
+    for message in earlier:
+        if message.role == "user":
+            text = message_text(message)
+            if text:
+                history.append(ModelRequest(parts=[UserPromptPart(content=text)]))
+        elif message.role == "assistant":
+            history.extend(_assistant_messages(message))
+    chars = sum(len(json.dumps(m.parts, ensure_ascii=False)) for m in kept)
+    return ModelContext(
+        history=history, prompt=message_text(question), chars=chars + len(system_prompt or "")
+    )
+
+
+def _bind(definition: ToolDefinition[Any], context: ToolContext) -> Tool[Any]:
+    async def call(**arguments: Any) -> Any:
+        result = await definition.run(context, arguments)
+        if result.is_error:
+            raise ToolFailed(result.as_text())
+        return result.content
+
+    return Tool.from_schema(
+        call,
+        name=definition.name,
+        description=definition.description,
+        json_schema=definition.input_schema(),
+    )
+
+
+def bind_tools(registry: ToolRegistry, context: ToolContext) -> list[Tool[Any]]:
+    """Every registry tool as a Pydantic AI tool acting as `context.user`.
+
+    Arguments are validated by the registry (the one place a tool's rules live); a refusal comes
+    back to the model as a failed tool result it can read and adapt to.
+    """
+    return [_bind(definition, context) for definition in registry]

@@ -1,0 +1,400 @@
+"""A turn, orchestrated across domains: chats (the tree), llm (the model), tools (tasks), and the
+generation that streams the reply.
+
+Sending checks the chat, the rate limit and the idempotency key, commits the user message and the
+`streaming` assistant message and claims the chat's single reply slot in one transaction, then
+starts the generation, which holds no request session. Regenerating does the same without a new
+user message. Stopping and resuming act on the chat's reply in progress.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from parley.accounts.models import User
+from parley.assistant.context import bind_tools, build_context
+from parley.assistant.generation import TurnPlan
+from parley.assistant.manager import GenerationManager
+from parley.assistant.models import IdempotencyRecord
+from parley.chats import repository as chats
+from parley.chats.models import Chat, Message
+from parley.chats.schemas import MessagePublic, TurnResult
+from parley.chats.service import MESSAGE_NOT_FOUND, ChatService
+from parley.core.db import utcnow
+from parley.core.errors import Conflict, NotFound, ValidationFailed
+from parley.core.pagination import CursorCodec
+from parley.core.ratelimit import RateLimiter
+from parley.core.telemetry import traced
+from parley.llm.schemas import CatalogEntry
+from parley.llm.service import LLMService
+from parley.settings import Settings
+from parley.tools.registry import ToolContext, ToolRegistry
+
+IDEMPOTENCY_WINDOW = timedelta(hours=24)
+
+
+class ReplyInProgress(Conflict):
+    """The chat already has a reply in progress."""
+
+    default_message = "A reply is already in progress in this chat; stop it or wait for it."
+
+
+class NoActiveStream(Conflict):
+    """Stop was asked of a chat with no reply in progress."""
+
+    code = "no_active_stream"
+    default_message = "This chat has no reply in progress."
+
+
+class IdempotencyKeyReused(ValidationFailed):
+    """The same idempotency key came with a different request."""
+
+    code = "idempotency_key_reused"
+    default_message = "This Idempotency-Key was used with a different request."
+
+
+@dataclass(frozen=True, slots=True)
+class StartedTurn:
+    """A turn that was started, or found again by its idempotency key (`replayed`)."""
+
+    chat_id: uuid.UUID
+    user_message_id: uuid.UUID
+    assistant_message_id: uuid.UUID
+    replayed: bool
+
+
+def request_fingerprint(kind: str, chat_id: uuid.UUID, body: dict[str, Any]) -> str:
+    """A hash that tells whether a retried request is the same request."""
+    canonical = json.dumps(
+        {"kind": kind, "chat_id": str(chat_id), "body": body}, sort_keys=True, default=str
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+class TurnService:
+    """Sends, regenerates, stops and resumes replies, over one request session."""
+
+    def __init__(
+        self,
+        session: AsyncSession,
+        *,
+        settings: Settings,
+        manager: GenerationManager,
+        llm: LLMService,
+        registry: ToolRegistry,
+        limiter: RateLimiter,
+        codec: CursorCodec,
+    ) -> None:
+        self.session = session
+        self.settings = settings
+        self.manager = manager
+        self.llm = llm
+        self.registry = registry
+        self.limiter = limiter
+        self.codec = codec
+        self.chats = ChatService(session, codec)
+
+    # -- idempotency ------------------------------------------------------------------------
+
+    async def _replay(self, user: User, key: str | None, fingerprint: str) -> StartedTurn | None:
+        if key is None:
+            return None
+        record = await self.session.scalar(
+            select(IdempotencyRecord).where(
+                IdempotencyRecord.user_id == user.id, IdempotencyRecord.key == key
+            )
+        )
+        if record is None:
+            return None
+        if record.created_at < utcnow() - IDEMPOTENCY_WINDOW:
+            await self.session.execute(
+                delete(IdempotencyRecord).where(IdempotencyRecord.id == record.id)
+            )
+            await self.session.flush()
+            return None
+        if record.request_hash != fingerprint:
+            raise IdempotencyKeyReused()
+        return StartedTurn(
+            record.chat_id, record.user_message_id, record.assistant_message_id, replayed=True
+        )
+
+    # -- starting a turn --------------------------------------------------------------------
+
+    async def _check_rate(self, user: User) -> None:
+        await self.limiter.hit(
+            f"chat:user:{user.id}",
+            self.settings.rate_limit_chat_per_minute,
+            message="Too many messages; wait a moment.",
+        )
+
+    async def _claim_and_commit(
+        self,
+        chat: Chat,
+        assistant: Message,
+        *,
+        key: str | None,
+        fingerprint: str,
+        user_message_id: uuid.UUID,
+    ) -> StartedTurn | None:
+        """Claim the chat's reply slot and commit the turn's rows; None if a retry with the same
+        key won the race (the caller replays it)."""
+        claimed = await self.session.execute(
+            update(Chat)
+            .where(Chat.id == chat.id, Chat.active_message_id.is_(None))
+            .values(
+                active_message_id=assistant.id, current_leaf_id=assistant.id, updated_at=utcnow()
+            )
+            .execution_options(synchronize_session=False)
+        )
+        if claimed.rowcount != 1:  # type: ignore[attr-defined]
+            await self.session.rollback()
+            raise ReplyInProgress()
+        if key is not None:
+            self.session.add(
+                IdempotencyRecord(
+                    user_id=chat.user_id,
+                    key=key,
+                    request_hash=fingerprint,
+                    chat_id=chat.id,
+                    user_message_id=user_message_id,
+                    assistant_message_id=assistant.id,
+                )
+            )
+        try:
+            await self.session.commit()
+        except IntegrityError:
+            await self.session.rollback()
+            return None
+        return StartedTurn(chat.id, user_message_id, assistant.id, replayed=False)
+
+    async def _plan(
+        self,
+        user: User,
+        chat: Chat,
+        *,
+        user_message: Message,
+        assistant_id: uuid.UUID,
+        entry: CatalogEntry,
+        first_exchange: bool,
+    ) -> TurnPlan:
+        path, _ = await chats.path_to(self.session, user.id, chat.id, user_message.id, limit=None)
+        context = build_context(
+            path, context_window=entry.context_window, system_prompt=chat.system_prompt
+        )
+        tool_context = ToolContext(
+            user=user, sessionmaker=self.manager.database.sessionmaker, cursor_codec=self.codec
+        )
+        return TurnPlan(
+            chat_id=chat.id,
+            user_id=user.id,
+            user_message_id=user_message.id,
+            assistant_message_id=assistant_id,
+            model_id=entry.id,
+            model=self.llm.model_for(entry),
+            input_price_per_mtok=entry.input_price_per_mtok,
+            output_price_per_mtok=entry.output_price_per_mtok,
+            instructions=chat.system_prompt,
+            history=context.history,
+            prompt=context.prompt,
+            tools=bind_tools(self.registry, tool_context) if entry.supports_tools else [],
+            max_steps=self.settings.agent_max_steps,
+            title_from=context.prompt if first_exchange and chat.title is None else None,
+            prompt_chars=context.chars,
+        )
+
+    async def _start_reply(
+        self,
+        user: User,
+        chat: Chat,
+        user_message: Message,
+        entry: CatalogEntry,
+        *,
+        key: str | None,
+        fingerprint: str,
+        first_exchange: bool,
+    ) -> StartedTurn:
+        """Add the `streaming` assistant message answering `user_message`, claim the chat, commit,
+        and start the generation (or replay the turn a concurrent retry with the same key
+        started)."""
+        assistant = chats.add_message(
+            self.session,
+            Message(
+                chat_id=chat.id,
+                user_id=user.id,
+                parent_id=user_message.id,
+                role="assistant",
+                parts=[],
+                status="streaming",
+                model_id=entry.id,
+            ),
+        )
+        await self.session.flush()
+        plan = await self._plan(
+            user,
+            chat,
+            user_message=user_message,
+            assistant_id=assistant.id,
+            entry=entry,
+            first_exchange=first_exchange,
+        )
+        started = await self._claim_and_commit(
+            chat, assistant, key=key, fingerprint=fingerprint, user_message_id=user_message.id
+        )
+        if started is None:
+            replayed = await self._replay(user, key, fingerprint)
+            if replayed is None:  # pragma: no cover - the unique key was just found taken
+                raise ReplyInProgress()
+            return replayed
+        await self.manager.start(plan)
+        return started
+
+    @traced(name="turns.send")
+    async def send(
+        self,
+        user: User,
+        chat_id: uuid.UUID,
+        *,
+        parts: list[dict[str, Any]],
+        parent_id: uuid.UUID | None,
+        new_root: bool = False,
+        model_id: str | None,
+        idempotency_key: str | None,
+        fingerprint_body: dict[str, Any],
+    ) -> StartedTurn:
+        """Add a user message and start the reply.
+
+        Args:
+            parent_id: the message it follows (default: the chat's current leaf).
+            new_root: start a new root instead (an edit of the first message).
+        """
+        chat = await self.chats.get(user, chat_id)
+        fingerprint = request_fingerprint("send", chat_id, fingerprint_body)
+        replay = await self._replay(user, idempotency_key, fingerprint)
+        if replay is not None:
+            return replay
+        await self._check_rate(user)
+        parent = None if new_root else (parent_id or chat.current_leaf_id)
+        if parent is not None:
+            parent_message = await chats.get_message(self.session, user.id, chat.id, parent)
+            if parent_message is None:
+                raise NotFound(MESSAGE_NOT_FOUND)
+            if parent_message.role == "user":
+                raise ValidationFailed.for_field(
+                    "body.parent_id",
+                    "A message follows an assistant message; to edit a message, send with its "
+                    "parent's id.",
+                )
+        entry = await self.llm.resolve(model_id or chat.model_id)
+        text = "\n".join(part["text"] for part in parts if part.get("type") == "text")
+        user_message = chats.add_message(
+            self.session,
+            Message(
+                chat_id=chat.id,
+                user_id=user.id,
+                parent_id=parent,
+                role="user",
+                parts=parts,
+                search_text=text,
+                status="complete",
+            ),
+        )
+        await self.session.flush()
+        return await self._start_reply(
+            user,
+            chat,
+            user_message,
+            entry,
+            key=idempotency_key,
+            fingerprint=fingerprint,
+            first_exchange=parent is None,
+        )
+
+    @traced(name="turns.regenerate")
+    async def regenerate(
+        self,
+        user: User,
+        chat_id: uuid.UUID,
+        message_id: uuid.UUID,
+        *,
+        model_id: str | None,
+        idempotency_key: str | None,
+        fingerprint_body: dict[str, Any],
+    ) -> StartedTurn:
+        """A new reply: a sibling of an assistant message, or a new child of a user message."""
+        chat = await self.chats.get(user, chat_id)
+        fingerprint = request_fingerprint(f"regenerate:{message_id}", chat_id, fingerprint_body)
+        replay = await self._replay(user, idempotency_key, fingerprint)
+        if replay is not None:
+            return replay
+        await self._check_rate(user)
+        target = await chats.get_message(self.session, user.id, chat.id, message_id)
+        if target is None:
+            raise NotFound(MESSAGE_NOT_FOUND)
+        if target.role == "user":
+            user_message = target
+        elif target.role == "assistant" and target.parent_id is not None:
+            parent = await chats.get_message(self.session, user.id, chat.id, target.parent_id)
+            if parent is None or parent.role != "user":
+                raise ValidationFailed.for_field(
+                    "path.message_id", "This message does not answer a user message."
+                )
+            user_message = parent
+        else:
+            raise ValidationFailed.for_field(
+                "path.message_id", "Only user and assistant messages can be regenerated."
+            )
+        default_model = target.model_id if target.role == "assistant" else None
+        entry = await self.llm.resolve(model_id or default_model or chat.model_id)
+        return await self._start_reply(
+            user,
+            chat,
+            user_message,
+            entry,
+            key=idempotency_key,
+            fingerprint=fingerprint,
+            first_exchange=False,
+        )
+
+    # -- a turn in progress -----------------------------------------------------------------
+
+    async def active_reply(self, user: User, chat_id: uuid.UUID) -> uuid.UUID | None:
+        """The chat's reply in progress, if any (404 for another user's chat)."""
+        chat = await self.chats.get(user, chat_id)
+        return chat.active_message_id
+
+    @traced(name="turns.stop")
+    async def stop(self, user: User, chat_id: uuid.UUID) -> None:
+        """Stop the chat's reply in progress; the partial reply is kept as `cancelled`."""
+        message_id = await self.active_reply(user, chat_id)
+        if message_id is None:
+            raise NoActiveStream()
+        await self.session.commit()  # end the read transaction before waiting
+        await self.manager.stop(message_id)
+
+    async def result(self, user: User, started: StartedTurn) -> TurnResult:
+        """The turn's user and assistant messages as they are stored now."""
+        wanted = (started.user_message_id, started.assistant_message_id)
+        found = {
+            message.id: message
+            for message in (
+                await self.session.execute(
+                    chats.readable_messages(user.id, started.chat_id)
+                    .where(Message.id.in_(wanted))
+                    .execution_options(populate_existing=True)  # the generation wrote them since
+                )
+            ).scalars()
+        }
+        if len(found) != len(wanted):
+            raise NotFound(MESSAGE_NOT_FOUND)
+        messages = [found[message_id] for message_id in wanted]
+        public: list[MessagePublic] = await self.chats.public_messages(started.chat_id, messages)
+        return TurnResult(user_message=public[0], assistant_message=public[1])

@@ -1,0 +1,343 @@
+"""One reply being generated: the agent loop, its stream events, and its persistence.
+
+A `Generation` runs in a task of its own, not tied to any HTTP connection. It drives the Pydantic
+AI agent (the model streams, tools run as the calling user, results go back to the model, up to a
+step limit), turns its events into AI SDK UI message stream chunks, appends every chunk to the
+reply's event log for any number of readers, saves the growing message at a bounded rate, and at the
+end stores the final parts, status, usage and cost in one commit before the stream's last line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from pydantic_ai import Agent
+from pydantic_ai.messages import ModelMessage
+from pydantic_ai.models import Model
+from pydantic_ai.tools import Tool
+from pydantic_ai.ui.vercel_ai.response_types import (
+    AbortChunk,
+    BaseChunk,
+    DoneChunk,
+    ErrorChunk,
+    FinishChunk,
+    MessageMetadataChunk,
+)
+from pydantic_ai.usage import RunUsage, UsageLimits
+from sqlalchemy import update
+
+from parley.assistant.event_log import EventLogs
+from parley.assistant.stream import SDK_VERSION, PartsAccumulator, ReplyEventStream, ReplyFailure
+from parley.chats.models import Chat, Message
+from parley.core.db import Database, utcnow
+from parley.core.telemetry import get_tracer
+
+logger = logging.getLogger(__name__)
+CHARS_PER_TOKEN = 4
+MILLION = Decimal(1_000_000)
+
+
+@dataclass
+class TurnPlan:
+    """Everything a generation needs, prepared (and committed) by the turn flow."""
+
+    chat_id: uuid.UUID
+    user_id: uuid.UUID
+    user_message_id: uuid.UUID
+    assistant_message_id: uuid.UUID
+    model_id: str
+    model: Model
+    input_price_per_mtok: Decimal
+    output_price_per_mtok: Decimal
+    instructions: str | None
+    history: list[ModelMessage]
+    prompt: str
+    tools: list[Tool[Any]]
+    max_steps: int
+    title_from: str | None = None
+    prompt_chars: int = 0
+
+
+@dataclass
+class ReplyOutcome:
+    """How a reply ended."""
+
+    status: str
+    parts: list[dict[str, Any]]
+    input_tokens: int
+    output_tokens: int
+    cost_usd: Decimal
+    failure: ReplyFailure | None
+    time_to_first_token_ms: int | None
+    duration_ms: int
+
+
+def cost_of(plan: TurnPlan, input_tokens: int, output_tokens: int) -> Decimal:
+    """The cost in USD at the catalog prices captured when the turn started."""
+    return (
+        Decimal(input_tokens) * plan.input_price_per_mtok
+        + Decimal(output_tokens) * plan.output_price_per_mtok
+    ) / MILLION
+
+
+def title_from(text: str, limit: int = 60) -> str:
+    """A short chat title from the first message: its first line, cut at a word boundary."""
+    line = " ".join(text.strip().split())
+    if len(line) <= limit:
+        return line or "New chat"
+    cut = line[:limit].rsplit(" ", 1)[0] or line[:limit]
+    return cut.rstrip(",.;:-") + "…"
+
+
+@dataclass
+class Generation:
+    """A reply in progress. `stop()` cancels it; `done` is set once it is saved and closed."""
+
+    plan: TurnPlan
+    database: Database
+    logs: EventLogs
+    save_interval: float
+    heartbeat_interval: float
+    task: asyncio.Task[None] | None = None
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+    _handle: Any = None
+    _stop_requested: bool = False
+    _interrupted: bool = False
+    _accumulator: PartsAccumulator = field(default_factory=PartsAccumulator)
+    _version: int = 0
+
+    @property
+    def key(self) -> str:
+        """The event log's key: the assistant message id."""
+        return str(self.plan.assistant_message_id)
+
+    def stop(self, *, interrupted: bool = False) -> None:
+        """Cancel the agent run: the upstream request is closed and the partial reply kept."""
+        self._stop_requested = True
+        self._interrupted = self._interrupted or interrupted
+        if self._handle is not None:
+            self._handle.cancel()
+
+    async def run(self) -> None:
+        """Generate, stream and save the reply; never raises (failures end up on the message)."""
+        with get_tracer().start_as_current_span(
+            "assistant.generation",
+            attributes={
+                "parley.chat_id": str(self.plan.chat_id),
+                "parley.message_id": self.key,
+                "parley.model_id": self.plan.model_id,
+            },
+        ):
+            try:
+                await self._run()
+            except Exception:
+                logger.exception("generation failed", extra={"message_id": self.key})
+                await self._finish_after_crash()
+            finally:
+                self.done.set()
+
+    async def _emit(self, chunk: BaseChunk) -> None:
+        await self.logs.append(self.key, chunk.encode(SDK_VERSION))
+
+    def _usage_metadata(self, usage: RunUsage) -> MessageMetadataChunk:
+        return MessageMetadataChunk(
+            message_metadata={
+                "model_id": self.plan.model_id,
+                "usage": {
+                    "input_tokens": usage.input_tokens,
+                    "output_tokens": usage.output_tokens,
+                    "cost_usd": float(cost_of(self.plan, usage.input_tokens, usage.output_tokens)),
+                },
+            }
+        )
+
+    def _estimated(self, usage: RunUsage | None) -> RunUsage:
+        """The provider's usage, or an estimate from what was streamed when it reported none
+        (a stopped or failed reply ends before the provider's final usage report)."""
+        estimated = RunUsage()
+        if usage is not None:
+            estimated.input_tokens = usage.input_tokens
+            estimated.output_tokens = usage.output_tokens
+        if estimated.input_tokens == 0:
+            estimated.input_tokens = max(1, self.plan.prompt_chars // CHARS_PER_TOKEN)
+        if estimated.output_tokens == 0:
+            streamed = sum(
+                len(str(part.get("text") or part.get("input") or ""))
+                for part in self._accumulator.parts
+            )
+            estimated.output_tokens = (streamed + CHARS_PER_TOKEN - 1) // CHARS_PER_TOKEN
+        return estimated
+
+    async def _run(self) -> None:
+        plan = self.plan
+        started = time.monotonic()
+        first_token_ms: int | None = None
+        stream = ReplyEventStream(
+            sdk_version=SDK_VERSION,
+            server_message_id=self.key,
+            start_metadata={
+                "chat_id": str(plan.chat_id),
+                "user_message_id": str(plan.user_message_id),
+                "model_id": plan.model_id,
+            },
+        )
+        agent: Agent[None, str] = Agent(
+            plan.model, tools=plan.tools, instructions=plan.instructions
+        )
+        saver = asyncio.create_task(self._save_periodically())
+        status = "complete"
+        usage: RunUsage | None = None
+        try:
+            async with agent.run_stream_events(
+                plan.prompt,
+                message_history=plan.history,
+                usage_limits=UsageLimits(request_limit=plan.max_steps),
+            ) as events:
+                self._handle = events
+                if self._stop_requested:
+                    events.cancel()
+                async for chunk in stream.transform_stream(events):
+                    if isinstance(chunk, DoneChunk):
+                        continue  # sent after the final save
+                    if isinstance(chunk, FinishChunk | AbortChunk | ErrorChunk):
+                        usage = self._estimated(
+                            stream.result_usage if isinstance(chunk, FinishChunk) else _live(events)
+                        )
+                        await self._emit(self._usage_metadata(usage))
+                    self._accumulator.add(chunk)
+                    self._version += 1
+                    if first_token_ms is None and self._accumulator.first_token:
+                        first_token_ms = int((time.monotonic() - started) * 1000)
+                    await self._emit(chunk)
+                if stream.failure is not None:
+                    status = "error"
+                elif stream.cancelled is not None:
+                    status = "interrupted" if self._interrupted else "cancelled"
+        finally:
+            saver.cancel()
+        final_usage = usage or self._estimated(None)
+        outcome = ReplyOutcome(
+            status=status,
+            parts=self._accumulator.snapshot(),
+            input_tokens=final_usage.input_tokens,
+            output_tokens=final_usage.output_tokens,
+            cost_usd=cost_of(plan, final_usage.input_tokens, final_usage.output_tokens),
+            failure=stream.failure,
+            time_to_first_token_ms=first_token_ms,
+            duration_ms=int((time.monotonic() - started) * 1000),
+        )
+        await self._save_final(outcome)
+        await self._emit(DoneChunk())
+        await self.logs.close(self.key)
+
+    async def _save_periodically(self) -> None:
+        """Save the growing reply when it changed (at most every `save_interval`), and touch the
+        row every `heartbeat_interval` so that a live reply is never taken for a dead one."""
+        saved_version = 0
+        last_write = time.monotonic()
+        while True:
+            await asyncio.sleep(self.save_interval)
+            stale = time.monotonic() - last_write >= self.heartbeat_interval
+            if self._version == saved_version and not stale:
+                continue
+            version = self._version
+            parts = self._accumulator.snapshot()
+            try:
+                async with self.database.sessionmaker() as session:
+                    await session.execute(
+                        update(Message)
+                        .where(Message.id == self.plan.assistant_message_id)
+                        .values(
+                            parts=parts,
+                            search_text=self._accumulator.text(),
+                            updated_at=utcnow(),
+                        )
+                    )
+                    await session.commit()
+            except Exception:
+                logger.warning("could not save a reply in progress", exc_info=True)
+                continue
+            saved_version = version
+            last_write = time.monotonic()
+
+    async def _save_final(self, outcome: ReplyOutcome) -> None:
+        """The final parts, status, usage and cost, and the chat freed for its next reply, in one
+        commit."""
+        now = utcnow()
+        async with self.database.sessionmaker() as session:
+            await session.execute(
+                update(Message)
+                .where(Message.id == self.plan.assistant_message_id)
+                .values(
+                    parts=outcome.parts,
+                    search_text=self._accumulator.text(),
+                    status=outcome.status,
+                    input_tokens=outcome.input_tokens,
+                    output_tokens=outcome.output_tokens,
+                    cost_usd=outcome.cost_usd,
+                    error_code=outcome.failure.code if outcome.failure else None,
+                    error_message=outcome.failure.message if outcome.failure else None,
+                    time_to_first_token_ms=outcome.time_to_first_token_ms,
+                    duration_ms=outcome.duration_ms,
+                    updated_at=now,
+                )
+            )
+            chat_values: dict[str, Any] = {"active_message_id": None, "updated_at": now}
+            await session.execute(
+                update(Chat)
+                .where(
+                    Chat.id == self.plan.chat_id,
+                    Chat.active_message_id == self.plan.assistant_message_id,
+                )
+                .values(**chat_values)
+            )
+            if self.plan.title_from:
+                await session.execute(
+                    update(Chat)
+                    .where(Chat.id == self.plan.chat_id, Chat.title.is_(None))
+                    .values(title=title_from(self.plan.title_from))
+                )
+            await session.commit()
+
+    async def _finish_after_crash(self) -> None:
+        """Last resort after an unexpected failure of our own: keep what was streamed, as an
+        error, and end the stream so readers are not left waiting."""
+        failure = ReplyFailure("internal_error", "The reply failed unexpectedly.")
+        try:
+            await self._emit(ErrorChunk(error_text=failure.message))
+            usage = self._estimated(None)
+            await self._save_final(
+                ReplyOutcome(
+                    status="error",
+                    parts=self._accumulator.snapshot(),
+                    input_tokens=usage.input_tokens,
+                    output_tokens=usage.output_tokens,
+                    cost_usd=cost_of(self.plan, usage.input_tokens, usage.output_tokens),
+                    failure=failure,
+                    time_to_first_token_ms=None,
+                    duration_ms=0,
+                )
+            )
+        except Exception:
+            logger.exception("could not save a failed reply", extra={"message_id": self.key})
+        finally:
+            try:
+                await self._emit(DoneChunk())
+                await self.logs.close(self.key)
+            except Exception:
+                logger.exception("could not close a reply's event log")
+
+
+def _live(events: Any) -> RunUsage | None:
+    """The run's usage so far, when the run has started."""
+    try:
+        usage: RunUsage = events.usage
+    except Exception:  # the run never started (stopped before its first event)
+        return None
+    return usage

@@ -1,0 +1,210 @@
+"""The replies in progress in this process, and how to stop, follow and sweep them.
+
+Every worker keeps its own generations. Event logs are in memory, or in Redis when `REDIS_URL` is
+set, so that a resume reaching any worker can follow a reply; a stop reaching another worker is
+published on a Redis channel that every worker listens to. Replies left `streaming` by a process
+that died (no heartbeat for `GENERATION_STALE_SECONDS`) are marked `interrupted` at start-up and
+periodically after.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+from redis.asyncio import Redis
+from sqlalchemy import select, update
+
+from parley.assistant.event_log import EventLogs
+from parley.assistant.generation import Generation, TurnPlan
+from parley.chats.models import Chat, Message
+from parley.core.db import Database, utcnow
+
+logger = logging.getLogger(__name__)
+STOP_CHANNEL = "parley:stop"
+# How long a request waits for a reply running on another worker to be saved.
+FINISH_WAIT_SECONDS = 600.0
+
+
+class GenerationManager:
+    """Starts generations, stops them (here or on another worker), and follows their events."""
+
+    def __init__(
+        self,
+        database: Database,
+        logs: EventLogs,
+        redis: Redis | None,
+        *,
+        save_interval: float,
+        heartbeat_interval: float,
+        stale_after: float,
+    ) -> None:
+        self.database = database
+        self.logs = logs
+        self.redis = redis
+        self.save_interval = save_interval
+        self.heartbeat_interval = heartbeat_interval
+        self.stale_after = stale_after
+        self._by_message: dict[uuid.UUID, Generation] = {}
+        self._background: set[asyncio.Task[None]] = set()
+
+    async def start(self, plan: TurnPlan) -> Generation:
+        """Run a generation in a task of its own (the turn flow has committed its rows).
+
+        Its event log exists before this returns, so the caller can follow it at once.
+        """
+        await self.logs.open(str(plan.assistant_message_id))
+        generation = Generation(
+            plan=plan,
+            database=self.database,
+            logs=self.logs,
+            save_interval=self.save_interval,
+            heartbeat_interval=self.heartbeat_interval,
+        )
+        message_id = plan.assistant_message_id
+        self._by_message[message_id] = generation
+        generation.task = asyncio.get_running_loop().create_task(
+            generation.run(), name=f"generation-{message_id}"
+        )
+        generation.task.add_done_callback(lambda _: self._by_message.pop(message_id, None))
+        return generation
+
+    def local(self, message_id: uuid.UUID) -> Generation | None:
+        """The generation of this reply, if it runs in this process."""
+        return self._by_message.get(message_id)
+
+    async def stop(self, message_id: uuid.UUID, *, wait_seconds: float = 10.0) -> None:
+        """Stop a reply wherever it runs, and wait (boundedly) until it is saved."""
+        generation = self._by_message.get(message_id)
+        if generation is not None:
+            generation.stop()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(generation.done.wait(), wait_seconds)
+            return
+        if self.redis is not None:
+            await self.redis.publish(STOP_CHANNEL, str(message_id))
+            await self._wait_until_saved(message_id, wait_seconds)
+
+    async def wait_until_finished(self, message_id: uuid.UUID) -> None:
+        """Wait until a reply, here or on another worker, is saved in its final state."""
+        generation = self._by_message.get(message_id)
+        if generation is not None:
+            await generation.done.wait()
+            return
+        async for _ in self.follow(message_id):
+            pass
+        await self._wait_until_saved(message_id, FINISH_WAIT_SECONDS)
+
+    async def _wait_until_saved(self, message_id: uuid.UUID, wait_seconds: float) -> None:
+        deadline = asyncio.get_running_loop().time() + wait_seconds
+        while asyncio.get_running_loop().time() < deadline:
+            async with self.database.sessionmaker() as session:
+                status = await session.scalar(
+                    select(Message.status).where(Message.id == message_id)
+                )
+            if status != "streaming":
+                return
+            await asyncio.sleep(0.05)
+
+    def follow(self, message_id: uuid.UUID, after: int = 0) -> AsyncIterator[tuple[int, str]]:
+        """The reply's events after id `after`, then new ones until it ends."""
+        return self.logs.follow(str(message_id), after)
+
+    async def can_follow(self, message_id: uuid.UUID) -> bool:
+        """Whether this process can serve the reply's events."""
+        return await self.logs.exists(str(message_id))
+
+    async def sweep_interrupted(self) -> int:
+        """Mark replies with no heartbeat for `stale_after` seconds as `interrupted` and free their
+        chats. Returns how many were marked."""
+        cutoff = utcnow() - timedelta(seconds=self.stale_after)
+        async with self.database.sessionmaker() as session:
+            stale = (
+                (
+                    await session.execute(
+                        select(Message.id).where(
+                            Message.status == "streaming", Message.updated_at < cutoff
+                        )
+                    )
+                )
+                .scalars()
+                .all()
+            )
+            stale = [message_id for message_id in stale if message_id not in self._by_message]
+            if not stale:
+                return 0
+            now = utcnow()
+            await session.execute(
+                update(Message)
+                .where(Message.id.in_(stale), Message.status == "streaming")
+                .values(status="interrupted", updated_at=now)
+            )
+            await session.execute(
+                update(Chat)
+                .where(Chat.active_message_id.in_(stale))
+                .values(active_message_id=None, updated_at=now)
+            )
+            await session.commit()
+        logger.warning("marked %d interrupted replies", len(stale))
+        return len(stale)
+
+    async def run_background(self) -> None:
+        """Start the periodic sweep and, with Redis, the stop listener."""
+        await self.sweep_interrupted()
+        self._spawn(self._sweep_forever())
+        if self.redis is not None:
+            self._spawn(self._listen_for_stops())
+
+    def _spawn(self, coroutine: object) -> None:
+        task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coroutine)  # type: ignore[arg-type]
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(max(1.0, self.stale_after / 3))
+            try:
+                await self.sweep_interrupted()
+            except Exception:
+                logger.warning("the interrupted-reply sweep failed", exc_info=True)
+
+    async def _listen_for_stops(self) -> None:
+        assert self.redis is not None  # noqa: S101 - only started with Redis
+        while True:
+            try:
+                async with self.redis.pubsub() as pubsub:
+                    await pubsub.subscribe(STOP_CHANNEL)
+                    async for message in pubsub.listen():
+                        if message.get("type") != "message":
+                            continue
+                        data = message.get("data")
+                        text = data.decode() if isinstance(data, bytes) else str(data)
+                        with contextlib.suppress(ValueError):
+                            generation = self._by_message.get(uuid.UUID(text))
+                            if generation is not None:
+                                generation.stop()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.warning("the stop listener lost Redis; retrying", exc_info=True)
+                await asyncio.sleep(1.0)
+
+    async def shutdown(self, wait_seconds: float = 10.0) -> None:
+        """Stop background work and every local reply (saved as `interrupted`)."""
+        background = list(self._background)
+        for task in background:
+            task.cancel()
+        # Wait for them: a sweep cancelled mid-query must release its connection before the
+        # database is disposed.
+        await asyncio.gather(*background, return_exceptions=True)
+        generations = list(self._by_message.values())
+        for generation in generations:
+            generation.stop(interrupted=True)
+        if generations:
+            await asyncio.wait(
+                [asyncio.ensure_future(g.done.wait()) for g in generations], timeout=wait_seconds
+            )

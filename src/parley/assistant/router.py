@@ -1,0 +1,200 @@
+"""Replies over HTTP (CONTRACT.md sections 5 and 6).
+
+- `POST /api/chats/{chat_id}/messages` — send; streams the reply (or `?stream=false`: 201 with
+  both messages)
+- `POST /api/chats/{chat_id}/messages/{message_id}/regenerate` — a new reply; streams likewise
+- `POST /api/chats/{chat_id}/stop` — stop the reply in progress (204, or 409 `no_active_stream`)
+- `GET /api/chats/{chat_id}/stream` — resume the reply in progress (`Last-Event-ID`), 204 if none
+
+Errors before the first byte are ordinary enveloped errors; after it, `error` chunks.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Header, Query, Response, status
+from fastapi.responses import StreamingResponse
+
+from parley.accounts.dependencies import CurrentUser
+from parley.assistant.dependencies import GenerationManagerDep, TurnServiceDep
+from parley.assistant.flows import (
+    IdempotencyKeyReused,
+    NoActiveStream,
+    ReplyInProgress,
+    StartedTurn,
+    TurnService,
+)
+from parley.assistant.manager import GenerationManager
+from parley.assistant.replay import numbered, sse_line, stored_reply_chunks
+from parley.assistant.stream import STREAM_HEADERS
+from parley.chats.schemas import MessageCreate, RegenerateRequest, TurnResult
+from parley.core.errors import (
+    InvalidToken,
+    NotAuthenticated,
+    NotFound,
+    RateLimited,
+)
+from parley.core.responses import Envelope, error_responses, ok
+
+turns_router = APIRouter(prefix="/api/chats", tags=["messages"])
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        max_length=255,
+        description="Retries with the same key within 24 hours answer with the same turn.",
+    ),
+]
+StreamFlag = Annotated[
+    bool, Query(description="false: wait for the reply and answer 201 with both messages.")
+]
+TURN_ERRORS = (
+    NotAuthenticated,
+    InvalidToken,
+    NotFound,
+    ReplyInProgress,
+    IdempotencyKeyReused,
+    RateLimited,
+)
+STREAM_RESPONSE: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "The reply as a server-sent event stream (AI SDK UI message stream v1).",
+        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+    },
+    201: {"model": Envelope[TurnResult], "description": "With `?stream=false`: both messages."},
+}
+
+
+def _stream(events: AsyncIterator[tuple[int, str]]) -> StreamingResponse:
+    async def body() -> AsyncIterator[bytes]:
+        async for number, data in events:
+            yield sse_line(number, data)
+
+    return StreamingResponse(body(), media_type="text/event-stream", headers=STREAM_HEADERS)
+
+
+async def _answer(
+    turns: TurnService,
+    manager: GenerationManager,
+    user: Any,
+    started: StartedTurn,
+    *,
+    stream: bool,
+    response: Response,
+) -> Any:
+    if not stream:
+        await manager.wait_until_finished(started.assistant_message_id)
+        response.status_code = status.HTTP_201_CREATED
+        return ok(await turns.result(user, started))
+    if await manager.can_follow(started.assistant_message_id):
+        return _stream(manager.follow(started.assistant_message_id))
+    # A retried request whose reply is no longer in any event log: send the stored reply.
+    result = await turns.result(user, started)
+    chunks = stored_reply_chunks(result.assistant_message, str(started.user_message_id))
+    return _stream(numbered(chunks))
+
+
+@turns_router.post(
+    "/{chat_id}/messages",
+    summary="Send a message",
+    response_model=None,
+    responses={**error_responses(*TURN_ERRORS), **STREAM_RESPONSE},
+)
+async def send_message(
+    chat_id: uuid.UUID,
+    body: MessageCreate,
+    user: CurrentUser,
+    turns: TurnServiceDep,
+    manager: GenerationManagerDep,
+    response: Response,
+    idempotency_key: IdempotencyKey = None,
+    stream: StreamFlag = True,
+) -> Any:
+    """Add a user message (under `parent_id`, default the current leaf; an earlier message's id
+    starts a branch; an explicit null starts a new root) and stream the assistant's reply."""
+    started = await turns.send(
+        user,
+        chat_id,
+        parts=body.text_parts(),
+        parent_id=body.parent_id,
+        new_root="parent_id" in body.model_fields_set and body.parent_id is None,
+        model_id=body.model_id,
+        idempotency_key=idempotency_key,
+        fingerprint_body=body.model_dump(mode="json", exclude_unset=True),
+    )
+    return await _answer(turns, manager, user, started, stream=stream, response=response)
+
+
+@turns_router.post(
+    "/{chat_id}/messages/{message_id}/regenerate",
+    summary="Regenerate a reply",
+    response_model=None,
+    responses={**error_responses(*TURN_ERRORS), **STREAM_RESPONSE},
+)
+async def regenerate_message(
+    chat_id: uuid.UUID,
+    message_id: uuid.UUID,
+    user: CurrentUser,
+    turns: TurnServiceDep,
+    manager: GenerationManagerDep,
+    response: Response,
+    body: Annotated[RegenerateRequest | None, Body()] = None,
+    idempotency_key: IdempotencyKey = None,
+    stream: StreamFlag = True,
+) -> Any:
+    """A new assistant reply: a sibling of `message_id` (an assistant message) or a new child of
+    it (a user message). Streams like sending."""
+    request = body or RegenerateRequest()
+    started = await turns.regenerate(
+        user,
+        chat_id,
+        message_id,
+        model_id=request.model_id,
+        idempotency_key=idempotency_key,
+        fingerprint_body=request.model_dump(mode="json", exclude_unset=True),
+    )
+    return await _answer(turns, manager, user, started, stream=stream, response=response)
+
+
+@turns_router.post(
+    "/{chat_id}/stop",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Stop the reply in progress",
+    responses=error_responses(NotAuthenticated, InvalidToken, NotFound, NoActiveStream),
+)
+async def stop_reply(chat_id: uuid.UUID, user: CurrentUser, turns: TurnServiceDep) -> Response:
+    """Stop the chat's reply in progress; the partial reply is kept as `cancelled`."""
+    await turns.stop(user, chat_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@turns_router.get(
+    "/{chat_id}/stream",
+    summary="Resume the reply in progress",
+    response_model=None,
+    responses={
+        **error_responses(NotAuthenticated, InvalidToken, NotFound),
+        200: STREAM_RESPONSE[200],
+        204: {"description": "No reply is in progress."},
+    },
+)
+async def resume_stream(
+    chat_id: uuid.UUID,
+    user: CurrentUser,
+    turns: TurnServiceDep,
+    manager: GenerationManagerDep,
+    last_event_id: Annotated[
+        int | None,
+        Header(alias="Last-Event-ID", ge=0, description="Replay after this event id."),
+    ] = None,
+) -> Response:
+    """Replay the reply in progress from its first event, or after `Last-Event-ID`, then follow
+    it to its end."""
+    message_id = await turns.active_reply(user, chat_id)
+    if message_id is None or not await manager.can_follow(message_id):
+        return Response(status_code=status.HTTP_204_NO_CONTENT)
+    return _stream(manager.follow(message_id, last_event_id or 0))

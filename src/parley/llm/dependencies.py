@@ -1,0 +1,35 @@
+"""The catalog's services for a route: `CatalogServiceDep` (listing, admin changes) and
+`LLMServiceDep` (entries to models, for the chat engine and the gateway)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from parley.core.dependencies import CursorCodecDep, SessionDep
+from parley.llm.providers import ModelProviders
+from parley.llm.service import CatalogService, LLMService
+
+
+def get_model_providers(request: Request) -> ModelProviders:
+    """The running app's model providers (they share its HTTP client)."""
+    providers: ModelProviders = request.app.state.model_providers
+    return providers
+
+
+ModelProvidersDep = Annotated[ModelProviders, Depends(get_model_providers)]
+
+
+def get_catalog_service(session: SessionDep, codec: CursorCodecDep) -> CatalogService:
+    """Catalog use cases over the route's session."""
+    return CatalogService(session, codec)
+
+
+def get_llm_service(session: SessionDep, providers: ModelProvidersDep) -> LLMService:
+    """Entries and models over the route's session."""
+    return LLMService(session, providers)
+
+
+CatalogServiceDep = Annotated[CatalogService, Depends(get_catalog_service)]
+LLMServiceDep = Annotated[LLMService, Depends(get_llm_service)]

@@ -1,0 +1,181 @@
+"""Request and response models of the tasks API (CONTRACT.md section 4), and the field types the
+task tools reuse.
+
+Text fields refuse NUL characters (PostgreSQL cannot store them, so they are a 422 here rather
+than a failure later). Times must carry a zone and are turned into UTC.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Any, TypedDict
+
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+)
+
+from parley.accounts.schemas import RequestModel
+from parley.tasks.models import (
+    DESCRIPTION_MAX_CHARS,
+    MAX_TAGS,
+    TAG_MAX_CHARS,
+    TITLE_MAX_CHARS,
+    Priority,
+)
+
+SEARCH_MAX_CHARS = 200
+
+
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+def _in_utc(value: datetime) -> datetime:
+    try:
+        return value.astimezone(UTC)
+    except OverflowError as exc:
+        raise ValueError("is out of range") from exc
+
+
+def _distinct(values: list[str]) -> list[str]:
+    return list(dict.fromkeys(values))
+
+
+Title = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=TITLE_MAX_CHARS),
+    AfterValidator(_no_nul),
+]
+Description = Annotated[
+    str, StringConstraints(max_length=DESCRIPTION_MAX_CHARS), AfterValidator(_no_nul)
+]
+Tag = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=TAG_MAX_CHARS),
+    AfterValidator(_no_nul),
+]
+Tags = Annotated[
+    list[Tag],
+    Field(max_length=MAX_TAGS, description=f"Up to {MAX_TAGS} tags; duplicates are dropped."),
+    AfterValidator(_distinct),
+]
+SearchText = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=SEARCH_MAX_CHARS),
+    AfterValidator(_no_nul),
+]
+UtcDatetime = Annotated[AwareDatetime, AfterValidator(_in_utc)]
+
+_TITLE_DOC = f"1 to {TITLE_MAX_CHARS} characters."
+_DESCRIPTION_DOC = f"Up to {DESCRIPTION_MAX_CHARS} characters."
+_DUE_DOC = "When the task is due (RFC 3339, with a zone)."
+
+
+class TaskChanges(TypedDict, total=False):
+    """The fields an update sets; a field that is absent is left as it is."""
+
+    title: str
+    description: str | None
+    completed: bool
+    priority: Priority
+    due_at: datetime | None
+    tags: list[str]
+
+
+class TaskCreate(RequestModel):
+    """A new task."""
+
+    title: Title = Field(description=_TITLE_DOC)
+    description: Description | None = Field(default=None, description=_DESCRIPTION_DOC)
+    priority: Priority = Priority.MEDIUM
+    due_at: UtcDatetime | None = Field(default=None, description=_DUE_DOC)
+    tags: Tags = Field(default_factory=list)
+    completed: bool = False
+
+
+_NOT_NULLABLE = ("title", "completed", "priority", "tags")
+
+
+def _publish_not_nullable(schema: dict[str, Any]) -> None:
+    """Publish the fields that may be left out but not sent as null without the `null` branch
+    (and the `null` default) their Python type needs, so clients and models are not invited to
+    send a null that would be refused."""
+    properties = schema.get("properties", {})
+    for name in _NOT_NULLABLE:
+        field_schema = properties.get(name, {})
+        branches = [
+            branch for branch in field_schema.get("anyOf", []) if branch.get("type") != "null"
+        ]
+        if len(branches) == 1:
+            annotations = {
+                key: value for key, value in field_schema.items() if key not in ("anyOf", "default")
+            }
+            properties[name] = {**branches[0], **annotations}
+
+
+class TaskUpdate(RequestModel):
+    """Changes to a task: only the fields sent are changed; `description` and `due_at` may be set
+    to null to clear them."""
+
+    model_config = ConfigDict(json_schema_extra=_publish_not_nullable)
+
+    title: Title | None = Field(default=None, description=_TITLE_DOC)
+    description: Description | None = Field(default=None, description=_DESCRIPTION_DOC)
+    completed: bool | None = Field(
+        default=None, description="true records `completed_at`; false clears it."
+    )
+    priority: Priority | None = None
+    due_at: UtcDatetime | None = Field(default=None, description=_DUE_DOC)
+    tags: Tags | None = Field(default=None, description="Replaces every tag of the task.")
+
+    @field_validator(*_NOT_NULLABLE, mode="before")
+    @classmethod
+    def _refuse_null(cls, value: Any) -> Any:
+        # Runs only for fields that were sent: an absent field keeps its None default.
+        if value is None:
+            raise ValueError("may not be null")
+        return value
+
+    def changes(self) -> TaskChanges:
+        """The fields that were sent, for `TaskService.update`."""
+        changes = TaskChanges()
+        fields = self.model_fields_set
+        if "title" in fields and self.title is not None:
+            changes["title"] = self.title
+        if "description" in fields:
+            changes["description"] = self.description
+        if "completed" in fields and self.completed is not None:
+            changes["completed"] = self.completed
+        if "priority" in fields and self.priority is not None:
+            changes["priority"] = self.priority
+        if "due_at" in fields:
+            changes["due_at"] = self.due_at
+        if "tags" in fields and self.tags is not None:
+            changes["tags"] = self.tags
+        return changes
+
+
+class TaskPublic(BaseModel):
+    """A task as clients see it."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    title: str
+    description: str | None
+    completed: bool
+    completed_at: datetime | None
+    priority: Priority
+    due_at: datetime | None
+    tags: list[str]
+    created_at: datetime
+    updated_at: datetime

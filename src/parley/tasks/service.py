@@ -1,0 +1,161 @@
+"""Task use cases: create, read, list, change, complete and delete a user's tasks.
+
+Each public method is one use case and commits once at its end. A task that is not the caller's
+is `NotFound`, exactly like one that does not exist. REST routes and assistant/MCP tools both act
+through this service, so the rules hold on every surface.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from parley.accounts.models import User
+from parley.core.db import utcnow
+from parley.core.errors import NotFound
+from parley.core.pagination import CursorCodec
+from parley.core.telemetry import traced
+from parley.tasks import repository
+from parley.tasks.models import Priority, Task
+from parley.tasks.repository import TaskFilters, TaskSort
+from parley.tasks.schemas import TaskChanges
+
+__all__ = ["TaskChanges", "TaskFilters", "TaskService", "TaskSort"]
+
+
+class TaskService:
+    """A user's tasks, over one database session."""
+
+    def __init__(self, session: AsyncSession, codec: CursorCodec) -> None:
+        self.session = session
+        self.codec = codec
+
+    async def _owned(self, owner: User, task_id: uuid.UUID) -> Task:
+        task = await repository.get_task(self.session, owner.id, task_id)
+        if task is None:
+            raise NotFound("No such task.")
+        return task
+
+    @traced(name="tasks.create", skip_input=True)
+    async def create(
+        self,
+        owner: User,
+        *,
+        title: str,
+        description: str | None = None,
+        priority: Priority = Priority.MEDIUM,
+        due_at: datetime | None = None,
+        tags: Sequence[str] = (),
+        completed: bool = False,
+    ) -> Task:
+        """A new task on the owner's list."""
+        now = utcnow()
+        task = Task(
+            user_id=owner.id,
+            title=title,
+            description=description,
+            priority_rank=priority.rank,
+            due_at=due_at,
+            completed=completed,
+            completed_at=now if completed else None,
+            created_at=now,
+            updated_at=now,
+        )
+        repository.add_task(self.session, task, list(dict.fromkeys(tags)))
+        await self.session.commit()
+        return task
+
+    @traced(name="tasks.get")
+    async def get(self, owner: User, task_id: uuid.UUID) -> Task:
+        """One of the owner's tasks.
+
+        Raises:
+            NotFound: no such task, or not the owner's.
+        """
+        return await self._owned(owner, task_id)
+
+    @traced(name="tasks.list")
+    async def list(
+        self,
+        owner: User,
+        *,
+        filters: TaskFilters,
+        sort: TaskSort = TaskSort.CREATED_AT_DESC,
+        cursor: str | None = None,
+        limit: int,
+    ) -> tuple[list[Task], str | None]:
+        """A page of the owner's tasks.
+
+        Raises:
+            ValidationFailed: the cursor is invalid or belongs to another sort order.
+        """
+        return await repository.list_tasks(
+            self.session,
+            owner.id,
+            filters=filters,
+            sort=sort,
+            codec=self.codec,
+            cursor=cursor,
+            limit=limit,
+        )
+
+    @traced(name="tasks.update", skip_input=True)
+    async def update(self, owner: User, task_id: uuid.UUID, changes: TaskChanges) -> Task:
+        """Change the fields named in `changes` and leave the others.
+
+        Marking a task completed records when (once: completing it again keeps the first time);
+        marking it not completed clears that time.
+
+        Raises:
+            NotFound: no such task, or not the owner's.
+        """
+        task = await self._owned(owner, task_id)
+        if not changes:
+            return task
+        if "title" in changes:
+            task.title = changes["title"]
+        if "description" in changes:
+            task.description = changes["description"]
+        if "priority" in changes:
+            task.priority_rank = changes["priority"].rank
+        if "due_at" in changes:
+            task.due_at = changes["due_at"]
+        if "tags" in changes:
+            repository.replace_tags(task, changes["tags"])
+        if "completed" in changes:
+            self._mark(task, completed=changes["completed"])
+        # Set explicitly: a change of tags alone does not update the task's own row.
+        task.updated_at = utcnow()
+        await self.session.commit()
+        return task
+
+    @traced(name="tasks.set_completed")
+    async def set_completed(self, owner: User, task_id: uuid.UUID, *, completed: bool) -> Task:
+        """Mark a task done (or not done again).
+
+        Raises:
+            NotFound: no such task, or not the owner's.
+        """
+        return await self.update(owner, task_id, {"completed": completed})
+
+    @traced(name="tasks.delete")
+    async def delete(self, owner: User, task_id: uuid.UUID) -> None:
+        """Delete one of the owner's tasks for good.
+
+        Raises:
+            NotFound: no such task, or not the owner's.
+        """
+        task = await self._owned(owner, task_id)
+        await repository.delete_task(self.session, task)
+        await self.session.commit()
+
+    @staticmethod
+    def _mark(task: Task, *, completed: bool) -> None:
+        if completed and not task.completed:
+            task.completed_at = utcnow()
+        elif not completed:
+            task.completed_at = None
+        task.completed = completed

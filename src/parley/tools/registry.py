@@ -1,0 +1,209 @@
+"""The tool registry: one definition per tool, used by the in-chat assistant and the MCP server
+alike, so no tool is written twice.
+
+A `ToolDefinition` names a tool, describes it, gives a Pydantic model for its arguments (whose JSON
+schema is what models and MCP clients see) and an async function that acts as the calling user.
+`ToolRegistry.call` validates the arguments and runs the tool. Failures that are the caller's
+(invalid arguments, an unknown or foreign task, any 4xx-class Parley error) come back as an error
+`ToolResult` the caller can read and correct; failures of ours propagate as exceptions.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel, ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from parley.accounts.models import User
+from parley.core.errors import ParleyError
+from parley.core.pagination import CursorCodec
+from parley.core.responses import validation_details
+from parley.core.telemetry import get_tracer
+
+ArgsT = TypeVar("ArgsT", bound=BaseModel)
+ResultT = TypeVar("ResultT", bound=BaseModel)
+
+
+@dataclass(frozen=True, slots=True)
+class ToolContext:
+    """Who a tool acts for, and what it acts with.
+
+    Tools open their own short-lived database sessions (`session()`): a tool call has no request
+    session to borrow, and a long-running caller (a streaming turn, an MCP session) must not hold
+    one between calls.
+
+    Attributes:
+        user: the calling user; every tool acts as them and only on their data.
+        sessionmaker: opens database sessions.
+        cursor_codec: signs and checks list cursors.
+    """
+
+    user: User
+    sessionmaker: async_sessionmaker[AsyncSession]
+    cursor_codec: CursorCodec
+
+    def session(self) -> AsyncSession:
+        """A new database session (use as `async with context.session() as session:`)."""
+        return self.sessionmaker()
+
+
+class ToolError(Exception):
+    """A tool refused the call for the caller's reasons; the message is shown to the caller.
+
+    Attributes:
+        code: a stable snake_case code, like the REST error codes.
+        message: a sentence for the caller (a person or a model).
+    """
+
+    def __init__(self, message: str, *, code: str = "tool_error") -> None:
+        self.code = code
+        self.message = message
+        super().__init__(message)
+
+
+@dataclass(frozen=True, slots=True)
+class ToolResult:
+    """What a tool call answers: a JSON object, or an error the caller can act on.
+
+    Attributes:
+        content: the result (a JSON-able dict); for an error, `{"error": {"code", "message"}}`.
+        is_error: whether the call failed.
+    """
+
+    content: dict[str, Any]
+    is_error: bool = False
+
+    @classmethod
+    def failure(cls, code: str, message: str) -> ToolResult:
+        """An error result."""
+        return cls({"error": {"code": code, "message": message}}, is_error=True)
+
+    @property
+    def error_message(self) -> str | None:
+        """The error's message, or None for a success."""
+        if not self.is_error:
+            return None
+        return str(self.content["error"]["message"])
+
+    def as_text(self) -> str:
+        """The result as text: the JSON of a success, the message of an error."""
+        message = self.error_message
+        if message is not None:
+            return message
+        return json.dumps(self.content, ensure_ascii=False, separators=(",", ":"))
+
+
+ToolFunction = Callable[[ToolContext, ArgsT], Awaitable[BaseModel]]
+
+
+@dataclass(frozen=True, slots=True)
+class ToolDefinition(Generic[ArgsT]):
+    """One tool.
+
+    Attributes:
+        name: the name models and MCP clients call it by (`add_task`).
+        description: what it does, for a model deciding whether to call it.
+        arguments: the Pydantic model its arguments must satisfy.
+        function: acts as `context.user` and returns a Pydantic model.
+        result: the model of a successful result, published as the output schema.
+        read_only: it changes nothing.
+        destructive: it may delete or overwrite what the user has.
+        idempotent: calling it again with the same arguments changes nothing more.
+    """
+
+    name: str
+    description: str
+    arguments: type[ArgsT]
+    function: ToolFunction[ArgsT]
+    result: type[BaseModel]
+    read_only: bool = False
+    destructive: bool = False
+    idempotent: bool = False
+
+    def input_schema(self) -> dict[str, Any]:
+        """The JSON schema of the arguments."""
+        return self.arguments.model_json_schema()
+
+    def output_schema(self) -> dict[str, Any]:
+        """The JSON schema of a successful result."""
+        return self.result.model_json_schema(mode="serialization")
+
+    async def run(
+        self, context: ToolContext, raw_arguments: Mapping[str, Any] | None
+    ) -> ToolResult:
+        """Validate `raw_arguments` and run the tool as `context.user`.
+
+        Raises:
+            Exception: only failures that are not the caller's (a database outage, a bug).
+        """
+        try:
+            arguments = self.arguments.model_validate(dict(raw_arguments or {}))
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{item['field'] or 'arguments'}: {item['message']}"
+                for item in validation_details(exc.errors(include_input=False))
+            )
+            return ToolResult.failure("invalid_arguments", f"Invalid arguments: {problems}")
+        try:
+            output = await self.function(context, arguments)
+        except ToolError as exc:
+            return ToolResult.failure(exc.code, exc.message)
+        except ParleyError as exc:
+            if exc.status_code >= 500:
+                raise
+            return ToolResult.failure(exc.code, exc.message)
+        return ToolResult(output.model_dump(mode="json"))
+
+
+@dataclass(slots=True)
+class ToolRegistry:
+    """The tools one surface offers, by name."""
+
+    _tools: dict[str, ToolDefinition[Any]] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, tools: Iterable[ToolDefinition[Any]]) -> ToolRegistry:
+        """A registry holding `tools`."""
+        registry = cls()
+        for tool in tools:
+            registry.register(tool)
+        return registry
+
+    def register(self, tool: ToolDefinition[Any]) -> None:
+        """Add a tool.
+
+        Raises:
+            ValueError: a tool of that name is already registered.
+        """
+        if tool.name in self._tools:
+            raise ValueError(f"a tool named {tool.name!r} is already registered")
+        self._tools[tool.name] = tool
+
+    def get(self, name: str) -> ToolDefinition[Any] | None:
+        """The tool called `name`, if any."""
+        return self._tools.get(name)
+
+    def __iter__(self) -> Iterator[ToolDefinition[Any]]:
+        return iter(self._tools.values())
+
+    def __len__(self) -> int:
+        return len(self._tools)
+
+    async def call(
+        self, name: str, raw_arguments: Mapping[str, Any] | None, context: ToolContext
+    ) -> ToolResult:
+        """Run the tool called `name` as `context.user`; an unknown name is an error result."""
+        tool = self.get(name)
+        if tool is None:
+            return ToolResult.failure("unknown_tool", f"There is no tool named {name!r}.")
+        with get_tracer().start_as_current_span(f"tools.{name}") as span:
+            span.set_attribute("parley.tool.name", name)
+            result = await tool.run(context, raw_arguments)
+            span.set_attribute("parley.tool.is_error", result.is_error)
+            if result.is_error:
+                span.set_attribute("parley.error.code", str(result.content["error"]["code"]))
+            return result

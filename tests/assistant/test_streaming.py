@@ -1,0 +1,461 @@
+"""The streaming turn against fake upstreams: text, tools over several steps, failures before and
+during the stream, retries, timeouts, disconnect and resume, stop, and idempotent retries."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import httpx
+from fastapi import FastAPI
+
+from tests.accounts.test_auth import assert_error
+from tests.assistant.conftest import (
+    ANTHROPIC_MODEL,
+    OPENAI_MODEL,
+    FaultyOpenAI,
+    chunk_types,
+    new_chat,
+    parse_sse,
+    wait_for,
+)
+from tests.conftest import TestUser
+from tests.fakes import Reply, ToolCall
+from tests.fakes.anthropic_upstream import FakeAnthropic
+
+
+async def _messages(http: httpx.AsyncClient, user: TestUser, chat_id: str) -> list[dict]:
+    response = await http.get(f"/api/chats/{chat_id}/messages", headers=user.headers)
+    assert response.status_code == 200, response.text
+    return response.json()["data"]["items"]  # type: ignore[no-any-return]
+
+
+async def test_streams_text_and_saves_the_reply(
+    api: httpx.AsyncClient, user: TestUser, upstream: FaultyOpenAI
+) -> None:
+    upstream.script.push(Reply(text="Hello there, friend.", input_tokens=1000, output_tokens=500))
+    chat_id = await new_chat(api, user)
+    response = await api.post(
+        f"/api/chats/{chat_id}/messages", json={"content": "Hi!"}, headers=user.headers
+    )
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("text/event-stream")
+    assert response.headers["x-vercel-ai-ui-message-stream"] == "v1"
+    assert response.headers["cache-control"] == "no-cache"
+    assert len(response.headers["x-trace-id"]) == 32
+    events = parse_sse(response.text)
+    assert [event.id for event in events] == list(range(1, len(events) + 1))
+    assert events[-1].data == "[DONE]"
+    types = chunk_types(events)
+    assert types[0] == "start"
+    assert types[-1] == "finish"
+    assert "message-metadata" in types
+    start = events[0].chunk
+    assert start["messageMetadata"]["chat_id"] == chat_id
+    text = "".join(e.chunk["delta"] for e in events[:-1] if e.chunk["type"] == "text-delta")
+    assert text == "Hello there, friend."
+
+    messages = await _messages(api, user, chat_id)
+    assert [m["role"] for m in messages] == ["user", "assistant"]
+    reply = messages[1]
+    assert reply["id"] == start["messageId"]
+    assert messages[0]["id"] == start["messageMetadata"]["user_message_id"]
+    assert reply["status"] == "complete"
+    assert reply["parts"] == [{"type": "text", "text": "Hello there, friend."}]
+    assert reply["model_id"] == OPENAI_MODEL
+    assert reply["usage"]["input_tokens"] == 1000
+    assert reply["usage"]["output_tokens"] == 500
+    assert abs(reply["usage"]["cost_usd"] - (1000 * 2.0 + 500 * 8.0) / 1_000_000) < 1e-9
+    assert reply["usage"]["duration_ms"] >= 0
+    assert reply["usage"]["time_to_first_token_ms"] is not None
+    chat = (await api.get(f"/api/chats/{chat_id}", headers=user.headers)).json()["data"]
+    assert chat["current_leaf_id"] == reply["id"]
+    assert chat["title"] == "Hi!"
+    request = upstream.script.completions("/chat/completions")[0].body
+    assert request is not None
+    assert request["stream"] is True
+    assert request["messages"][-1] == {"role": "user", "content": "Hi!"}
+
+
+async def test_tool_calls_over_several_steps(
+    api: httpx.AsyncClient, user: TestUser, upstream: FaultyOpenAI
+) -> None:
+    upstream.script.push(
+        Reply(tool_calls=(ToolCall("add_task", {"title": "Buy milk"}, id="call_a"),)),
+        Reply(tool_calls=(ToolCall("list_tasks", {}, id="call_b"),)),
+        Reply(text="You have one task: Buy milk."),
+    )
+    chat_id = await new_chat(api, user, system_prompt="You manage tasks.")
+    response = await api.post(
+        f"/api/chats/{chat_id}/messages", json={"content": "Add milk"}, headers=user.headers
+    )
+    types = chunk_types(parse_sse(response.text))
+    assert types.count("start-step") == 3
+    assert types.count("tool-input-available") == 2
+    assert types.count("tool-output-available") == 2
+    tasks = (await api.get("/api/tasks", headers=user.headers)).json()["data"]["items"]
+    assert [task["title"] for task in tasks] == ["Buy milk"]
+
+    reply = (await _messages(api, user, chat_id))[-1]
+    kinds = [part["type"] for part in reply["parts"]]
+    assert kinds == ["tool_call", "tool_result", "tool_call", "tool_result", "text"]
+    assert reply["parts"][1]["output"]["title"] == "Buy milk"
+    assert reply["parts"][3]["output"]["items"][0]["title"] == "Buy milk"
+    requests = upstream.script.completions("/chat/completions")
+    assert len(requests) == 3
+    first = requests[0].body or {}
+    assert first["messages"][0]["content"] == "You manage tasks."
+    assert {tool["function"]["name"] for tool in first["tools"]} >= {"add_task", "list_tasks"}
+    last = requests[2].body or {}
+    assert [m["role"] for m in last["messages"]][-4:] == ["assistant", "tool", "assistant", "tool"]
+
+    # The next turn's context carries the earlier tool calls and their results.
+    upstream.script.push(Reply(text="Noted."))
+    await api.post(
+        f"/api/chats/{chat_id}/messages", json={"content": "Thanks"}, headers=user.headers
+    )
+    history = upstream.script.completions("/chat/completions")[-1].body or {}
+    roles = [m["role"] for m in history["messages"]]
+    assert roles == [
+        "system",
+        "user",
+        "assistant",
+        "tool",
+        "assistant",
+        "tool",
+        "assistant",
+        "user",
+    ]
+
+
+async def test_a_tool_refusal_goes_back_to_the_model(
+    api: httpx.AsyncClient, user: TestUser, upstream: FaultyOpenAI
+) -> None:
+    upstream.script.push(
+        Reply(
+            tool_calls=(ToolCall("get_task", {"task_id": "01890000-0000-7000-8000-000000000000"}),)
+        ),
+        Reply(text="That task does not exist."),
+    )
+    chat_id = await new_chat(api, user)
+    response = await api.post(
+        f"/api/chats/{chat_id}/messages", json={"content": "Show it"}, headers=user.headers
+    )
+    types = chunk_types(parse_sse(response.text))
+    assert "tool-output-error" in types
+    assert types[-1] == "finish"
+    reply = (await _messages(api, user, chat_id))[-1]
+    assert reply["status"] == "complete"
+    result = next(part for part in reply["parts"] if part["type"] == "tool_result")
+    assert result["is_error"] is True
+
+
+async def test_upstream_500_before_the_stream(
+    api: httpx.AsyncClient, user: TestUser, upstream: FaultyOpenAI
+) -> None:
+    upstream.script.push(*(Reply(status=500) for _ in range(3)))
+    chat_id = await new_chat(api, user)
+    response = await api.post(
+        f"/api/chats/{chat_id}/messages", json={"content": "Hi"}, headers=user.headers
+    )
+    assert response.status_code == 200
+    events = parse_sse(response.text)
+    error = next(e.chunk for e in events[:-1] if e.chunk["type"] == "error")
+    assert "scripted failure" not in error["errorText"]
+    assert events[-1].data == "[DONE]"
+    assert len(upstream.script.completions("/chat/completions")) == 3  # the first and 2 retries
+    reply = (await _messages(api, user, chat_id))[-1]
+    assert reply["status"] == "error"
+    assert reply["error"]["code"] in ("provider_error", "provider_unavailable")
+    # The chat is free again.
+    upstream.script.push(Reply(text="Better now."))
+    again = await api.post(
+        f"/api/chats/{chat_id}/messages", json={"content": "Again"}, headers=user.headers
+    )
+    assert chunk_types(parse_sse(again.text))[-1] == "finish"
+
+
+async def test_429_then_success_is_retried(
+    api: httpx.AsyncClient, user: TestUser, upstream: FaultyOpenAI
+) -> None:
+    upstream.script.push(Reply(status=429, error_message="slow down"), Reply(text="Made it."))
+    chat_id = await new_chat(api, user)
+    response = await api.post(
+        f"/api/chats/{chat_id}/messages", json={"content": "Hi"}, headers=user.headers
+    )
+    assert chunk_types(parse_sse(response.text))[-1] == "finish"
+    assert len(upstream.script.completions("/chat/completions")) == 2
+    reply = (await _messages(api, user, chat_id))[-1]
+    assert reply["status"] == "complete"
+    assert reply["parts"] == [{"type": "text", "text": "Made it."}]
+
+
+async def test_upstream_failure_during_the_stream_keeps_the_partial_text(
+    api: httpx.AsyncClient, user: TestUser, upstream: FaultyOpenAI
+) -> None:
+    upstream.cut_after_chunks = 4  # the role chunk and three words, then the connection drops
+    upstream.script.push(Reply(text="one two three four five six seven"))
+    chat_id = await new_chat(api, user)
+    response = await api.post(
+        f"/api/chats/{chat_id}/messages", json={"content": "Count"}, headers=user.headers
+    )
+    events = parse_sse(response.text)
+    types = chunk_types(events)
+    assert "error" in types
+    assert events[-1].data == "[DONE]"
+    reply = (await _messages(api, user, chat_id))[-1]
+    assert reply["status"] == "error"
+    assert reply["parts"] == [{"type": "text", "text": "one two three"}]
+    assert reply["error"]["code"] in ("provider_unavailable", "provider_error")
+
+
+async def test_upstream_that_never_answers_times_out(
+    api: httpx.AsyncClient, user: TestUser, upstream: FaultyOpenAI
+) -> None:
+    # No answer within the read timeout (2 s here), three times (the first try and 2 retries).
+    upstream.script.push(*(Reply(text="never", delay=30) for _ in range(3)))
+    chat_id = await new_chat(api, user)
+    started = time.monotonic()
+    response = await api.post(
+        f"/api/chats/{chat_id}/messages", json={"content": "Hi"}, headers=user.headers
+    )
+    assert time.monotonic() - started < 25
+    assert "error" in chunk_types(parse_sse(response.text))
+    reply = (await _messages(api, user, chat_id))[-1]
+    assert reply["status"] == "error"
+    assert reply["error"]["code"] == "provider_timeout"
+
+
+async def test_upstream_stalling_mid_stream_times_out_and_keeps_the_text(
+    api: httpx.AsyncClient, user: TestUser, upstream: FaultyOpenAI
+) -> None:
+    upstream.stall_after_chunks = 3  # the role chunk and two words, then silence
+    upstream.script.push(Reply(text="first second third fourth"))
+    chat_id = await new_chat(api, user)
+    response = await api.post(
+        f"/api/chats/{chat_id}/messages", json={"content": "Hi"}, headers=user.headers
+    )
+    events = parse_sse(response.text)
+    assert "error" in chunk_types(events)
+    assert events[-1].data == "[DONE]"
+    reply = (await _messages(api, user, chat_id))[-1]
+    assert reply["status"] == "error"
+    assert reply["error"]["code"] == "provider_timeout"
+    assert reply["parts"] == [{"type": "text", "text": "first second"}]
+    assert len(upstream.script.completions("/chat/completions")) == 1  # no retry mid-stream
+
+
+async def test_disconnect_then_resume_then_the_reply_is_saved(
+    api: httpx.AsyncClient, user: TestUser, upstream: FaultyOpenAI
+) -> None:
+    words = " ".join(f"w{i}" for i in range(30))
+    upstream.script.push(Reply(text=words, chunk_delay=0.02))
+    chat_id = await new_chat(api, user)
+    seen: list[str] = []
+    async with api.stream(
+        "POST", f"/api/chats/{chat_id}/messages", json={"content": "Go"}, headers=user.headers
+    ) as response:
+        async for line in response.aiter_lines():
+            if line.startswith("id: "):
+                seen.append(line[4:])
+            if len(seen) >= 5:
+                break  # the client goes away mid-reply
+    last_seen = int(seen[-1])
+    resumed = await api.get(
+        f"/api/chats/{chat_id}/stream",
+        headers={**user.headers, "Last-Event-ID": str(last_seen)},
+    )
+    if resumed.status_code == 200:
+        events = parse_sse(resumed.text)
+        assert events[0].id == last_seen + 1
+        assert events[-1].data == "[DONE]"
+    else:  # finished before the resume arrived
+        assert resumed.status_code == 204
+
+    async def saved() -> bool:
+        messages = await _messages(api, user, chat_id)
+        return messages[-1]["status"] == "complete"
+
+    await wait_for(saved)
+    reply = (await _messages(api, user, chat_id))[-1]
+    assert reply["parts"] == [{"type": "text", "text": words}]
+    done = await api.get(f"/api/chats/{chat_id}/stream", headers=user.headers)
+    assert done.status_code == 204
+
+
+async def test_resume_replays_from_the_start(
+    api: httpx.AsyncClient, user: TestUser, upstream: FaultyOpenAI
+) -> None:
+    upstream.script.push(Reply(text="a b c d e f g h", chunk_delay=0.05))
+    chat_id = await new_chat(api, user)
+    first = asyncio.create_task(
+        api.post(f"/api/chats/{chat_id}/messages", json={"content": "Go"}, headers=user.headers)
+    )
+
+    async def in_progress() -> httpx.Response | None:
+        response = await api.get(f"/api/chats/{chat_id}/stream", headers=user.headers)
+        return response if response.status_code == 200 else None
+
+    resumed = await wait_for(in_progress)
+    original = await first
+    assert parse_sse(resumed.text) == parse_sse(original.text)
+
+
+async def test_stop_closes_the_upstream_and_keeps_the_partial_reply(
+    api: httpx.AsyncClient, user: TestUser, upstream: FaultyOpenAI
+) -> None:
+    upstream.script.push(Reply(text=" ".join(["word"] * 400), chunk_delay=0.02))
+    chat_id = await new_chat(api, user)
+    stream_task = asyncio.create_task(
+        api.post(f"/api/chats/{chat_id}/messages", json={"content": "Go"}, headers=user.headers)
+    )
+
+    async def some_text() -> bool:
+        messages = await _messages(api, user, chat_id)
+        parts = messages[-1]["parts"] if len(messages) == 2 else []
+        return bool(parts)
+
+    await wait_for(some_text)
+    stopped_at = time.monotonic()
+    stop = await api.post(f"/api/chats/{chat_id}/stop", headers=user.headers)
+    assert stop.status_code == 204
+    await wait_for(lambda: asyncio.sleep(0, upstream.hung_up_at), within=5)
+    assert upstream.hung_up_at[0] - stopped_at < 1.0
+    assert upstream.finished_at == []
+
+    response = await stream_task
+    events = parse_sse(response.text)
+    types = chunk_types(events)
+    assert "abort" in types
+    assert "finish" not in types
+    assert events[-1].data == "[DONE]"
+    reply = (await _messages(api, user, chat_id))[-1]
+    assert reply["status"] == "cancelled"
+    text = reply["parts"][0]["text"]
+    assert 0 < len(text.split()) < 400
+    assert reply["usage"]["output_tokens"] > 0
+    again = await api.post(f"/api/chats/{chat_id}/stop", headers=user.headers)
+    assert_error(again, 409, "no_active_stream")
+
+
+async def test_one_reply_at_a_time_per_chat(
+    api: httpx.AsyncClient, user: TestUser, upstream: FaultyOpenAI
+) -> None:
+    upstream.script.push(Reply(text=" ".join(["x"] * 50), chunk_delay=0.02))
+    chat_id = await new_chat(api, user)
+    first = asyncio.create_task(
+        api.post(f"/api/chats/{chat_id}/messages", json={"content": "One"}, headers=user.headers)
+    )
+
+    async def busy() -> bool:
+        chat = (await api.get(f"/api/chats/{chat_id}", headers=user.headers)).json()["data"]
+        return chat["current_leaf_id"] is not None
+
+    await wait_for(busy)
+    second = await api.post(
+        f"/api/chats/{chat_id}/messages", json={"content": "Two"}, headers=user.headers
+    )
+    assert_error(second, 409, "conflict")
+    await first
+    messages = await _messages(api, user, chat_id)
+    assert [m["parts"][0]["text"] for m in messages if m["role"] == "user"] == ["One"]
+
+
+async def test_idempotent_retry_makes_one_message_and_one_upstream_call(
+    api: httpx.AsyncClient, user: TestUser, upstream: FaultyOpenAI
+) -> None:
+    upstream.script.push(Reply(text="Only once."))
+    chat_id = await new_chat(api, user)
+    headers = {**user.headers, "Idempotency-Key": "send-1"}
+    first = await api.post(
+        f"/api/chats/{chat_id}/messages", json={"content": "Hello"}, headers=headers
+    )
+    retry = await api.post(
+        f"/api/chats/{chat_id}/messages", json={"content": "Hello"}, headers=headers
+    )
+    assert retry.status_code == 200
+    first_events, retry_events = parse_sse(first.text), parse_sse(retry.text)
+    assert retry_events[0].chunk["messageId"] == first_events[0].chunk["messageId"]
+    assert chunk_types(retry_events)[-1] == "finish"
+    as_json = await api.post(
+        f"/api/chats/{chat_id}/messages?stream=false", json={"content": "Hello"}, headers=headers
+    )
+    assert as_json.status_code == 201
+    assert as_json.json()["data"]["assistant_message"]["id"] == first_events[0].chunk["messageId"]
+    assert len(upstream.script.completions("/chat/completions")) == 1
+    messages = await _messages(api, user, chat_id)
+    assert len(messages) == 2
+
+    reused = await api.post(
+        f"/api/chats/{chat_id}/messages", json={"content": "Different"}, headers=headers
+    )
+    assert_error(reused, 422, "idempotency_key_reused")
+    too_long = await api.post(
+        f"/api/chats/{chat_id}/messages",
+        json={"content": "x"},
+        headers={**user.headers, "Idempotency-Key": "k" * 256},
+    )
+    assert_error(too_long, 422, "validation_error")
+
+
+async def test_stream_false_answers_with_both_messages(
+    api: httpx.AsyncClient, user: TestUser, upstream: FaultyOpenAI
+) -> None:
+    upstream.script.push(Reply(text="Plain answer."))
+    chat_id = await new_chat(api, user)
+    response = await api.post(
+        f"/api/chats/{chat_id}/messages?stream=false",
+        json={"parts": [{"type": "text", "text": "Question?"}]},
+        headers=user.headers,
+    )
+    assert response.status_code == 201, response.text
+    data = response.json()["data"]
+    assert data["user_message"]["parts"] == [{"type": "text", "text": "Question?"}]
+    assert data["assistant_message"]["status"] == "complete"
+    assert data["assistant_message"]["parts"] == [{"type": "text", "text": "Plain answer."}]
+
+
+async def test_anthropic_upstream_streams_and_calls_tools(
+    api: httpx.AsyncClient, user: TestUser, anthropic_upstream: FakeAnthropic
+) -> None:
+    anthropic_upstream.script.push(
+        Reply(tool_calls=(ToolCall("add_task", {"title": "Call mum"}, id="toolu_1"),)),
+        Reply(text="Added it."),
+    )
+    chat_id = await new_chat(api, user, model_id=ANTHROPIC_MODEL)
+    response = await api.post(
+        f"/api/chats/{chat_id}/messages", json={"content": "Remind me"}, headers=user.headers
+    )
+    types = chunk_types(parse_sse(response.text))
+    assert "tool-output-available" in types
+    assert types[-1] == "finish"
+    reply = (await _messages(api, user, chat_id))[-1]
+    assert reply["model_id"] == ANTHROPIC_MODEL
+    assert reply["parts"][-1] == {"type": "text", "text": "Added it."}
+    assert len(anthropic_upstream.script.completions("/v1/messages")) == 2
+
+
+async def test_bad_sends_are_enveloped_errors(
+    api: httpx.AsyncClient, user: TestUser, upstream: FaultyOpenAI, upstream_app: FastAPI
+) -> None:
+    chat_id = await new_chat(api, user)
+    url = f"/api/chats/{chat_id}/messages"
+    for body in (
+        {},
+        {"content": ""},
+        {"content": "a", "parts": [{"type": "text", "text": "b"}]},
+        {"parts": [{"type": "tool_call", "tool_call_id": "x", "tool_name": "y", "input": {}}]},
+        {"content": "nul \u0000"},
+        {"content": "hi", "model_id": "nope:none"},
+        {"content": "hi", "role": "assistant"},
+    ):
+        response = await api.post(url, json=body, headers=user.headers)
+        assert_error(response, 422, "validation_error")
+    unknown_parent = await api.post(
+        url,
+        json={"content": "hi", "parent_id": "01890000-0000-7000-8000-000000000000"},
+        headers=user.headers,
+    )
+    assert_error(unknown_parent, 404, "not_found")
+    assert upstream.script.requests == []
+    assert await _messages(api, user, chat_id) == []

@@ -1,0 +1,140 @@
+"""Fake LLM provider servers for tests: real HTTP servers on loopback speaking the providers' wire
+formats (OpenAI chat completions, Anthropic messages), scripted reply by reply.
+
+`Reply` says what the next request gets (text, tool calls, an error status, delays); a fake records
+every request it sees. `serve(app)` runs any ASGI app with uvicorn in a thread on a free port.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import uvicorn
+from starlette.types import ASGIApp
+
+START_TIMEOUT_SECONDS = 20.0
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """A tool call the fake model makes."""
+
+    name: str
+    arguments: dict[str, Any]
+    id: str | None = None
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What the fake answers to one request.
+
+    Attributes:
+        text: the assistant's text (streamed word by word when the request streams).
+        tool_calls: tool calls after the text.
+        status: an HTTP status; anything but 200 answers `error_message` in the provider's format.
+        error_message: the error's message.
+        delay: seconds to wait before answering at all.
+        chunk_delay: seconds between streamed chunks.
+        input_tokens / output_tokens: the usage reported.
+    """
+
+    text: str | None = None
+    tool_calls: tuple[ToolCall, ...] = ()
+    status: int = 200
+    error_message: str = "scripted failure"
+    delay: float = 0.0
+    chunk_delay: float = 0.0
+    input_tokens: int = 11
+    output_tokens: int = 7
+
+
+@dataclass
+class RecordedRequest:
+    """One request the fake received."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: dict[str, Any] | None
+
+
+@dataclass
+class Script:
+    """Replies waiting to be sent, and the requests seen; a request with no reply scripted gets
+    `default`."""
+
+    default: Reply = field(default_factory=lambda: Reply(text="Hello from the fake upstream."))
+    replies: deque[Reply] = field(default_factory=deque)
+    requests: list[RecordedRequest] = field(default_factory=list)
+
+    def push(self, *replies: Reply) -> None:
+        """Queue replies, answered in order."""
+        self.replies.extend(replies)
+
+    def next_reply(self) -> Reply:
+        """The reply for the request being answered."""
+        return self.replies.popleft() if self.replies else self.default
+
+    def reset(self) -> None:
+        """Forget queued replies and recorded requests."""
+        self.replies.clear()
+        self.requests.clear()
+
+    def completions(self, path_suffix: str) -> list[RecordedRequest]:
+        """The recorded requests whose path ends with `path_suffix`."""
+        return [request for request in self.requests if request.path.endswith(path_suffix)]
+
+
+def words(text: str) -> list[str]:
+    """`text` in streamable pieces: each word with the space before it."""
+    pieces = text.split(" ")
+    return [pieces[0]] + [" " + piece for piece in pieces[1:]]
+
+
+def free_port() -> int:
+    """A free TCP port on loopback."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class ServerThread:
+    """An ASGI app served by uvicorn in a thread; `url` is its origin."""
+
+    url: str
+    server: uvicorn.Server
+    thread: threading.Thread
+
+    def stop(self) -> None:
+        """Stop the server and wait for its thread."""
+        self.server.should_exit = True
+        self.thread.join(timeout=15)
+
+
+def serve(app: ASGIApp) -> ServerThread:
+    """Serve `app` on a free loopback port until `stop()`."""
+    port = free_port()
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_config=None,
+        access_log=False,
+        lifespan="off",
+        ws="none",
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name=f"fake-upstream-{port}", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + START_TIMEOUT_SECONDS
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("the fake upstream did not start")
+        time.sleep(0.01)
+    return ServerThread(f"http://127.0.0.1:{port}", server, thread)

@@ -1,0 +1,202 @@
+"""The `/mcp` endpoint over raw HTTP: authentication (401 with `WWW-Authenticate`), the Host and
+Origin checks (the allowlists come from settings), and sessions that belong to the user who
+opened them."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.accounts.test_auth import assert_error
+from tests.conftest import (
+    LiveServer,
+    TestUser,
+    make_settings,
+    start_live_server,
+    stop_live_server,
+)
+from tests.mcp.conftest import (
+    INITIALIZE,
+    ApiKeyFactory,
+    open_session,
+    rpc,
+    rpc_headers,
+    rpc_result,
+)
+
+LIST_TOOLS = rpc("tools/list", request_id=2)
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(timeout=30) as client:
+        yield client
+
+
+@pytest.mark.parametrize(
+    ("authorization", "code"),
+    [
+        (None, "not_authenticated"),
+        ("Bearer", "not_authenticated"),
+        ("Basic dXNlcjpwYXNz", "not_authenticated"),
+        ("Bearer not-a-token", "invalid_token"),
+        ("Bearer pk_" + "A" * 40, "invalid_token"),
+    ],
+)
+@pytest.mark.parametrize("method", ["POST", "GET", "DELETE"])
+async def test_missing_or_bad_credentials_are_401(
+    http: httpx.AsyncClient, mcp_url: str, authorization: str | None, code: str, method: str
+) -> None:
+    headers = rpc_headers(None)
+    if authorization is not None:
+        headers["Authorization"] = authorization
+    response = await http.request(
+        method, mcp_url, json=INITIALIZE if method == "POST" else None, headers=headers
+    )
+    assert_error(response, 401, code)
+
+
+async def test_a_revoked_key_stops_working_at_once(
+    http: httpx.AsyncClient,
+    mcp_url: str,
+    user: TestUser,
+    make_api_key: ApiKeyFactory,
+    client: httpx.AsyncClient,
+) -> None:
+    key = await make_api_key(user)
+    session_id = await open_session(http, mcp_url, key)
+    listed = await http.post(mcp_url, json=LIST_TOOLS, headers=rpc_headers(key, session_id))
+    assert listed.status_code == 200
+    keys = await client.get("/api/users/me/api-keys", headers=user.headers)
+    key_id = keys.json()["data"]["items"][0]["id"]
+    await client.delete(f"/api/users/me/api-keys/{key_id}", headers=user.headers)
+    refused = await http.post(mcp_url, json=LIST_TOOLS, headers=rpc_headers(key, session_id))
+    assert_error(refused, 401, "invalid_token")
+
+
+async def test_responses_carry_the_trace_id(
+    http: httpx.AsyncClient, mcp_url: str, user: TestUser
+) -> None:
+    response = await http.post(mcp_url, json=INITIALIZE, headers=rpc_headers(user.access_token))
+    assert response.status_code == 200
+    assert len(response.headers["x-trace-id"]) == 32
+    assert rpc_result(response)["result"]["capabilities"]["tools"] is not None
+
+
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [
+        ({"Host": "evil.example"}, 421),
+        ({"Host": "evil.example:8000"}, 421),
+        ({"Origin": "http://evil.example"}, 403),
+        ({"Origin": "https://localhost:3000"}, 403),
+        ({"Origin": "http://localhost:3000"}, 200),
+        ({"Origin": "http://127.0.0.1:6274"}, 200),
+    ],
+)
+async def test_host_and_origin_are_checked(
+    http: httpx.AsyncClient, mcp_url: str, user: TestUser, headers: dict[str, str], status: int
+) -> None:
+    response = await http.post(
+        mcp_url, json=INITIALIZE, headers=rpc_headers(user.access_token, **headers)
+    )
+    assert response.status_code == status, response.text
+
+
+async def test_a_bad_host_is_refused_before_authentication(
+    http: httpx.AsyncClient, mcp_url: str
+) -> None:
+    response = await http.post(
+        mcp_url, json=INITIALIZE, headers=rpc_headers(None, Host="evil.example")
+    )
+    assert response.status_code == 421
+
+
+@pytest.fixture(scope="module")
+def public_server(
+    database_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LiveServer]:
+    """A server configured for a public name, as behind a reverse proxy."""
+    data_dir: Path = tmp_path_factory.mktemp("public")
+    settings = make_settings(
+        database_url,
+        data_dir,
+        mcp_allowed_hosts="parley.example.com",
+        mcp_allowed_origins="https://app.example.com",
+    )
+    live = start_live_server(settings)
+    try:
+        yield live
+    finally:
+        stop_live_server(live)
+
+
+async def test_allowlists_come_from_settings(
+    http: httpx.AsyncClient, public_server: LiveServer, user: TestUser
+) -> None:
+    url = f"{public_server.url}/mcp"
+    token = user.access_token
+    loopback = await http.post(url, json=INITIALIZE, headers=rpc_headers(token))
+    assert loopback.status_code == 421
+    named = await http.post(
+        url, json=INITIALIZE, headers=rpc_headers(token, Host="parley.example.com")
+    )
+    assert named.status_code == 200, named.text
+    allowed = await http.post(
+        url,
+        json=INITIALIZE,
+        headers=rpc_headers(token, Host="parley.example.com", Origin="https://app.example.com"),
+    )
+    assert allowed.status_code == 200, allowed.text
+    foreign = await http.post(
+        url,
+        json=INITIALIZE,
+        headers=rpc_headers(token, Host="parley.example.com", Origin="http://localhost:3000"),
+    )
+    assert foreign.status_code == 403
+
+
+async def test_a_session_belongs_to_the_user_who_opened_it(
+    http: httpx.AsyncClient,
+    mcp_url: str,
+    user: TestUser,
+    other_user: TestUser,
+    make_api_key: ApiKeyFactory,
+) -> None:
+    session_id = await open_session(http, mcp_url, user.access_token)
+
+    for intruder_token in (other_user.access_token, await make_api_key(other_user)):
+        hijack = await http.post(
+            mcp_url, json=LIST_TOOLS, headers=rpc_headers(intruder_token, session_id)
+        )
+        assert hijack.status_code == 404, hijack.text
+        stream = await http.get(mcp_url, headers=rpc_headers(intruder_token, session_id))
+        assert stream.status_code == 404
+        ended = await http.delete(mcp_url, headers=rpc_headers(intruder_token, session_id))
+        assert ended.status_code == 404
+
+    # The owner, with any of their credentials, still has the session.
+    for owner_token in (user.access_token, await make_api_key(user)):
+        listed = await http.post(
+            mcp_url, json=LIST_TOOLS, headers=rpc_headers(owner_token, session_id)
+        )
+        assert listed.status_code == 200, listed.text
+        assert len(rpc_result(listed)["result"]["tools"]) == 6
+    ended = await http.delete(mcp_url, headers=rpc_headers(user.access_token, session_id))
+    assert ended.status_code == 200
+    gone = await http.post(
+        mcp_url, json=LIST_TOOLS, headers=rpc_headers(user.access_token, session_id)
+    )
+    assert gone.status_code == 404
+
+
+async def test_an_unknown_session_id_is_404(
+    http: httpx.AsyncClient, mcp_url: str, user: TestUser
+) -> None:
+    response = await http.post(
+        mcp_url, json=LIST_TOOLS, headers=rpc_headers(user.access_token, "0" * 32)
+    )
+    assert response.status_code == 404
