@@ -70,7 +70,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
         app.state.database = database
         app.state.redis = redis
-        app.state.rate_limiter = RateLimiter.from_settings(settings)
+        app.state.rate_limiter = RateLimiter.from_settings(settings, redis)
         app.state.cursor_codec = cursor_codec
         # Model providers share one HTTP client (timeouts from settings), closed on shutdown.
         provider_http = create_provider_http_client(settings)

@@ -20,7 +20,13 @@ from parley.app import create_app
 from parley.llm.catalog_config import load_models_file, plan_catalog
 from parley.llm.seeding import seed_catalog
 from parley.settings import Settings
-from tests.conftest import TestUser, make_settings
+from tests.conftest import (
+    LiveServer,
+    TestUser,
+    make_settings,
+    start_live_server,
+    stop_live_server,
+)
 from tests.fakes import Reply, Script, serve
 from tests.fakes.anthropic_upstream import FakeAnthropic
 from tests.fakes.openai_upstream import FakeOpenAI
@@ -124,6 +130,22 @@ async def upstream_app(
     application = create_app(settings)
     async with application.router.lifespan_context(application):
         yield application
+
+
+@pytest.fixture(scope="session")
+def upstream_live(
+    database_url: str,
+    tmp_path_factory: pytest.TempPathFactory,
+    fake_upstreams: tuple[FaultyOpenAI, FakeAnthropic],
+) -> Iterator[LiveServer]:
+    """The same configuration served by a real uvicorn server, for tests that need a real
+    connection (an ASGI test transport buffers whole responses, so it cannot hang up midway)."""
+    settings = upstream_settings(database_url, tmp_path_factory.mktemp("live"), fake_upstreams)
+    live = start_live_server(settings)
+    try:
+        yield live
+    finally:
+        stop_live_server(live)
 
 
 @pytest.fixture

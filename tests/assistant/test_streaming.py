@@ -19,7 +19,7 @@ from tests.assistant.conftest import (
     parse_sse,
     wait_for,
 )
-from tests.conftest import TestUser
+from tests.conftest import LiveServer, TestUser
 from tests.fakes import Reply, ToolCall
 from tests.fakes.anthropic_upstream import FakeAnthropic
 
@@ -246,41 +246,38 @@ async def test_upstream_stalling_mid_stream_times_out_and_keeps_the_text(
 
 
 async def test_disconnect_then_resume_then_the_reply_is_saved(
-    api: httpx.AsyncClient, user: TestUser, upstream: FaultyOpenAI
+    upstream_live: LiveServer, user: TestUser, upstream: FaultyOpenAI
 ) -> None:
-    words = " ".join(f"w{i}" for i in range(30))
-    upstream.script.push(Reply(text=words, chunk_delay=0.02))
-    chat_id = await new_chat(api, user)
-    seen: list[str] = []
-    async with api.stream(
-        "POST", f"/api/chats/{chat_id}/messages", json={"content": "Go"}, headers=user.headers
-    ) as response:
-        async for line in response.aiter_lines():
-            if line.startswith("id: "):
-                seen.append(line[4:])
-            if len(seen) >= 5:
-                break  # the client goes away mid-reply
-    last_seen = int(seen[-1])
-    resumed = await api.get(
-        f"/api/chats/{chat_id}/stream",
-        headers={**user.headers, "Last-Event-ID": str(last_seen)},
-    )
-    if resumed.status_code == 200:
+    words = " ".join(f"w{i}" for i in range(60))
+    upstream.script.push(Reply(text=words, chunk_delay=0.03))
+    async with httpx.AsyncClient(base_url=upstream_live.url, timeout=30) as http:
+        chat_id = await new_chat(http, user)
+        seen: list[int] = []
+        async with http.stream(
+            "POST", f"/api/chats/{chat_id}/messages", json={"content": "Go"}, headers=user.headers
+        ) as response:
+            async for line in response.aiter_lines():
+                if line.startswith("id: "):
+                    seen.append(int(line[4:]))
+                if len(seen) >= 5:
+                    break  # the client goes away mid-reply: the connection is closed
+        assert seen == [1, 2, 3, 4, 5]
+        reply = (await _messages(http, user, chat_id))[-1]
+        assert reply["status"] == "streaming"
+        resumed = await http.get(
+            f"/api/chats/{chat_id}/stream", headers={**user.headers, "Last-Event-ID": "5"}
+        )
+        assert resumed.status_code == 200
         events = parse_sse(resumed.text)
-        assert events[0].id == last_seen + 1
+        assert events[0].id == 6
         assert events[-1].data == "[DONE]"
-    else:  # finished before the resume arrived
-        assert resumed.status_code == 204
-
-    async def saved() -> bool:
-        messages = await _messages(api, user, chat_id)
-        return messages[-1]["status"] == "complete"
-
-    await wait_for(saved)
-    reply = (await _messages(api, user, chat_id))[-1]
-    assert reply["parts"] == [{"type": "text", "text": words}]
-    done = await api.get(f"/api/chats/{chat_id}/stream", headers=user.headers)
-    assert done.status_code == 204
+        assert chunk_types(events)[-1] == "finish"
+        reply = (await _messages(http, user, chat_id))[-1]
+        assert reply["status"] == "complete"
+        assert reply["parts"] == [{"type": "text", "text": words}]
+        done = await http.get(f"/api/chats/{chat_id}/stream", headers=user.headers)
+        assert done.status_code == 204
+    assert len(upstream.finished_at) == 1  # the upstream was read to its end, once
 
 
 async def test_resume_replays_from_the_start(

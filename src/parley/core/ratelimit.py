@@ -10,8 +10,10 @@ from __future__ import annotations
 import logging
 import math
 import time
+from typing import Any
 
 from limits import RateLimitItemPerMinute
+from redis.asyncio import Redis
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
 
@@ -29,11 +31,20 @@ class RateLimiter:
         self._limiter = MovingWindowRateLimiter(storage)
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> RateLimiter:
-        """Redis-backed when `REDIS_URL` is set, otherwise in this process's memory."""
+    def from_settings(cls, settings: Settings, redis: Redis | None = None) -> RateLimiter:
+        """Redis-backed when `REDIS_URL` is set, otherwise in this process's memory.
+
+        Args:
+            redis: the app's client; its connection pool is shared (and closed with it).
+        """
         if settings.redis_url:
             uri = "async+" + settings.redis_url
-            storage: Storage = RedisStorage(uri, implementation="redispy", key_prefix="parley-rl")
+            options: dict[str, Any] = {}
+            if redis is not None:
+                options["connection_pool"] = redis.connection_pool
+            storage: Storage = RedisStorage(
+                uri, implementation="redispy", key_prefix="parley-rl", **options
+            )
         else:
             storage = MemoryStorage()
         return cls(storage)
