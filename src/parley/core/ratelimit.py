@@ -13,9 +13,9 @@ import time
 from typing import Any
 
 from limits import RateLimitItemPerMinute
-from redis.asyncio import Redis
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
+from redis.asyncio import Redis
 
 from parley.core.errors import RateLimited
 from parley.settings import Settings
