@@ -6,6 +6,7 @@ table in the README lists each variable with its default; keep the two in step.
 
 from __future__ import annotations
 
+import os
 import secrets
 from functools import cached_property
 from pathlib import Path
@@ -159,15 +160,29 @@ class Settings(BaseSettings):
         if self.jwt_secret is not None:
             return self.jwt_secret.get_secret_value()
         path = self.data_dir / _JWT_SECRET_FILE
-        if path.exists():
-            stored = path.read_text(encoding="utf-8").strip()
-            if len(stored) >= MIN_SECRET_LENGTH:
-                return stored
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        generated = secrets.token_urlsafe(48)
-        path.write_text(generated + "\n", encoding="utf-8")
-        path.chmod(0o600)
-        return generated
+        for _ in range(3):
+            if path.exists():
+                stored = path.read_text(encoding="utf-8").strip()
+                if len(stored) >= MIN_SECRET_LENGTH:
+                    return stored
+                path.unlink(missing_ok=True)  # a damaged or too short secret: start afresh
+            generated = secrets.token_urlsafe(48)
+            # Written whole, private, under a name of its own, then linked into place: the link
+            # fails if the file exists, so of several workers starting at once exactly one
+            # secret wins, and no reader ever sees a half-written file.
+            draft = self.data_dir / f".{_JWT_SECRET_FILE}.{secrets.token_hex(8)}"
+            descriptor = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+                handle.write(generated + "\n")
+            try:
+                os.link(draft, path)
+            except FileExistsError:
+                continue  # another worker won: read its secret
+            finally:
+                draft.unlink(missing_ok=True)
+            return generated
+        raise SettingsError(f"cannot keep a secret in {path}; set JWT_SECRET")
 
     def ensure_data_dir(self) -> None:
         """Create the data directory (SQLite file, secrets) if it does not exist."""

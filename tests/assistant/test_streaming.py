@@ -456,3 +456,32 @@ async def test_bad_sends_are_enveloped_errors(
     assert_error(unknown_parent, 404, "not_found")
     assert upstream.script.requests == []
     assert await _messages(api, user, chat_id) == []
+
+
+async def test_concurrent_retries_with_one_key_share_one_turn(
+    api: httpx.AsyncClient, user: TestUser, upstream: FaultyOpenAI
+) -> None:
+    upstream.script.push(Reply(text="Once, for both."))
+    chat_id = await new_chat(api, user)
+    other_chat = await new_chat(api, user)
+    headers = {**user.headers, "Idempotency-Key": "racing"}
+    answers = await asyncio.gather(
+        *(
+            api.post(
+                f"/api/chats/{chat_id}/messages?stream=false",
+                json={"content": "Same"},
+                headers=headers,
+            )
+            for _ in range(3)
+        )
+    )
+    assert [answer.status_code for answer in answers] == [201, 201, 201], [
+        answer.text for answer in answers
+    ]
+    ids = {answer.json()["data"]["assistant_message"]["id"] for answer in answers}
+    assert len(ids) == 1
+    assert len(upstream.script.completions("/chat/completions")) == 1
+    elsewhere = await api.post(
+        f"/api/chats/{other_chat}/messages", json={"content": "Same"}, headers=headers
+    )
+    assert_error(elsewhere, 422, "idempotency_key_reused")

@@ -178,3 +178,24 @@ async def test_tokens_survive_a_restart_with_the_generated_secret(
     async with running_app(elsewhere) as (_, http):
         refused = await http.get("/api/users/me", headers={"Authorization": f"Bearer {token}"})
     assert refused.status_code == 401
+
+
+def test_workers_starting_at_once_agree_on_the_generated_secret(tmp_path: Path) -> None:
+    import threading
+
+    keys: list[str] = []
+    barrier = threading.Barrier(8)
+
+    def start_worker() -> None:
+        settings = Settings(_env_file=None, data_dir=tmp_path, jwt_secret=None)
+        barrier.wait()
+        keys.append(settings.jwt_key)
+
+    threads = [threading.Thread(target=start_worker) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(keys) == 8
+    assert len(set(keys)) == 1
+    assert (tmp_path / "jwt_secret").stat().st_mode & 0o777 == 0o600

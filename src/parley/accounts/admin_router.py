@@ -13,6 +13,7 @@ from parley.accounts.schemas import AdminUserPublic, AdminUserUpdate
 from parley.core.dependencies import PageDep
 from parley.core.errors import Conflict, Forbidden, InvalidToken, NotAuthenticated, NotFound
 from parley.core.responses import Envelope, Page, error_responses, ok
+from parley.core.validation import StorableText
 
 admin_users_router = APIRouter(prefix="/api/admin/users", tags=["admin"])
 
@@ -26,7 +27,9 @@ async def list_users(
     admin: AdminUser,
     accounts: AccountServiceDep,
     page: PageDep,
-    q: Annotated[str | None, Query(max_length=200, description="Text in email or name.")] = None,
+    q: Annotated[
+        StorableText | None, Query(max_length=200, description="Text in email or name.")
+    ] = None,
 ) -> Envelope[Page[AdminUserPublic]]:
     """Every user, newest first."""
     users, next_cursor = await accounts.list_users(q=q, cursor=page.cursor, limit=page.limit)

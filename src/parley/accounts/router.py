@@ -97,9 +97,10 @@ async def token(
 ) -> OAuthTokenResponse:
     """RFC 6749 resource-owner password grant (`username` is the email), as Swagger's Authorize
     button uses it. The answer is a plain RFC 6749 token response, without the envelope."""
-    _, tokens = await accounts.login(
-        email=form.username.strip().lower(), password=form.password, client_ip=client_ip
-    )
+    email = form.username.strip().lower()
+    if "\x00" in email or len(email) > 320:
+        raise InvalidCredentials()  # no such account can exist; the database is not asked
+    _, tokens = await accounts.login(email=email, password=form.password, client_ip=client_ip)
     return OAuthTokenResponse(
         access_token=tokens.access_token,
         expires_in=tokens.expires_in,

@@ -9,13 +9,14 @@ from typing import Annotated, Literal
 
 from pydantic import (
     AfterValidator,
-    AwareDatetime,
     BaseModel,
     ConfigDict,
     EmailStr,
     Field,
     StringConstraints,
 )
+
+from parley.core.validation import StorableText, UtcDatetime
 
 PASSWORD_MIN = 8
 PASSWORD_MAX = 128
@@ -27,7 +28,9 @@ def _lower(value: str) -> str:
 
 Email = Annotated[EmailStr, AfterValidator(_lower)]
 Password = Annotated[str, Field(min_length=PASSWORD_MIN, max_length=PASSWORD_MAX)]
-DisplayName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+DisplayName = Annotated[
+    StorableText, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)
+]
 
 
 class RequestModel(BaseModel):
@@ -68,7 +71,7 @@ class PasswordChange(RequestModel):
 
 class ApiKeyCreate(RequestModel):
     name: DisplayName
-    expires_at: AwareDatetime | None = Field(
+    expires_at: UtcDatetime | None = Field(
         default=None, description="When the key stops working (RFC 3339, with a zone)."
     )
 

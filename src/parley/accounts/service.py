@@ -147,10 +147,14 @@ class AccountService:
         """
         limit = self.settings.rate_limit_login_per_minute
         await self.limiter.hit(f"login:ip:{client_ip}", limit)
-        await self.limiter.hit(f"login:email:{email}", limit)
+        # Per email only failures count, so that nobody can lock an owner out of their account
+        # by sending requests with their email.
+        email_key = f"login:email:{email}"
+        await self.limiter.check(email_key, limit)
         user = await repository.get_user_by_email(self.session, email)
         matches = await verify_password(password, user.password_hash if user else None)
         if user is None or not matches:
+            await self.limiter.hit(email_key, limit)
             raise InvalidCredentials()
         if not user.is_active:
             raise Forbidden("This account is deactivated.")

@@ -21,6 +21,7 @@ from redis.asyncio import Redis
 # The closing record; never sent to clients (the `[DONE]` line is an event of its own).
 _END = "__parley_end__"
 _OPEN = "__parley_open__"
+OPEN_LOG_TTL_SECONDS = 3600
 
 
 class EventLogs(ABC):
@@ -128,6 +129,9 @@ class RedisEventLogs(EventLogs):
     ) -> None:
         self._redis = redis
         self._retention = retention_seconds
+        # An open log outlives any pause of a live reply (a slow model or tool), and still expires
+        # if its worker dies without closing it.
+        self._open_ttl = max(retention_seconds, OPEN_LOG_TTL_SECONDS)
         self._block_ms = block_ms
         self._counters: dict[str, int] = {}
 
@@ -139,7 +143,7 @@ class RedisEventLogs(EventLogs):
         stream = self._stream(key)
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.xadd(stream, {"n": 0, "d": _OPEN})
-            pipe.expire(stream, self._retention)
+            pipe.expire(stream, self._open_ttl)
             await pipe.execute()
 
     async def append(self, key: str, data: str) -> int:
@@ -148,9 +152,7 @@ class RedisEventLogs(EventLogs):
         stream = self._stream(key)
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.xadd(stream, {"n": number, "d": data})
-            # Open logs expire too, in case the generating worker dies; the TTL is renewed on
-            # every event.
-            pipe.expire(stream, self._retention)
+            pipe.expire(stream, self._open_ttl)
             await pipe.execute()
         return number
 

@@ -29,7 +29,7 @@ from parley.chats import repository as chats
 from parley.chats.models import Chat, Message
 from parley.chats.schemas import MessagePublic, TurnResult
 from parley.chats.service import MESSAGE_NOT_FOUND, ChatService
-from parley.core.db import utcnow
+from parley.core.db import new_id, utcnow
 from parley.core.errors import Conflict, NotFound, ValidationFailed
 from parley.core.pagination import CursorCodec
 from parley.core.ratelimit import RateLimiter
@@ -64,12 +64,12 @@ class IdempotencyKeyReused(ValidationFailed):
 
 @dataclass(frozen=True, slots=True)
 class StartedTurn:
-    """A turn that was started, or found again by its idempotency key (`replayed`)."""
+    """A turn that was started, or found again by its idempotency key."""
 
+    user_id: uuid.UUID
     chat_id: uuid.UUID
     user_message_id: uuid.UUID
     assistant_message_id: uuid.UUID
-    replayed: bool
 
 
 def request_fingerprint(kind: str, chat_id: uuid.UUID, body: dict[str, Any]) -> str:
@@ -105,12 +105,15 @@ class TurnService:
 
     # -- idempotency ------------------------------------------------------------------------
 
-    async def _replay(self, user: User, key: str | None, fingerprint: str) -> StartedTurn | None:
+    async def _replay(
+        self, user_id: uuid.UUID, key: str | None, fingerprint: str
+    ) -> StartedTurn | None:
+        """The turn an earlier request with this key started, if any (within 24 hours)."""
         if key is None:
             return None
         record = await self.session.scalar(
             select(IdempotencyRecord).where(
-                IdempotencyRecord.user_id == user.id, IdempotencyRecord.key == key
+                IdempotencyRecord.user_id == user_id, IdempotencyRecord.key == key
             )
         )
         if record is None:
@@ -123,58 +126,79 @@ class TurnService:
             return None
         if record.request_hash != fingerprint:
             raise IdempotencyKeyReused()
-        return StartedTurn(
-            record.chat_id, record.user_message_id, record.assistant_message_id, replayed=True
+        started = StartedTurn(
+            user_id, record.chat_id, record.user_message_id, record.assistant_message_id
         )
+        # End the read transaction: the caller may now wait minutes for the reply.
+        await self.session.commit()
+        return started
+
+    async def _reserve_key(
+        self,
+        user_id: uuid.UUID,
+        key: str | None,
+        fingerprint: str,
+        turn: StartedTurn,
+    ) -> bool:
+        """Record the key before anything else is written, so that of two concurrent requests
+        with one key the unique index lets exactly one through; False for the other, whose
+        transaction is rolled back (it then replays the winner's turn)."""
+        if key is None:
+            return True
+        self.session.add(
+            IdempotencyRecord(
+                user_id=user_id,
+                key=key,
+                request_hash=fingerprint,
+                chat_id=turn.chat_id,
+                user_message_id=turn.user_message_id,
+                assistant_message_id=turn.assistant_message_id,
+            )
+        )
+        try:
+            await self.session.flush()
+        except IntegrityError:
+            await self.session.rollback()
+            return False
+        return True
+
+    async def _replay_after_race(
+        self, user_id: uuid.UUID, key: str | None, fingerprint: str
+    ) -> StartedTurn:
+        replayed = await self._replay(user_id, key, fingerprint)
+        if replayed is None:  # pragma: no cover - the key was just found taken
+            raise ReplyInProgress()
+        return replayed
 
     # -- starting a turn --------------------------------------------------------------------
 
-    async def _check_rate(self, user: User) -> None:
+    async def _check_rate(self, user_id: uuid.UUID) -> None:
         await self.limiter.hit(
-            f"chat:user:{user.id}",
+            f"chat:user:{user_id}",
             self.settings.rate_limit_chat_per_minute,
             message="Too many messages; wait a moment.",
         )
 
-    async def _claim_and_commit(
-        self,
-        chat: Chat,
-        assistant: Message,
-        *,
-        key: str | None,
-        fingerprint: str,
-        user_message_id: uuid.UUID,
-    ) -> StartedTurn | None:
-        """Claim the chat's reply slot and commit the turn's rows; None if a retry with the same
-        key won the race (the caller replays it)."""
+    async def _claim_and_commit(self, chat_id: uuid.UUID, turn: StartedTurn) -> None:
+        """Claim the chat's reply slot and commit the turn's rows.
+
+        Raises:
+            ReplyInProgress: the chat already has a reply in progress (nothing is kept).
+        """
         claimed = await self.session.execute(
             update(Chat)
-            .where(Chat.id == chat.id, Chat.active_message_id.is_(None))
+            .where(Chat.id == chat_id, Chat.active_message_id.is_(None))
             .values(
-                active_message_id=assistant.id, current_leaf_id=assistant.id, updated_at=utcnow()
+                active_message_id=turn.assistant_message_id,
+                current_leaf_id=turn.assistant_message_id,
+                updated_at=utcnow(),
             )
             .execution_options(synchronize_session=False)
         )
         if claimed.rowcount != 1:  # type: ignore[attr-defined]
             await self.session.rollback()
             raise ReplyInProgress()
-        if key is not None:
-            self.session.add(
-                IdempotencyRecord(
-                    user_id=chat.user_id,
-                    key=key,
-                    request_hash=fingerprint,
-                    chat_id=chat.id,
-                    user_message_id=user_message_id,
-                    assistant_message_id=assistant.id,
-                )
-            )
-        try:
-            await self.session.commit()
-        except IntegrityError:
-            await self.session.rollback()
-            return None
-        return StartedTurn(chat.id, user_message_id, assistant.id, replayed=False)
+        await self.session.commit()
 
     async def _plan(
         self,
@@ -218,16 +242,15 @@ class TurnService:
         user_message: Message,
         entry: CatalogEntry,
         *,
-        key: str | None,
-        fingerprint: str,
+        assistant_id: uuid.UUID,
         first_exchange: bool,
     ) -> StartedTurn:
         """Add the `streaming` assistant message answering `user_message`, claim the chat, commit,
-        and start the generation (or replay the turn a concurrent retry with the same key
-        started)."""
+        and start the generation."""
         assistant = chats.add_message(
             self.session,
             Message(
+                id=assistant_id,
                 chat_id=chat.id,
                 user_id=user.id,
                 parent_id=user_message.id,
@@ -246,16 +269,10 @@ class TurnService:
             entry=entry,
             first_exchange=first_exchange,
         )
-        started = await self._claim_and_commit(
-            chat, assistant, key=key, fingerprint=fingerprint, user_message_id=user_message.id
-        )
-        if started is None:
-            replayed = await self._replay(user, key, fingerprint)
-            if replayed is None:  # pragma: no cover - the unique key was just found taken
-                raise ReplyInProgress()
-            return replayed
+        turn = StartedTurn(user.id, chat.id, user_message.id, assistant.id)
+        await self._claim_and_commit(chat.id, turn)
         await self.manager.start(plan)
-        return started
+        return turn
 
     @traced(name="turns.send")
     async def send(
@@ -276,12 +293,13 @@ class TurnService:
             parent_id: the message it follows (default: the chat's current leaf).
             new_root: start a new root instead (an edit of the first message).
         """
+        user_id = user.id  # kept: a rolled-back race expires the loaded user
         chat = await self.chats.get(user, chat_id)
         fingerprint = request_fingerprint("send", chat_id, fingerprint_body)
-        replay = await self._replay(user, idempotency_key, fingerprint)
+        replay = await self._replay(user_id, idempotency_key, fingerprint)
         if replay is not None:
             return replay
-        await self._check_rate(user)
+        await self._check_rate(user_id)
         parent = None if new_root else (parent_id or chat.current_leaf_id)
         if parent is not None:
             parent_message = await chats.get_message(self.session, user.id, chat.id, parent)
@@ -294,10 +312,14 @@ class TurnService:
                     "parent's id.",
                 )
         entry = await self.llm.resolve(model_id or chat.model_id)
+        turn = StartedTurn(user_id, chat.id, new_id(), new_id())
+        if not await self._reserve_key(user_id, idempotency_key, fingerprint, turn):
+            return await self._replay_after_race(user_id, idempotency_key, fingerprint)
         text = "\n".join(part["text"] for part in parts if part.get("type") == "text")
         user_message = chats.add_message(
             self.session,
             Message(
+                id=turn.user_message_id,
                 chat_id=chat.id,
                 user_id=user.id,
                 parent_id=parent,
@@ -313,8 +335,7 @@ class TurnService:
             chat,
             user_message,
             entry,
-            key=idempotency_key,
-            fingerprint=fingerprint,
+            assistant_id=turn.assistant_message_id,
             first_exchange=parent is None,
         )
 
@@ -330,12 +351,13 @@ class TurnService:
         fingerprint_body: dict[str, Any],
     ) -> StartedTurn:
         """A new reply: a sibling of an assistant message, or a new child of a user message."""
+        user_id = user.id
         chat = await self.chats.get(user, chat_id)
         fingerprint = request_fingerprint(f"regenerate:{message_id}", chat_id, fingerprint_body)
-        replay = await self._replay(user, idempotency_key, fingerprint)
+        replay = await self._replay(user_id, idempotency_key, fingerprint)
         if replay is not None:
             return replay
-        await self._check_rate(user)
+        await self._check_rate(user_id)
         target = await chats.get_message(self.session, user.id, chat.id, message_id)
         if target is None:
             raise NotFound(MESSAGE_NOT_FOUND)
@@ -354,13 +376,15 @@ class TurnService:
             )
         default_model = target.model_id if target.role == "assistant" else None
         entry = await self.llm.resolve(model_id or default_model or chat.model_id)
+        turn = StartedTurn(user_id, chat.id, user_message.id, new_id())
+        if not await self._reserve_key(user_id, idempotency_key, fingerprint, turn):
+            return await self._replay_after_race(user_id, idempotency_key, fingerprint)
         return await self._start_reply(
             user,
             chat,
             user_message,
             entry,
-            key=idempotency_key,
-            fingerprint=fingerprint,
+            assistant_id=turn.assistant_message_id,
             first_exchange=False,
         )
 
@@ -380,14 +404,14 @@ class TurnService:
         await self.session.commit()  # end the read transaction before waiting
         await self.manager.stop(message_id)
 
-    async def result(self, user: User, started: StartedTurn) -> TurnResult:
+    async def result(self, started: StartedTurn) -> TurnResult:
         """The turn's user and assistant messages as they are stored now."""
         wanted = (started.user_message_id, started.assistant_message_id)
         found = {
             message.id: message
             for message in (
                 await self.session.execute(
-                    chats.readable_messages(user.id, started.chat_id)
+                    chats.readable_messages(started.user_id, started.chat_id)
                     .where(Message.id.in_(wanted))
                     .execution_options(populate_existing=True)  # the generation wrote them since
                 )

@@ -10,6 +10,7 @@ end stores the final parts, status, usage and cost in one commit before the stre
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
@@ -88,7 +89,8 @@ def cost_of(plan: TurnPlan, input_tokens: int, output_tokens: int) -> Decimal:
 
 def title_from(text: str, limit: int = 60) -> str:
     """A short chat title from the first message: its first line, cut at a word boundary."""
-    line = " ".join(text.strip().split())
+    first = next((line for line in text.splitlines() if line.strip()), "")
+    line = " ".join(first.split())
     if len(line) <= limit:
         return line or "New chat"
     cut = line[:limit].rsplit(" ", 1)[0] or line[:limit]
@@ -221,6 +223,9 @@ class Generation:
                     status = "interrupted" if self._interrupted else "cancelled"
         finally:
             saver.cancel()
+            # A save in flight must end before the final save, or it could land after it.
+            with contextlib.suppress(asyncio.CancelledError):
+                await saver
         final_usage = usage or self._estimated(None)
         outcome = ReplyOutcome(
             status=status,

@@ -73,10 +73,6 @@ class GenerationManager:
         generation.task.add_done_callback(lambda _: self._by_message.pop(message_id, None))
         return generation
 
-    def local(self, message_id: uuid.UUID) -> Generation | None:
-        """The generation of this reply, if it runs in this process."""
-        return self._by_message.get(message_id)
-
     async def stop(self, message_id: uuid.UUID, *, wait_seconds: float = 10.0) -> None:
         """Stop a reply wherever it runs, and wait (boundedly) until it is saved."""
         generation = self._by_message.get(message_id)
@@ -88,6 +84,11 @@ class GenerationManager:
         if self.redis is not None:
             await self.redis.publish(STOP_CHANNEL, str(message_id))
             await self._wait_until_saved(message_id, wait_seconds)
+            return
+        # Not generated here and no Redis to reach the worker that is (or was): end the reply in
+        # the database, so the chat is free again; a worker still generating it notices nothing
+        # but can no longer hold the chat.
+        await self._mark_ended(message_id, "cancelled")
 
     async def wait_until_finished(self, message_id: uuid.UUID) -> None:
         """Wait until a reply, here or on another worker, is saved in its final state."""
@@ -117,6 +118,21 @@ class GenerationManager:
     async def can_follow(self, message_id: uuid.UUID) -> bool:
         """Whether this process can serve the reply's events."""
         return await self.logs.exists(str(message_id))
+
+    async def _mark_ended(self, message_id: uuid.UUID, status: str) -> None:
+        now = utcnow()
+        async with self.database.sessionmaker() as session:
+            await session.execute(
+                update(Message)
+                .where(Message.id == message_id, Message.status == "streaming")
+                .values(status=status, updated_at=now)
+            )
+            await session.execute(
+                update(Chat)
+                .where(Chat.active_message_id == message_id)
+                .values(active_message_id=None, updated_at=now)
+            )
+            await session.commit()
 
     async def sweep_interrupted(self) -> int:
         """Mark replies with no heartbeat for `stale_after` seconds as `interrupted` and free their

@@ -80,7 +80,6 @@ def _stream(events: AsyncIterator[tuple[int, str]]) -> StreamingResponse:
 async def _answer(
     turns: TurnService,
     manager: GenerationManager,
-    user: Any,
     started: StartedTurn,
     *,
     stream: bool,
@@ -89,11 +88,11 @@ async def _answer(
     if not stream:
         await manager.wait_until_finished(started.assistant_message_id)
         response.status_code = status.HTTP_201_CREATED
-        return ok(await turns.result(user, started))
+        return ok(await turns.result(started))
     if await manager.can_follow(started.assistant_message_id):
         return _stream(manager.follow(started.assistant_message_id))
     # A retried request whose reply is no longer in any event log: send the stored reply.
-    result = await turns.result(user, started)
+    result = await turns.result(started)
     chunks = stored_reply_chunks(result.assistant_message, str(started.user_message_id))
     return _stream(numbered(chunks))
 
@@ -126,7 +125,7 @@ async def send_message(
         idempotency_key=idempotency_key,
         fingerprint_body=body.model_dump(mode="json", exclude_unset=True),
     )
-    return await _answer(turns, manager, user, started, stream=stream, response=response)
+    return await _answer(turns, manager, started, stream=stream, response=response)
 
 
 @turns_router.post(
@@ -157,7 +156,7 @@ async def regenerate_message(
         idempotency_key=idempotency_key,
         fingerprint_body=request.model_dump(mode="json", exclude_unset=True),
     )
-    return await _answer(turns, manager, user, started, stream=stream, response=response)
+    return await _answer(turns, manager, started, stream=stream, response=response)
 
 
 @turns_router.post(

@@ -20,6 +20,7 @@ from parley.chats.schemas import ChatCreate, ChatPublic, ChatUpdate, MessagePubl
 from parley.core.dependencies import PageDep
 from parley.core.errors import InvalidToken, NotAuthenticated, NotFound
 from parley.core.responses import Envelope, Page, error_responses, ok
+from parley.core.validation import StorableText
 from parley.llm.dependencies import LLMServiceDep
 
 chats_router = APIRouter(prefix="/api/chats", tags=["chats"])
@@ -49,7 +50,7 @@ async def list_chats(
     chats: ChatServiceDep,
     page: PageDep,
     q: Annotated[
-        str | None,
+        StorableText | None,
         Query(max_length=200, description="Text in the title or in any message."),
     ] = None,
     archived: Annotated[

@@ -9,7 +9,6 @@ and the pool options PostgreSQL wants (size, timeout, pre-ping).
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
@@ -18,7 +17,6 @@ from sqlalchemy import DateTime, MetaData, event
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
-    AsyncSession,
     async_sessionmaker,
     create_async_engine,
 )
@@ -110,7 +108,7 @@ def build_engine(settings: Settings, url: str | None = None) -> AsyncEngine:
     if url.startswith("sqlite"):
         if ":memory:" not in url and "///" in url:
             settings.ensure_data_dir()
-        engine = create_async_engine(url, connect_args={"timeout": 30})
+        engine = create_async_engine(url, connect_args={"timeout": 30}, hide_parameters=True)
         event.listen(
             engine.sync_engine, "connect", _sqlite_pragmas(settings.sqlite_busy_timeout_ms)
         )
@@ -122,6 +120,8 @@ def build_engine(settings: Settings, url: str | None = None) -> AsyncEngine:
         pool_timeout=settings.db_pool_timeout_seconds,
         pool_pre_ping=True,
         pool_recycle=1800,
+        # Statement parameters hold user data (emails, hashes): keep them out of errors and logs.
+        hide_parameters=True,
     )
 
 
@@ -136,11 +136,6 @@ class Database:
     def from_settings(cls, settings: Settings) -> Database:
         """Build the database for these settings."""
         return cls(build_engine(settings))
-
-    async def session(self) -> AsyncIterator[AsyncSession]:
-        """Yield one session, rolled back if the use case did not commit."""
-        async with self.sessionmaker() as session:
-            yield session
 
     async def dispose(self) -> None:
         """Close every pooled connection."""

@@ -62,6 +62,18 @@ class RateLimiter:
         retry_after = max(1, math.ceil(stats.reset_time - time.time()))
         raise RateLimited(retry_after, message)
 
+    async def check(self, key: str, per_minute: int, *, message: str | None = None) -> None:
+        """Refuse if `key` is already over `per_minute`, without counting this request.
+
+        Raises:
+            RateLimited: the key is at its limit.
+        """
+        item = RateLimitItemPerMinute(per_minute)
+        if await self._limiter.test(item, key):
+            return
+        stats = await self._limiter.get_window_stats(item, key)
+        raise RateLimited(max(1, math.ceil(stats.reset_time - time.time())), message)
+
     async def reset(self) -> None:
         """Forget every count (tests and admin tools)."""
         await self.storage.reset()

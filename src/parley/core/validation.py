@@ -6,9 +6,10 @@ not valid UTF-8): both are refused at the edge as a 422, never left to fail as a
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated
 
-from pydantic import AfterValidator
+from pydantic import AfterValidator, AwareDatetime
 
 
 def reject_unstorable_text(value: str) -> str:
@@ -27,3 +28,18 @@ def reject_unstorable_text(value: str) -> str:
 
 
 StorableText = Annotated[str, AfterValidator(reject_unstorable_text)]
+
+
+def in_utc(value: datetime) -> datetime:
+    """A timezone-aware time converted to UTC.
+
+    Raises:
+        ValueError: the time cannot be expressed in UTC (past year 9999 or before year 1).
+    """
+    try:
+        return value.astimezone(UTC)
+    except OverflowError as exc:
+        raise ValueError("is out of range") from exc
+
+
+UtcDatetime = Annotated[AwareDatetime, AfterValidator(in_utc)]

@@ -17,6 +17,7 @@ from parley.accounts.dependencies import AdminUser, CurrentUser
 from parley.core.dependencies import PageDep
 from parley.core.errors import Conflict, Forbidden, InvalidToken, NotAuthenticated, NotFound
 from parley.core.responses import Envelope, Page, error_responses, ok
+from parley.core.validation import StorableText
 from parley.llm.dependencies import CatalogServiceDep
 from parley.llm.schemas import ModelPublic, ModelUpdate
 
@@ -51,7 +52,7 @@ async def list_models(
 )
 async def update_model(
     model_id: Annotated[
-        str,
+        StorableText,
         Path(
             min_length=3,
             max_length=200,

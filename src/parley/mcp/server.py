@@ -9,6 +9,7 @@ JSON-RPC "invalid params" error, as the MCP specification asks.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import mcp.types as types
@@ -21,6 +22,7 @@ from parley.accounts.service import Principal
 from parley.core.dependencies import get_cursor_codec, get_database
 from parley.tools.registry import ToolContext, ToolDefinition, ToolRegistry
 
+logger = logging.getLogger(__name__)
 SERVER_NAME = "parley"
 INSTRUCTIONS = (
     "Parley's tools act on the signed-in user's own data only. Tasks are the user's todo list: "
@@ -78,7 +80,12 @@ def build_mcp_server(registry: ToolRegistry) -> McpServer:
     ) -> types.CallToolResult:
         if registry.get(params.name) is None:
             raise MCPError(code=types.INVALID_PARAMS, message=f"Unknown tool: {params.name}")
-        result = await registry.call(params.name, params.arguments, _tool_context(ctx))
+        try:
+            result = await registry.call(params.name, params.arguments, _tool_context(ctx))
+        except Exception as exc:
+            # A failure of ours: logged in full, never sent (it may hold SQL or data).
+            logger.exception("tool %s failed", params.name)
+            raise MCPError(code=types.INTERNAL_ERROR, message="Internal error.") from exc
         return types.CallToolResult(
             content=[types.TextContent(text=result.as_text())],
             structured_content=result.content,

@@ -8,8 +8,9 @@ from typing import Annotated
 from fastapi import Depends, Query
 
 from parley.core.dependencies import CursorCodecDep, SessionDep
+from parley.core.validation import UtcDatetime
 from parley.tasks.models import Priority
-from parley.tasks.schemas import SearchText, Tag, UtcDatetime
+from parley.tasks.schemas import SearchText, Tag
 from parley.tasks.service import TaskFilters, TaskService, TaskSort
 
 

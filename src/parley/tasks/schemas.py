@@ -8,12 +8,11 @@ than a failure later). Times must carry a zone and are turned into UTC.
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any, TypedDict
 
 from pydantic import (
     AfterValidator,
-    AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
@@ -22,6 +21,7 @@ from pydantic import (
 )
 
 from parley.accounts.schemas import RequestModel
+from parley.core.validation import UtcDatetime, reject_unstorable_text
 from parley.tasks.models import (
     DESCRIPTION_MAX_CHARS,
     MAX_TAGS,
@@ -33,19 +33,6 @@ from parley.tasks.models import (
 SEARCH_MAX_CHARS = 200
 
 
-def _no_nul(value: str) -> str:
-    if "\x00" in value:
-        raise ValueError("must not contain NUL characters")
-    return value
-
-
-def _in_utc(value: datetime) -> datetime:
-    try:
-        return value.astimezone(UTC)
-    except OverflowError as exc:
-        raise ValueError("is out of range") from exc
-
-
 def _distinct(values: list[str]) -> list[str]:
     return list(dict.fromkeys(values))
 
@@ -53,15 +40,15 @@ def _distinct(values: list[str]) -> list[str]:
 Title = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=TITLE_MAX_CHARS),
-    AfterValidator(_no_nul),
+    AfterValidator(reject_unstorable_text),
 ]
 Description = Annotated[
-    str, StringConstraints(max_length=DESCRIPTION_MAX_CHARS), AfterValidator(_no_nul)
+    str, StringConstraints(max_length=DESCRIPTION_MAX_CHARS), AfterValidator(reject_unstorable_text)
 ]
 Tag = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=TAG_MAX_CHARS),
-    AfterValidator(_no_nul),
+    AfterValidator(reject_unstorable_text),
 ]
 Tags = Annotated[
     list[Tag],
@@ -71,9 +58,8 @@ Tags = Annotated[
 SearchText = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=SEARCH_MAX_CHARS),
-    AfterValidator(_no_nul),
+    AfterValidator(reject_unstorable_text),
 ]
-UtcDatetime = Annotated[AwareDatetime, AfterValidator(_in_utc)]
 
 _TITLE_DOC = f"1 to {TITLE_MAX_CHARS} characters."
 _DESCRIPTION_DOC = f"Up to {DESCRIPTION_MAX_CHARS} characters."

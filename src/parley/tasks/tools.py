@@ -15,8 +15,9 @@ from pydantic import BaseModel, Field
 from parley.accounts.schemas import RequestModel
 from parley.core.pagination import DEFAULT_LIMIT, MAX_LIMIT
 from parley.core.responses import Page
+from parley.core.validation import UtcDatetime
 from parley.tasks.models import Priority
-from parley.tasks.schemas import SearchText, Tag, TaskCreate, TaskPublic, TaskUpdate, UtcDatetime
+from parley.tasks.schemas import SearchText, Tag, TaskCreate, TaskPublic, TaskUpdate
 from parley.tasks.service import TaskFilters, TaskService, TaskSort
 from parley.tools.registry import ToolContext, ToolDefinition
 
