@@ -152,3 +152,32 @@ async def test_a_dead_workers_reply_is_marked_interrupted_at_start(
         f"/api/chats/{chat_id}/messages?stream=false", json={"content": "hi"}, headers=user.headers
     )
     assert after.status_code == 201, after.text
+
+
+async def test_idempotency_keys_past_their_day_are_purged(
+    app: FastAPI, client: httpx.AsyncClient, user: TestUser
+) -> None:
+    from sqlalchemy import func, select
+
+    from parley.assistant.models import IdempotencyRecord
+
+    chat_id = uuid.UUID(await new_chat(client, user))
+    async with app.state.database.sessionmaker() as session:
+        for key, age in (("old", timedelta(hours=25)), ("fresh", timedelta(hours=1))):
+            session.add(
+                IdempotencyRecord(
+                    user_id=uuid.UUID(user.id),
+                    key=key,
+                    request_hash="x" * 64,
+                    chat_id=chat_id,
+                    user_message_id=uuid.uuid4(),
+                    assistant_message_id=uuid.uuid4(),
+                    created_at=utcnow() - age,
+                )
+            )
+        await session.commit()
+    await app.state.generations.purge_idempotency_keys()
+    async with app.state.database.sessionmaker() as session:
+        keys = (await session.execute(select(IdempotencyRecord.key))).scalars().all()
+        assert keys == ["fresh"]
+        assert await session.scalar(select(func.count()).select_from(IdempotencyRecord)) == 1

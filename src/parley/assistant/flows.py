@@ -13,7 +13,6 @@ import hashlib
 import json
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import delete, select, update
@@ -24,7 +23,7 @@ from parley.accounts.models import User
 from parley.assistant.context import bind_tools, build_context
 from parley.assistant.generation import TurnPlan
 from parley.assistant.manager import GenerationManager
-from parley.assistant.models import IdempotencyRecord
+from parley.assistant.models import IDEMPOTENCY_WINDOW, IdempotencyRecord
 from parley.chats import repository as chats
 from parley.chats.models import Chat, Message
 from parley.chats.schemas import MessagePublic, TurnResult
@@ -38,8 +37,6 @@ from parley.llm.schemas import CatalogEntry
 from parley.llm.service import LLMService
 from parley.settings import Settings
 from parley.tools.registry import ToolContext, ToolRegistry
-
-IDEMPOTENCY_WINDOW = timedelta(hours=24)
 
 
 class ReplyInProgress(Conflict):

@@ -17,10 +17,11 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 
 from redis.asyncio import Redis
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 
 from parley.assistant.event_log import EventLogs
 from parley.assistant.generation import Generation, TurnPlan
+from parley.assistant.models import IDEMPOTENCY_WINDOW, IdempotencyRecord
 from parley.chats.models import Chat, Message
 from parley.core.db import Database, utcnow
 
@@ -180,11 +181,22 @@ class GenerationManager:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
+    async def purge_idempotency_keys(self) -> None:
+        """Forget idempotency keys past their 24 hours, so the table does not grow forever."""
+        async with self.database.sessionmaker() as session:
+            await session.execute(
+                delete(IdempotencyRecord).where(
+                    IdempotencyRecord.created_at < utcnow() - IDEMPOTENCY_WINDOW
+                )
+            )
+            await session.commit()
+
     async def _sweep_forever(self) -> None:
         while True:
             await asyncio.sleep(max(1.0, self.stale_after / 3))
             try:
                 await self.sweep_interrupted()
+                await self.purge_idempotency_keys()
             except Exception:
                 logger.warning("the interrupted-reply sweep failed", exc_info=True)
 

@@ -4,11 +4,14 @@ the turn the first attempt started, instead of starting (and billing) a second o
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 
 from sqlalchemy import ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from parley.core.db import Base, IdTimestampMixin
+
+IDEMPOTENCY_WINDOW = timedelta(hours=24)
 
 
 class IdempotencyRecord(IdTimestampMixin, Base):
