@@ -100,6 +100,8 @@ class Settings(BaseSettings):
     gemini_models: Annotated[list[str], NoDecode] = Field(default_factory=list)
     models_file: Path | None = Field(default=None, validation_alias="PARLEY_MODELS_FILE")
     default_model: str | None = None
+    # A catalog id that answers a chat turn when its model fails (after the provider's retries).
+    fallback_model: str | None = None
     offline_model_delay_ms: int = Field(default=20, ge=0, le=10_000)
     provider_connect_timeout_seconds: float = Field(default=10.0, gt=0)
     provider_read_timeout_seconds: float = Field(default=120.0, gt=0)

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 
 import httpx
 from fastapi import FastAPI
 
+from parley.app import create_app
 from tests.accounts.test_auth import assert_error
 from tests.assistant.conftest import (
     ANTHROPIC_MODEL,
@@ -17,6 +19,7 @@ from tests.assistant.conftest import (
     chunk_types,
     new_chat,
     parse_sse,
+    upstream_settings,
     wait_for,
 )
 from tests.conftest import LiveServer, TestUser
@@ -485,3 +488,35 @@ async def test_concurrent_retries_with_one_key_share_one_turn(
         f"/api/chats/{other_chat}/messages", json={"content": "Same"}, headers=headers
     )
     assert_error(elsewhere, 422, "idempotency_key_reused")
+
+
+async def test_the_fallback_model_answers_when_the_first_fails(
+    database_url: str,
+    tmp_path: Path,
+    fake_upstreams: tuple[FaultyOpenAI, FakeAnthropic],
+    upstream: FaultyOpenAI,
+    anthropic_upstream: FakeAnthropic,
+    user: TestUser,
+) -> None:
+    settings = upstream_settings(
+        database_url, tmp_path, fake_upstreams, fallback_model=ANTHROPIC_MODEL
+    )
+    upstream.script.push(*(Reply(status=503) for _ in range(3)))
+    anthropic_upstream.script.push(Reply(text="Claude here.", input_tokens=100, output_tokens=10))
+    application = create_app(settings)
+    async with application.router.lifespan_context(application):
+        transport = httpx.ASGITransport(app=application)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+            chat_id = await new_chat(http, user)
+            response = await http.post(
+                f"/api/chats/{chat_id}/messages?stream=false",
+                json={"content": "Anyone?"},
+                headers=user.headers,
+            )
+    assert response.status_code == 201, response.text
+    reply = response.json()["data"]["assistant_message"]
+    assert reply["status"] == "complete"
+    assert reply["parts"] == [{"type": "text", "text": "Claude here."}]
+    assert reply["model_id"] == ANTHROPIC_MODEL
+    assert abs(reply["usage"]["cost_usd"] - (100 * 3.0 + 10 * 15.0) / 1_000_000) < 1e-9
+    assert len(upstream.script.completions("/chat/completions")) == 3

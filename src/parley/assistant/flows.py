@@ -11,17 +11,20 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic_ai.models import Model
+from pydantic_ai.models.fallback import FallbackModel
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from parley.accounts.models import User
 from parley.assistant.context import bind_tools, build_context
-from parley.assistant.generation import TurnPlan
+from parley.assistant.generation import FallbackPricing, TurnPlan
 from parley.assistant.manager import GenerationManager
 from parley.assistant.models import IDEMPOTENCY_WINDOW, IdempotencyRecord
 from parley.chats import repository as chats
@@ -37,6 +40,8 @@ from parley.llm.schemas import CatalogEntry
 from parley.llm.service import LLMService
 from parley.settings import Settings
 from parley.tools.registry import ToolContext, ToolRegistry
+
+logger = logging.getLogger(__name__)
 
 
 class ReplyInProgress(Conflict):
@@ -197,6 +202,28 @@ class TurnService:
             raise ReplyInProgress()
         await self.session.commit()
 
+    async def _model_with_fallback(
+        self, entry: CatalogEntry
+    ) -> tuple[Model, FallbackPricing | None]:
+        """The entry's model, wrapped so that `FALLBACK_MODEL` answers when it fails (after its
+        provider's own retries), if a usable fallback is configured."""
+        model = self.llm.model_for(entry)
+        fallback_id = self.settings.fallback_model
+        if not fallback_id or fallback_id == entry.id:
+            return model, None
+        try:
+            fallback = await self.llm.resolve(fallback_id, field="FALLBACK_MODEL")
+        except ValidationFailed:
+            logger.warning("FALLBACK_MODEL %s is not an enabled catalog model", fallback_id)
+            return model, None
+        pricing = FallbackPricing(
+            model_id=fallback.id,
+            model_name=fallback.model_name,
+            input_price_per_mtok=fallback.input_price_per_mtok,
+            output_price_per_mtok=fallback.output_price_per_mtok,
+        )
+        return FallbackModel(model, self.llm.model_for(fallback)), pricing
+
     async def _plan(
         self,
         user: User,
@@ -211,6 +238,7 @@ class TurnService:
         context = build_context(
             path, context_window=entry.context_window, system_prompt=chat.system_prompt
         )
+        model, fallback = await self._model_with_fallback(entry)
         tool_context = ToolContext(
             user=user, sessionmaker=self.manager.database.sessionmaker, cursor_codec=self.codec
         )
@@ -220,9 +248,10 @@ class TurnService:
             user_message_id=user_message.id,
             assistant_message_id=assistant_id,
             model_id=entry.id,
-            model=self.llm.model_for(entry),
+            model=model,
             input_price_per_mtok=entry.input_price_per_mtok,
             output_price_per_mtok=entry.output_price_per_mtok,
+            fallback=fallback,
             instructions=chat.system_prompt,
             history=context.history,
             prompt=context.prompt,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 import uuid
@@ -63,6 +64,17 @@ class TurnPlan:
     max_steps: int
     title_from: str | None = None
     prompt_chars: int = 0
+    fallback: FallbackPricing | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FallbackPricing:
+    """The fallback model of a turn: how to recognise its answer, and what it costs."""
+
+    model_id: str
+    model_name: str
+    input_price_per_mtok: Decimal
+    output_price_per_mtok: Decimal
 
 
 @dataclass
@@ -85,6 +97,21 @@ def cost_of(plan: TurnPlan, input_tokens: int, output_tokens: int) -> Decimal:
         Decimal(input_tokens) * plan.input_price_per_mtok
         + Decimal(output_tokens) * plan.output_price_per_mtok
     ) / MILLION
+
+
+def answered_by_fallback(plan: TurnPlan, model_name: str | None) -> TurnPlan:
+    """The plan as priced for the model that actually answered: when the fallback answered, its
+    id and prices replace the first model's."""
+    fallback = plan.fallback
+    if fallback is None or model_name is None or model_name != fallback.model_name:
+        return plan
+    return dataclasses.replace(
+        plan,
+        model_id=fallback.model_id,
+        input_price_per_mtok=fallback.input_price_per_mtok,
+        output_price_per_mtok=fallback.output_price_per_mtok,
+        fallback=None,
+    )
 
 
 def title_from(text: str, limit: int = 60) -> str:
@@ -207,6 +234,8 @@ class Generation:
                 async for chunk in stream.transform_stream(events):
                     if isinstance(chunk, DoneChunk):
                         continue  # sent after the final save
+                    if isinstance(chunk, FinishChunk):
+                        self.plan = plan = answered_by_fallback(plan, stream.answered_by)
                     if isinstance(chunk, FinishChunk | AbortChunk | ErrorChunk):
                         usage = self._estimated(
                             stream.result_usage if isinstance(chunk, FinishChunk) else _live(events)
@@ -283,6 +312,7 @@ class Generation:
                     parts=outcome.parts,
                     search_text=self._accumulator.text(),
                     status=outcome.status,
+                    model_id=self.plan.model_id,
                     input_tokens=outcome.input_tokens,
                     output_tokens=outcome.output_tokens,
                     cost_usd=outcome.cost_usd,

@@ -86,12 +86,14 @@ class ReplyEventStream(VercelAIEventStream[Any, Any]):
     start_metadata: dict[str, Any] = field(default_factory=dict)
     failure: ReplyFailure | None = None
     result_usage: Any = None
+    answered_by: str | None = None
 
     async def before_stream(self) -> AsyncIterator[BaseChunk]:
         yield StartChunk(message_id=self.server_message_id, message_metadata=self.start_metadata)
 
     async def handle_run_result(self, event: AgentRunResultEvent[Any]) -> AsyncIterator[BaseChunk]:
         self.result_usage = event.result.usage
+        self.answered_by = event.result.response.model_name
         async for chunk in super().handle_run_result(event):
             # Usage and the model go in one metadata chunk of Parley's own, sent by the generation.
             if not isinstance(chunk, MessageMetadataChunk):
