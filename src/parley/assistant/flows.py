@@ -18,11 +18,11 @@ from typing import Any
 
 from pydantic_ai.models import Model
 from pydantic_ai.models.fallback import FallbackModel
-from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from parley.accounts.models import User
+from parley.assistant import repository as idempotency
 from parley.assistant.context import bind_tools, build_context
 from parley.assistant.generation import FallbackPricing, TurnPlan
 from parley.assistant.manager import GenerationManager
@@ -42,6 +42,9 @@ from parley.settings import Settings
 from parley.tools.registry import ToolContext, ToolRegistry
 
 logger = logging.getLogger(__name__)
+# The most messages of a branch read to build a turn's context (trimmed further to the window), so
+# that a turn in a very long chat costs no more than one in a long one.
+MAX_CONTEXT_MESSAGES = 1000
 
 
 class ReplyInProgress(Conflict):
@@ -113,17 +116,11 @@ class TurnService:
         """The turn an earlier request with this key started, if any (within 24 hours)."""
         if key is None:
             return None
-        record = await self.session.scalar(
-            select(IdempotencyRecord).where(
-                IdempotencyRecord.user_id == user_id, IdempotencyRecord.key == key
-            )
-        )
+        record = await idempotency.find_idempotency_record(self.session, user_id, key)
         if record is None:
             return None
         if record.created_at < utcnow() - IDEMPOTENCY_WINDOW:
-            await self.session.execute(
-                delete(IdempotencyRecord).where(IdempotencyRecord.id == record.id)
-            )
+            await idempotency.delete_idempotency_record(self.session, record.id)
             await self.session.flush()
             return None
         if record.request_hash != fingerprint:
@@ -147,7 +144,8 @@ class TurnService:
         transaction is rolled back (it then replays the winner's turn)."""
         if key is None:
             return True
-        self.session.add(
+        idempotency.add_idempotency_record(
+            self.session,
             IdempotencyRecord(
                 user_id=user_id,
                 key=key,
@@ -155,7 +153,7 @@ class TurnService:
                 chat_id=turn.chat_id,
                 user_message_id=turn.user_message_id,
                 assistant_message_id=turn.assistant_message_id,
-            )
+            ),
         )
         try:
             await self.session.flush()
@@ -187,17 +185,7 @@ class TurnService:
         Raises:
             ReplyInProgress: the chat already has a reply in progress (nothing is kept).
         """
-        claimed = await self.session.execute(
-            update(Chat)
-            .where(Chat.id == chat_id, Chat.active_message_id.is_(None))
-            .values(
-                active_message_id=turn.assistant_message_id,
-                current_leaf_id=turn.assistant_message_id,
-                updated_at=utcnow(),
-            )
-            .execution_options(synchronize_session=False)
-        )
-        if claimed.rowcount != 1:  # type: ignore[attr-defined]
+        if not await chats.claim_reply_slot(self.session, chat_id, turn.assistant_message_id):
             await self.session.rollback()
             raise ReplyInProgress()
         await self.session.commit()
@@ -234,7 +222,9 @@ class TurnService:
         entry: CatalogEntry,
         first_exchange: bool,
     ) -> TurnPlan:
-        path, _ = await chats.path_to(self.session, user.id, chat.id, user_message.id, limit=None)
+        path, _ = await chats.path_to(
+            self.session, user.id, chat.id, user_message.id, limit=MAX_CONTEXT_MESSAGES
+        )
         context = build_context(
             path, context_window=entry.context_window, system_prompt=chat.system_prompt
         )

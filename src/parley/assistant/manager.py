@@ -17,11 +17,12 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 
 from redis.asyncio import Redis
-from sqlalchemy import delete, select, update
+from sqlalchemy import select, update
 
+from parley.assistant import repository as idempotency
 from parley.assistant.event_log import EventLogs
 from parley.assistant.generation import Generation, TurnPlan
-from parley.assistant.models import IDEMPOTENCY_WINDOW, IdempotencyRecord
+from parley.assistant.models import IDEMPOTENCY_WINDOW
 from parley.chats.models import Chat, Message
 from parley.core.db import Database, utcnow
 
@@ -184,10 +185,8 @@ class GenerationManager:
     async def purge_idempotency_keys(self) -> None:
         """Forget idempotency keys past their 24 hours, so the table does not grow forever."""
         async with self.database.sessionmaker() as session:
-            await session.execute(
-                delete(IdempotencyRecord).where(
-                    IdempotencyRecord.created_at < utcnow() - IDEMPOTENCY_WINDOW
-                )
+            await idempotency.delete_idempotency_records_before(
+                session, utcnow() - IDEMPOTENCY_WINDOW
             )
             await session.commit()
 

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Select, exists, func, literal, or_, select, update
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from parley.chats.models import Chat, Message
@@ -181,11 +182,15 @@ def add_message(session: AsyncSession, message: Message) -> Message:
     return message
 
 
-async def touch_chat(session: AsyncSession, chat_id: uuid.UUID) -> None:
-    """Move a chat to the top of the activity order."""
-    await session.execute(
+async def claim_reply_slot(
+    session: AsyncSession, chat_id: uuid.UUID, message_id: uuid.UUID
+) -> bool:
+    """Make `message_id` the chat's reply in progress and its current leaf, if the chat has no
+    reply in progress. A conditional update, so of two concurrent claims exactly one wins."""
+    claimed: CursorResult[Any] = await session.execute(  # type: ignore[assignment]
         update(Chat)
-        .where(Chat.id == chat_id)
-        .values(updated_at=utcnow())
+        .where(Chat.id == chat_id, Chat.active_message_id.is_(None))
+        .values(active_message_id=message_id, current_leaf_id=message_id, updated_at=utcnow())
         .execution_options(synchronize_session=False)
     )
+    return claimed.rowcount == 1

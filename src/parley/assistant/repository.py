@@ -1,0 +1,41 @@
+"""Queries over idempotency records. Never commits.
+
+Every read is scoped to the user who sent the key: one user's key never answers another's.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from parley.assistant.models import IdempotencyRecord
+
+
+async def find_idempotency_record(
+    session: AsyncSession, user_id: uuid.UUID, key: str
+) -> IdempotencyRecord | None:
+    """The user's record for this key, whatever its age."""
+    record: IdempotencyRecord | None = await session.scalar(
+        select(IdempotencyRecord).where(
+            IdempotencyRecord.user_id == user_id, IdempotencyRecord.key == key
+        )
+    )
+    return record
+
+
+async def delete_idempotency_record(session: AsyncSession, record_id: uuid.UUID) -> None:
+    """Forget one record (its key may then be used again)."""
+    await session.execute(delete(IdempotencyRecord).where(IdempotencyRecord.id == record_id))
+
+
+def add_idempotency_record(session: AsyncSession, record: IdempotencyRecord) -> None:
+    """Stage a record; flushing it fails on the unique (user, key) index if the key is taken."""
+    session.add(record)
+
+
+async def delete_idempotency_records_before(session: AsyncSession, cutoff: datetime) -> None:
+    """Forget every record created before `cutoff`."""
+    await session.execute(delete(IdempotencyRecord).where(IdempotencyRecord.created_at < cutoff))
