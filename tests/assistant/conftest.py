@@ -27,7 +27,7 @@ from tests.conftest import (
     start_live_server,
     stop_live_server,
 )
-from tests.fakes import Reply, Script, serve
+from tests.fakes import Reply, Script
 from tests.fakes.anthropic_upstream import FakeAnthropic
 from tests.fakes.openai_upstream import FakeOpenAI
 
@@ -83,8 +83,7 @@ class FaultyOpenAI(FakeOpenAI):
 
 @pytest.fixture(scope="session")
 def fake_upstreams() -> Iterator[tuple[FaultyOpenAI, FakeAnthropic]]:
-    openai = FaultyOpenAI()
-    openai.server = serve(openai.app())
+    openai = FaultyOpenAI.start()
     anthropic = FakeAnthropic.start()
     try:
         yield openai, anthropic

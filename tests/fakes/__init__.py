@@ -7,14 +7,18 @@ every request it sees. `serve(app)` runs any ASGI app with uvicorn in a thread o
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
 import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
 from starlette.types import ASGIApp
 
 START_TIMEOUT_SECONDS = 20.0
@@ -138,3 +142,42 @@ def serve(app: ASGIApp) -> ServerThread:
             raise RuntimeError("the fake upstream did not start")
         time.sleep(0.01)
     return ServerThread(f"http://127.0.0.1:{port}", server, thread)
+
+
+@dataclass
+class FakeUpstream(ABC):
+    """What every fake provider server shares: its script, its server, starting and stopping,
+    and recording each request it receives."""
+
+    script: Script = field(default_factory=Script)
+    server: ServerThread | None = None
+
+    @classmethod
+    def start(cls) -> Self:
+        """Start a fake on a free loopback port."""
+        fake = cls()
+        fake.server = serve(fake.app())
+        return fake
+
+    def stop(self) -> None:
+        """Stop the server."""
+        if self.server is not None:
+            self.server.stop()
+
+    @property
+    def origin(self) -> str:
+        """The server's `http://127.0.0.1:<port>`."""
+        assert self.server is not None
+        return self.server.url
+
+    async def _record(self, request: Request) -> dict[str, Any] | None:
+        raw = await request.body()
+        body = json.loads(raw) if raw else None
+        self.script.requests.append(
+            RecordedRequest(request.method, request.url.path, dict(request.headers), body)
+        )
+        return body
+
+    @abstractmethod
+    def app(self) -> Starlette:
+        """The fake's ASGI app."""

@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from tests.fakes import RecordedRequest, Reply, Script, ServerThread, serve, words
+from tests.fakes import FakeUpstream, Reply, words
 
 DEFAULT_MODELS = (
     ("claude-fake-opus", "Claude Fake Opus"),
@@ -49,38 +49,15 @@ def _event(name: str, data: dict[str, Any]) -> str:
 
 
 @dataclass
-class FakeAnthropic:
+class FakeAnthropic(FakeUpstream):
     """The fake server's state: what it lists, what it will answer, what it saw."""
 
     models: list[tuple[str, str]] = field(default_factory=lambda: list(DEFAULT_MODELS))
-    script: Script = field(default_factory=Script)
-    server: ServerThread | None = None
-
-    @classmethod
-    def start(cls) -> FakeAnthropic:
-        """Start a fake on a free loopback port."""
-        fake = cls()
-        fake.server = serve(fake.app())
-        return fake
-
-    def stop(self) -> None:
-        """Stop the server."""
-        if self.server is not None:
-            self.server.stop()
 
     @property
     def base_url(self) -> str:
         """What `ANTHROPIC_BASE_URL` would be: the origin (the SDK adds `/v1/...`)."""
-        assert self.server is not None
-        return self.server.url
-
-    async def _record(self, request: Request) -> dict[str, Any] | None:
-        raw = await request.body()
-        body = json.loads(raw) if raw else None
-        self.script.requests.append(
-            RecordedRequest(request.method, request.url.path, dict(request.headers), body)
-        )
-        return body
+        return self.origin
 
     async def list_models(self, request: Request) -> Response:
         await self._record(request)

@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from tests.fakes import RecordedRequest, Reply, Script, ServerThread, serve, words
+from tests.fakes import FakeUpstream, Reply, words
 
 DEFAULT_MODELS = ("gpt-fake-large", "text-embedding-fake", "gpt-fake-small")
 
@@ -61,39 +61,16 @@ def _chunk(model: str, delta: dict[str, Any], finish_reason: str | None = None) 
 
 
 @dataclass
-class FakeOpenAI:
+class FakeOpenAI(FakeUpstream):
     """The fake server's state: what it lists, what it will answer, what it saw."""
 
     models: list[str] = field(default_factory=lambda: list(DEFAULT_MODELS))
     models_status: int = 200
-    script: Script = field(default_factory=Script)
-    server: ServerThread | None = None
-
-    @classmethod
-    def start(cls) -> FakeOpenAI:
-        """Start a fake on a free loopback port."""
-        fake = cls()
-        fake.server = serve(fake.app())
-        return fake
-
-    def stop(self) -> None:
-        """Stop the server."""
-        if self.server is not None:
-            self.server.stop()
 
     @property
     def base_url(self) -> str:
         """What `OPENAI_BASE_URL` would be: the origin and `/v1`."""
-        assert self.server is not None
-        return f"{self.server.url}/v1"
-
-    async def _record(self, request: Request) -> dict[str, Any] | None:
-        raw = await request.body()
-        body = json.loads(raw) if raw else None
-        self.script.requests.append(
-            RecordedRequest(request.method, request.url.path, dict(request.headers), body)
-        )
-        return body
+        return f"{self.origin}/v1"
 
     async def list_models(self, request: Request) -> Response:
         await self._record(request)

@@ -16,7 +16,7 @@ from pydantic import (
     StringConstraints,
 )
 
-from parley.core.validation import StorableText, UtcDatetime
+from parley.core.validation import RequestModel, StorableText, UtcDatetime
 
 PASSWORD_MIN = 8
 PASSWORD_MAX = 128
@@ -31,12 +31,6 @@ Password = Annotated[str, Field(min_length=PASSWORD_MIN, max_length=PASSWORD_MAX
 DisplayName = Annotated[
     StorableText, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)
 ]
-
-
-class RequestModel(BaseModel):
-    """A request body: unknown fields are refused, so nothing can be slipped in."""
-
-    model_config = ConfigDict(extra="forbid")
 
 
 class RegisterRequest(RequestModel):

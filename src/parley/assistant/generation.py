@@ -34,6 +34,7 @@ from pydantic_ai.ui.vercel_ai.response_types import (
 from pydantic_ai.usage import RunUsage, UsageLimits
 from sqlalchemy import update
 
+from parley.assistant.context import CHARS_PER_TOKEN
 from parley.assistant.event_log import EventLogs
 from parley.assistant.stream import SDK_VERSION, PartsAccumulator, ReplyEventStream, ReplyFailure
 from parley.chats.models import Chat, Message
@@ -41,7 +42,6 @@ from parley.core.db import Database, utcnow
 from parley.core.telemetry import get_tracer
 
 logger = logging.getLogger(__name__)
-CHARS_PER_TOKEN = 4
 MILLION = Decimal(1_000_000)
 
 

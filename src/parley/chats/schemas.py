@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from parley.core.validation import StorableText
+from parley.core.validation import RequestModel, StorableText
 
 MAX_MESSAGE_CHARS = 1_000_000
 MAX_SYSTEM_PROMPT_CHARS = 20_000
@@ -19,12 +19,6 @@ Title = Annotated[
 ModelId = Annotated[StorableText, StringConstraints(min_length=1, max_length=200)]
 SystemPrompt = Annotated[StorableText, StringConstraints(max_length=MAX_SYSTEM_PROMPT_CHARS)]
 MessageText = Annotated[StorableText, StringConstraints(min_length=1, max_length=MAX_MESSAGE_CHARS)]
-
-
-class RequestModel(BaseModel):
-    """A request body: unknown fields are refused."""
-
-    model_config = ConfigDict(extra="forbid")
 
 
 class ChatCreate(RequestModel):

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated
 
-from pydantic import AfterValidator, AwareDatetime
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict
 
 
 def reject_unstorable_text(value: str) -> str:
@@ -43,3 +43,9 @@ def in_utc(value: datetime) -> datetime:
 
 
 UtcDatetime = Annotated[AwareDatetime, AfterValidator(in_utc)]
+
+
+class RequestModel(BaseModel):
+    """A request body: unknown fields are refused, so nothing can be slipped in."""
+
+    model_config = ConfigDict(extra="forbid")

@@ -20,8 +20,7 @@ from pydantic import (
     field_validator,
 )
 
-from parley.accounts.schemas import RequestModel
-from parley.core.validation import UtcDatetime, reject_unstorable_text
+from parley.core.validation import RequestModel, UtcDatetime, reject_unstorable_text
 from parley.tasks.models import (
     DESCRIPTION_MAX_CHARS,
     MAX_TAGS,

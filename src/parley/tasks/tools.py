@@ -12,10 +12,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 
-from parley.accounts.schemas import RequestModel
 from parley.core.pagination import DEFAULT_LIMIT, MAX_LIMIT
 from parley.core.responses import Page
-from parley.core.validation import UtcDatetime
+from parley.core.validation import RequestModel, UtcDatetime
 from parley.tasks.models import Priority
 from parley.tasks.schemas import SearchText, Tag, TaskCreate, TaskPublic, TaskUpdate
 from parley.tasks.service import TaskFilters, TaskService, TaskSort
