@@ -43,6 +43,8 @@ from parley.mcp.endpoint import McpEndpoint
 from parley.settings import Settings
 from parley.tasks.router import tasks_router
 from parley.tools.builtin import builtin_registry
+from parley.usage.router import admin_usage_router, usage_router
+from parley.usage.service import UsageMeter
 
 
 def _operation_id(route: APIRoute) -> str:
@@ -76,6 +78,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         provider_http = create_provider_http_client(settings)
         app.state.model_providers = ModelProviders(settings, provider_http)
         app.state.tool_registry = tool_registry
+        # Budgets and usage records of chat replies and /v1 calls.
+        usage_meter = UsageMeter(database, settings)
+        app.state.usage_meter = usage_meter
         # Replies in progress: event logs in Redis when configured (any worker can resume).
         event_logs: EventLogs = (
             RedisEventLogs(redis, retention_seconds=settings.stream_retention_seconds)
@@ -89,6 +94,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             save_interval=settings.stream_save_interval_ms / 1000,
             heartbeat_interval=settings.generation_heartbeat_seconds,
             stale_after=settings.generation_stale_seconds,
+            usage_meter=usage_meter,
         )
         app.state.generations = generations
         await anyio.to_thread.run_sync(warm_up_password_hashing)
@@ -131,6 +137,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(turns_router)
     app.include_router(models_router)  # the model catalog, and its admin edits
     app.include_router(admin_models_router)
+    app.include_router(usage_router)  # usage reports, and admins' per-user totals
+    app.include_router(admin_usage_router)
     # MCP Streamable HTTP at exactly /mcp (a Mount would redirect /mcp to /mcp/).
     app.router.routes.append(
         Route("/mcp", endpoint=mcp_endpoint, methods=["GET", "POST", "DELETE"])

@@ -6,10 +6,13 @@ from parley.chats.models import Chat, Message
 from parley.core.db import Base
 from parley.llm.models import CatalogModel
 from parley.tasks.models import Task, TaskTag
+from parley.usage.models import BudgetPeriod, BudgetReservation, UsageRecord
 
 __all__ = [
     "ApiKey",
     "Base",
+    "BudgetPeriod",
+    "BudgetReservation",
     "CatalogModel",
     "Chat",
     "IdempotencyRecord",
@@ -17,5 +20,6 @@ __all__ = [
     "RefreshToken",
     "Task",
     "TaskTag",
+    "UsageRecord",
     "User",
 ]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from decimal import Decimal
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
@@ -66,6 +67,15 @@ class Settings(BaseSettings):
 
     rate_limit_login_per_minute: int = Field(default=10, ge=1)
     rate_limit_chat_per_minute: int = Field(default=30, ge=1)
+    rate_limit_v1_per_minute: int = Field(default=60, ge=1)
+
+    # Budgets (README "Usage and budgets"): the monthly budget of users without their own (None:
+    # unlimited); what a request reserves while it runs (its prompt plus this many output tokens
+    # when it names no `max_tokens`), and how long a reservation whose request never settled it
+    # (its worker died) holds before the sweep releases it.
+    default_monthly_budget_usd: Decimal | None = Field(default=None, ge=0)
+    budget_reserve_output_tokens: int = Field(default=1024, ge=0)
+    budget_reservation_ttl_seconds: int = Field(default=3600, ge=60)
 
     # The streaming turn: steps per reply (model calls), how often a growing reply is saved, the
     # heartbeat that tells a live reply from one whose worker died, and how long a finished

@@ -16,6 +16,7 @@ from parley.core.dependencies import (
 )
 from parley.llm.dependencies import LLMServiceDep
 from parley.tools.registry import ToolRegistry
+from parley.usage.dependencies import UsageMeterDep
 
 
 def get_generation_manager(request: Request) -> GenerationManager:
@@ -41,6 +42,7 @@ def get_turn_service(
     registry: Annotated[ToolRegistry, Depends(get_tool_registry)],
     limiter: RateLimiterDep,
     codec: CursorCodecDep,
+    meter: UsageMeterDep,
 ) -> TurnService:
     """Turn use cases over the route's session."""
     return TurnService(
@@ -51,6 +53,7 @@ def get_turn_service(
         registry=registry,
         limiter=limiter,
         codec=codec,
+        meter=meter,
     )
 
 

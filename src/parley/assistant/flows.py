@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from parley.accounts.models import User
 from parley.assistant import repository as idempotency
-from parley.assistant.context import bind_tools, build_context
+from parley.assistant.context import CHARS_PER_TOKEN, bind_tools, build_context
 from parley.assistant.generation import FallbackPricing, TurnPlan
 from parley.assistant.manager import GenerationManager
 from parley.assistant.models import IDEMPOTENCY_WINDOW, IdempotencyRecord
@@ -40,6 +40,7 @@ from parley.llm.schemas import CatalogEntry
 from parley.llm.service import LLMService
 from parley.settings import Settings
 from parley.tools.registry import ToolContext, ToolRegistry
+from parley.usage.service import UsageMeter, estimate_cost
 
 logger = logging.getLogger(__name__)
 # The most messages of a branch read to build a turn's context (trimmed further to the window), so
@@ -98,8 +99,10 @@ class TurnService:
         registry: ToolRegistry,
         limiter: RateLimiter,
         codec: CursorCodec,
+        meter: UsageMeter,
     ) -> None:
         self.session = session
+        self.meter = meter
         self.settings = settings
         self.manager = manager
         self.llm = llm
@@ -221,6 +224,7 @@ class TurnService:
         assistant_id: uuid.UUID,
         entry: CatalogEntry,
         first_exchange: bool,
+        api_key_id: uuid.UUID | None,
     ) -> TurnPlan:
         path, _ = await chats.path_to(
             self.session, user.id, chat.id, user_message.id, limit=MAX_CONTEXT_MESSAGES
@@ -249,6 +253,7 @@ class TurnService:
             max_steps=self.settings.agent_max_steps,
             title_from=context.prompt if first_exchange and chat.title is None else None,
             prompt_chars=context.chars,
+            api_key_id=api_key_id,
         )
 
     async def _start_reply(
@@ -260,9 +265,16 @@ class TurnService:
         *,
         assistant_id: uuid.UUID,
         first_exchange: bool,
+        api_key_id: uuid.UUID | None,
     ) -> StartedTurn:
-        """Add the `streaming` assistant message answering `user_message`, claim the chat, commit,
-        and start the generation."""
+        """Add the `streaming` assistant message answering `user_message`, hold the turn's
+        estimated cost against the user's budget, claim the chat, commit, and start the
+        generation.
+
+        Raises:
+            BudgetExceeded: the user's monthly budget is spent (nothing is kept).
+            ReplyInProgress: the chat already has a reply in progress (nothing is kept).
+        """
         assistant = chats.add_message(
             self.session,
             Message(
@@ -284,7 +296,14 @@ class TurnService:
             assistant_id=assistant.id,
             entry=entry,
             first_exchange=first_exchange,
+            api_key_id=api_key_id,
         )
+        estimate = estimate_cost(
+            entry,
+            input_tokens=plan.prompt_chars // CHARS_PER_TOKEN,
+            output_tokens=self.settings.budget_reserve_output_tokens,
+        )
+        plan.reservation = await self.meter.reserve_in(self.session, user, estimate)
         turn = StartedTurn(user.id, chat.id, user_message.id, assistant.id)
         await self._claim_and_commit(chat.id, turn)
         await self.manager.start(plan)
@@ -302,6 +321,7 @@ class TurnService:
         model_id: str | None,
         idempotency_key: str | None,
         fingerprint_body: dict[str, Any],
+        api_key_id: uuid.UUID | None = None,
     ) -> StartedTurn:
         """Add a user message and start the reply.
 
@@ -353,6 +373,7 @@ class TurnService:
             entry,
             assistant_id=turn.assistant_message_id,
             first_exchange=parent is None,
+            api_key_id=api_key_id,
         )
 
     @traced(name="turns.regenerate")
@@ -365,6 +386,7 @@ class TurnService:
         model_id: str | None,
         idempotency_key: str | None,
         fingerprint_body: dict[str, Any],
+        api_key_id: uuid.UUID | None = None,
     ) -> StartedTurn:
         """A new reply: a sibling of an assistant message, or a new child of a user message."""
         user_id = user.id
@@ -402,6 +424,7 @@ class TurnService:
             entry,
             assistant_id=turn.assistant_message_id,
             first_exchange=False,
+            api_key_id=api_key_id,
         )
 
     # -- a turn in progress -----------------------------------------------------------------

@@ -40,6 +40,7 @@ from parley.assistant.stream import SDK_VERSION, PartsAccumulator, ReplyEventStr
 from parley.chats.models import Chat, Message
 from parley.core.db import Database, utcnow
 from parley.core.telemetry import get_tracer
+from parley.usage.service import Reservation, UsageEntry, UsageMeter
 
 logger = logging.getLogger(__name__)
 MILLION = Decimal(1_000_000)
@@ -65,6 +66,10 @@ class TurnPlan:
     title_from: str | None = None
     prompt_chars: int = 0
     fallback: FallbackPricing | None = None
+    # The budget hold taken when the turn started (settled with the final save), and the API key
+    # the turn was started with, for the usage record.
+    reservation: Reservation | None = None
+    api_key_id: uuid.UUID | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +138,7 @@ class Generation:
     logs: EventLogs
     save_interval: float
     heartbeat_interval: float
+    usage_meter: UsageMeter | None = None
     task: asyncio.Task[None] | None = None
     done: asyncio.Event = field(default_factory=asyncio.Event)
     _handle: Any = None
@@ -338,7 +344,27 @@ class Generation:
                     .where(Chat.id == self.plan.chat_id, Chat.title.is_(None))
                     .values(title=title_from(self.plan.title_from))
                 )
+            if self.usage_meter is not None:
+                await self.usage_meter.settle_in(
+                    session, self.plan.reservation, self._usage_entry(outcome)
+                )
             await session.commit()
+
+    def _usage_entry(self, outcome: ReplyOutcome) -> UsageEntry:
+        plan = self.plan
+        return UsageEntry(
+            user_id=plan.user_id,
+            api_key_id=plan.api_key_id,
+            source="chat",
+            model_id=plan.model_id,
+            input_tokens=outcome.input_tokens,
+            output_tokens=outcome.output_tokens,
+            cost_usd=outcome.cost_usd,
+            latency_ms=outcome.duration_ms,
+            status=outcome.status,
+            chat_id=plan.chat_id,
+            message_id=plan.assistant_message_id,
+        )
 
     async def _finish_after_crash(self) -> None:
         """Last resort after an unexpected failure of our own: keep what was streamed, as an

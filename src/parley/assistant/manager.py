@@ -25,6 +25,7 @@ from parley.assistant.generation import Generation, TurnPlan
 from parley.assistant.models import IDEMPOTENCY_WINDOW
 from parley.chats.models import Chat, Message
 from parley.core.db import Database, utcnow
+from parley.usage.service import UsageMeter
 
 logger = logging.getLogger(__name__)
 STOP_CHANNEL = "parley:stop"
@@ -44,8 +45,10 @@ class GenerationManager:
         save_interval: float,
         heartbeat_interval: float,
         stale_after: float,
+        usage_meter: UsageMeter | None = None,
     ) -> None:
         self.database = database
+        self.usage_meter = usage_meter
         self.logs = logs
         self.redis = redis
         self.save_interval = save_interval
@@ -66,6 +69,7 @@ class GenerationManager:
             logs=self.logs,
             save_interval=self.save_interval,
             heartbeat_interval=self.heartbeat_interval,
+            usage_meter=self.usage_meter,
         )
         message_id = plan.assistant_message_id
         self._by_message[message_id] = generation
@@ -196,6 +200,8 @@ class GenerationManager:
             try:
                 await self.sweep_interrupted()
                 await self.purge_idempotency_keys()
+                if self.usage_meter is not None:
+                    await self.usage_meter.release_expired()
             except Exception:
                 logger.warning("the interrupted-reply sweep failed", exc_info=True)
 

@@ -18,7 +18,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Header, Query, Response, status
 from fastapi.responses import StreamingResponse
 
-from parley.accounts.dependencies import CurrentUser
+from parley.accounts.dependencies import CurrentPrincipal, CurrentUser
 from parley.assistant.dependencies import GenerationManagerDep, TurnServiceDep
 from parley.assistant.flows import (
     IdempotencyKeyReused,
@@ -32,6 +32,7 @@ from parley.assistant.replay import numbered, sse_line, stored_reply_chunks
 from parley.assistant.stream import STREAM_HEADERS
 from parley.chats.schemas import MessageCreate, RegenerateRequest, TurnResult
 from parley.core.errors import (
+    BudgetExceeded,
     InvalidToken,
     NotAuthenticated,
     NotFound,
@@ -59,6 +60,7 @@ TURN_ERRORS = (
     ReplyInProgress,
     IdempotencyKeyReused,
     RateLimited,
+    BudgetExceeded,
 )
 STREAM_RESPONSE: dict[int | str, dict[str, Any]] = {
     200: {
@@ -106,7 +108,7 @@ async def _answer(
 async def send_message(
     chat_id: uuid.UUID,
     body: MessageCreate,
-    user: CurrentUser,
+    principal: CurrentPrincipal,
     turns: TurnServiceDep,
     manager: GenerationManagerDep,
     response: Response,
@@ -116,7 +118,7 @@ async def send_message(
     """Add a user message (under `parent_id`, default the current leaf; an earlier message's id
     starts a branch; an explicit null starts a new root) and stream the assistant's reply."""
     started = await turns.send(
-        user,
+        principal.user,
         chat_id,
         parts=body.text_parts(),
         parent_id=body.parent_id,
@@ -124,6 +126,7 @@ async def send_message(
         model_id=body.model_id,
         idempotency_key=idempotency_key,
         fingerprint_body=body.model_dump(mode="json", exclude_unset=True),
+        api_key_id=principal.api_key_id,
     )
     return await _answer(turns, manager, started, stream=stream, response=response)
 
@@ -137,7 +140,7 @@ async def send_message(
 async def regenerate_message(
     chat_id: uuid.UUID,
     message_id: uuid.UUID,
-    user: CurrentUser,
+    principal: CurrentPrincipal,
     turns: TurnServiceDep,
     manager: GenerationManagerDep,
     response: Response,
@@ -149,12 +152,13 @@ async def regenerate_message(
     it (a user message). Streams like sending."""
     request = body or RegenerateRequest()
     started = await turns.regenerate(
-        user,
+        principal.user,
         chat_id,
         message_id,
         model_id=request.model_id,
         idempotency_key=idempotency_key,
         fingerprint_body=request.model_dump(mode="json", exclude_unset=True),
+        api_key_id=principal.api_key_id,
     )
     return await _answer(turns, manager, started, stream=stream, response=response)
 

@@ -1,0 +1,310 @@
+"""Metering and budgets (`UsageMeter`), and the usage reports (`UsageService`).
+
+Every chat reply and `/v1` call is metered the same way: before it starts, `reserve` holds an
+estimate of its cost against the user's monthly budget — refused with 402 `budget_exceeded` once
+what is spent and held reaches the budget; when it ends, `settle` releases the hold, adds the real
+cost and writes the usage record, in one transaction. So concurrent requests can overspend a budget
+by at most what was in flight when it ran out. A hold whose request never settles (its worker
+died) is released by the sweep after `BUDGET_RESERVATION_TTL_SECONDS`.
+
+Users with no budget (none of their own, and no `DEFAULT_MONTHLY_BUDGET_USD`) hold nothing; their
+spending is still added to the month's total, so a budget set mid-month counts it.
+"""
+
+from __future__ import annotations
+
+import calendar
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from parley.accounts.models import User
+from parley.core.db import Database, new_id, utcnow
+from parley.core.errors import BudgetExceeded
+from parley.core.pagination import CursorCodec
+from parley.core.telemetry import traced
+from parley.llm.schemas import CatalogEntry
+from parley.settings import Settings
+from parley.usage import repository
+from parley.usage.models import BudgetReservation, UsageRecord
+from parley.usage.repository import GroupBy
+from parley.usage.schemas import (
+    BudgetStatus,
+    UsageGroup,
+    UsageRecordPublic,
+    UsageReport,
+    UsageTotals,
+    UserUsage,
+)
+
+logger = logging.getLogger(__name__)
+MILLION = Decimal(1_000_000)
+
+
+def period_of(moment: datetime) -> str:
+    """The budget period (calendar month, UTC) a moment falls in: `2026-11`."""
+    return moment.astimezone(UTC).strftime("%Y-%m")
+
+
+def month_start(moment: datetime) -> datetime:
+    """Midnight UTC on the first day of the moment's month."""
+    moment = moment.astimezone(UTC)
+    return datetime(moment.year, moment.month, 1, tzinfo=UTC)
+
+
+def next_month_start(moment: datetime) -> datetime:
+    """Midnight UTC on the first day of the following month."""
+    start = month_start(moment)
+    return start + timedelta(days=calendar.monthrange(start.year, start.month)[1])
+
+
+def estimate_cost(entry: CatalogEntry, *, input_tokens: int, output_tokens: int) -> Decimal:
+    """What a request of this size would cost at the entry's prices."""
+    return (
+        Decimal(input_tokens) * entry.input_price_per_mtok
+        + Decimal(output_tokens) * entry.output_price_per_mtok
+    ) / MILLION
+
+
+def monthly_budget(user: User, settings: Settings) -> Decimal | None:
+    """The user's monthly budget: their own, else `DEFAULT_MONTHLY_BUDGET_USD`; None is
+    unlimited."""
+    if user.monthly_budget_usd is not None:
+        return user.monthly_budget_usd
+    return settings.default_monthly_budget_usd
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """An estimate held against a user's budget; `id` is None when nothing was held (the user
+    has no budget)."""
+
+    user_id: uuid.UUID
+    amount_usd: Decimal
+    id: uuid.UUID | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UsageEntry:
+    """What one chat reply or `/v1` call used, to be recorded when it settles."""
+
+    user_id: uuid.UUID
+    api_key_id: uuid.UUID | None
+    source: str  # "chat" or "v1"
+    model_id: str
+    input_tokens: int
+    output_tokens: int
+    cost_usd: Decimal
+    latency_ms: int | None
+    status: str  # "complete", "error", "cancelled", "interrupted"
+    chat_id: uuid.UUID | None = None
+    message_id: uuid.UUID | None = None
+
+
+class UsageMeter:
+    """Holds and settles budget reservations and records usage (app-wide; stateless).
+
+    Args:
+        database: where short transactions of its own run (`reserve`, `settle`).
+        settings: the default budget and the reservations' lifetime.
+    """
+
+    def __init__(self, database: Database, settings: Settings) -> None:
+        self.database = database
+        self.settings = settings
+
+    def budget_of(self, user: User) -> Decimal | None:
+        """The user's monthly budget (see `monthly_budget`)."""
+        return monthly_budget(user, self.settings)
+
+    async def reserve_in(
+        self, session: AsyncSession, user: User, estimate_usd: Decimal
+    ) -> Reservation:
+        """Hold `estimate_usd` against the user's budget, inside the caller's transaction (the
+        hold commits or rolls back with it).
+
+        Raises:
+            BudgetExceeded: this month's budget is spent (or held by requests in flight).
+        """
+        budget = self.budget_of(user)
+        if budget is None:
+            return Reservation(user.id, Decimal(0))
+        now = utcnow()
+        period = period_of(now)
+        amount = max(estimate_usd, Decimal(0))
+        await repository.ensure_period(session, user.id, period)
+        if not await repository.hold(session, user.id, period, amount, budget):
+            raise BudgetExceeded(
+                f"Your monthly budget of ${budget:.2f} is spent; it renews on "
+                f"{next_month_start(now):%Y-%m-%d}."
+            )
+        reservation = repository.add_reservation(
+            session,
+            BudgetReservation(
+                id=new_id(),
+                user_id=user.id,
+                period=period,
+                amount_usd=amount,
+                expires_at=now + timedelta(seconds=self.settings.budget_reservation_ttl_seconds),
+            ),
+        )
+        await session.flush()
+        return Reservation(user.id, amount, reservation.id)
+
+    @traced(name="usage.reserve")
+    async def reserve(self, user: User, estimate_usd: Decimal) -> Reservation:
+        """`reserve_in`, in a transaction of its own (committed before the request runs).
+
+        Raises:
+            BudgetExceeded: this month's budget is spent.
+        """
+        if self.budget_of(user) is None:
+            return Reservation(user.id, Decimal(0))
+        async with self.database.sessionmaker() as session:
+            reservation = await self.reserve_in(session, user, estimate_usd)
+            await session.commit()
+        return reservation
+
+    async def settle_in(
+        self, session: AsyncSession, reservation: Reservation | None, entry: UsageEntry
+    ) -> None:
+        """Release the hold, add the real cost to this month and record the usage, inside the
+        caller's transaction."""
+        if reservation is not None and reservation.id is not None:
+            await repository.release(session, reservation.id)
+        await repository.add_spend(session, entry.user_id, period_of(utcnow()), entry.cost_usd)
+        repository.add_record(
+            session,
+            UsageRecord(
+                user_id=entry.user_id,
+                api_key_id=entry.api_key_id,
+                source=entry.source,
+                model_id=entry.model_id,
+                status=entry.status,
+                input_tokens=entry.input_tokens,
+                output_tokens=entry.output_tokens,
+                cost_usd=entry.cost_usd,
+                latency_ms=entry.latency_ms,
+                chat_id=entry.chat_id,
+                message_id=entry.message_id,
+            ),
+        )
+        await session.flush()
+
+    @traced(name="usage.settle")
+    async def settle(self, reservation: Reservation | None, entry: UsageEntry) -> None:
+        """`settle_in`, in a transaction of its own. Never raises: a failure is logged (the
+        hold then lapses with the sweep)."""
+        try:
+            async with self.database.sessionmaker() as session:
+                await self.settle_in(session, reservation, entry)
+                await session.commit()
+        except Exception:
+            logger.exception("could not record usage", extra={"user_id": str(entry.user_id)})
+
+    async def release_expired(self) -> int:
+        """Release the holds whose requests never settled; the number released."""
+        released = 0
+        async with self.database.sessionmaker() as session:
+            for reservation_id in await repository.expired_reservations(session, utcnow()):
+                released += int(await repository.release(session, reservation_id))
+            await session.commit()
+        return released
+
+
+class UsageService:
+    """Usage reports over one request session."""
+
+    def __init__(self, session: AsyncSession, settings: Settings, codec: CursorCodec) -> None:
+        self.session = session
+        self.settings = settings
+        self.codec = codec
+
+    async def budget_status(self, user: User) -> BudgetStatus:
+        """This month's spending against the user's budget."""
+        now = utcnow()
+        period = period_of(now)
+        row = await repository.get_period(self.session, user.id, period)
+        spent = row.spent_usd if row is not None else Decimal(0)
+        reserved = row.reserved_usd if row is not None else Decimal(0)
+        budget = monthly_budget(user, self.settings)
+        return BudgetStatus(
+            period=period,
+            monthly_budget_usd=None if budget is None else float(budget),
+            spent_usd=float(spent),
+            reserved_usd=float(max(reserved, Decimal(0))),
+            remaining_usd=None if budget is None else float(max(budget - spent, Decimal(0))),
+            resets_at=next_month_start(now),
+        )
+
+    @traced(name="usage.report")
+    async def report(
+        self, user: User, *, start: datetime, end: datetime, group_by: GroupBy | None
+    ) -> UsageReport:
+        """The caller's totals in `[start, end)`, grouped if asked, and this month's budget."""
+        sums = await repository.totals(self.session, user.id, start, end)
+        groups = (
+            [
+                UsageGroup(key=key, **UsageTotals.of(group).model_dump())
+                for key, group in await repository.grouped(
+                    self.session, user.id, start, end, group_by
+                )
+            ]
+            if group_by is not None
+            else []
+        )
+        return UsageReport(
+            from_=start,
+            to=end,
+            group_by=group_by,
+            totals=UsageTotals.of(sums),
+            groups=groups,
+            budget=await self.budget_status(user),
+        )
+
+    @traced(name="usage.admin_report")
+    async def per_user(
+        self, *, start: datetime, end: datetime, cursor: str | None, limit: int
+    ) -> tuple[list[UserUsage], str | None]:
+        """Every user's totals in `[start, end)`, a page at a time."""
+        rows, next_cursor = await repository.per_user(
+            self.session, start, end, codec=self.codec, cursor=cursor, limit=limit
+        )
+        items = [
+            UserUsage(
+                user_id=user.id,
+                email=user.email,
+                display_name=user.display_name,
+                monthly_budget_usd=(
+                    None if user.monthly_budget_usd is None else float(user.monthly_budget_usd)
+                ),
+                **UsageTotals.of(sums).model_dump(),
+            )
+            for user, sums in rows
+        ]
+        return items, next_cursor
+
+    async def records(
+        self,
+        user: User,
+        *,
+        source: str | None,
+        api_key_id: uuid.UUID | None,
+        cursor: str | None,
+        limit: int,
+    ) -> tuple[list[UsageRecordPublic], str | None]:
+        """A page of the caller's usage records, newest first."""
+        rows, next_cursor = await repository.list_records(
+            self.session,
+            user.id,
+            source=source,
+            api_key_id=api_key_id,
+            codec=self.codec,
+            cursor=cursor,
+            limit=limit,
+        )
+        return [UsageRecordPublic.of(row) for row in rows], next_cursor
