@@ -1,37 +1,38 @@
 """A turn, orchestrated across domains: chats (the tree), llm (the model), tools (tasks), and the
 generation that streams the reply.
 
-Sending checks the chat, the rate limit and the idempotency key, commits the user message and the
-`streaming` assistant message and claims the chat's single reply slot in one transaction, then
-starts the generation, which holds no request session. Regenerating does the same without a new
+Sending checks the chat, the rate limit and the idempotency key (`turn_keys`), then in one
+transaction commits the user message and the `streaming` assistant message, holds the turn's
+estimated cost against the user's budget and claims the chat's single reply slot, then starts the
+generation, which holds no request session (and settles the hold with its final save). Regenerating does the same without a new
 user message. Stopping and resuming act on the chat's reply in progress.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import uuid
-from dataclasses import dataclass
 from typing import Any
 
 from pydantic_ai.models import Model
 from pydantic_ai.models.fallback import FallbackModel
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from parley.accounts.models import User
-from parley.assistant import repository as idempotency
 from parley.assistant.context import CHARS_PER_TOKEN, bind_tools, build_context
 from parley.assistant.generation import FallbackPricing, TurnPlan
 from parley.assistant.manager import GenerationManager
-from parley.assistant.models import IDEMPOTENCY_WINDOW, IdempotencyRecord
+from parley.assistant.turn_keys import (
+    ReplyInProgress,
+    StartedTurn,
+    TurnKeys,
+    request_fingerprint,
+)
 from parley.chats import repository as chats
 from parley.chats.models import Chat, Message
 from parley.chats.schemas import MessagePublic, TurnResult
 from parley.chats.service import MESSAGE_NOT_FOUND, ChatService
-from parley.core.db import new_id, utcnow
+from parley.core.db import new_id
 from parley.core.errors import Conflict, NotFound, ValidationFailed
 from parley.core.pagination import CursorCodec
 from parley.core.ratelimit import RateLimiter
@@ -48,42 +49,11 @@ logger = logging.getLogger(__name__)
 MAX_CONTEXT_MESSAGES = 1000
 
 
-class ReplyInProgress(Conflict):
-    """The chat already has a reply in progress."""
-
-    default_message = "A reply is already in progress in this chat; stop it or wait for it."
-
-
 class NoActiveStream(Conflict):
     """Stop was asked of a chat with no reply in progress."""
 
     code = "no_active_stream"
     default_message = "This chat has no reply in progress."
-
-
-class IdempotencyKeyReused(ValidationFailed):
-    """The same idempotency key came with a different request."""
-
-    code = "idempotency_key_reused"
-    default_message = "This Idempotency-Key was used with a different request."
-
-
-@dataclass(frozen=True, slots=True)
-class StartedTurn:
-    """A turn that was started, or found again by its idempotency key."""
-
-    user_id: uuid.UUID
-    chat_id: uuid.UUID
-    user_message_id: uuid.UUID
-    assistant_message_id: uuid.UUID
-
-
-def request_fingerprint(kind: str, chat_id: uuid.UUID, body: dict[str, Any]) -> str:
-    """A hash that tells whether a retried request is the same request."""
-    canonical = json.dumps(
-        {"kind": kind, "chat_id": str(chat_id), "body": body}, sort_keys=True, default=str
-    )
-    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 class TurnService:
@@ -110,68 +80,7 @@ class TurnService:
         self.limiter = limiter
         self.codec = codec
         self.chats = ChatService(session, codec)
-
-    # -- idempotency ------------------------------------------------------------------------
-
-    async def _replay(
-        self, user_id: uuid.UUID, key: str | None, fingerprint: str
-    ) -> StartedTurn | None:
-        """The turn an earlier request with this key started, if any (within 24 hours)."""
-        if key is None:
-            return None
-        record = await idempotency.find_idempotency_record(self.session, user_id, key)
-        if record is None:
-            return None
-        if record.created_at < utcnow() - IDEMPOTENCY_WINDOW:
-            await idempotency.delete_idempotency_record(self.session, record.id)
-            await self.session.flush()
-            return None
-        if record.request_hash != fingerprint:
-            raise IdempotencyKeyReused()
-        started = StartedTurn(
-            user_id, record.chat_id, record.user_message_id, record.assistant_message_id
-        )
-        # End the read transaction: the caller may now wait minutes for the reply.
-        await self.session.commit()
-        return started
-
-    async def _reserve_key(
-        self,
-        user_id: uuid.UUID,
-        key: str | None,
-        fingerprint: str,
-        turn: StartedTurn,
-    ) -> bool:
-        """Record the key before anything else is written, so that of two concurrent requests
-        with one key the unique index lets exactly one through; False for the other, whose
-        transaction is rolled back (it then replays the winner's turn)."""
-        if key is None:
-            return True
-        idempotency.add_idempotency_record(
-            self.session,
-            IdempotencyRecord(
-                user_id=user_id,
-                key=key,
-                request_hash=fingerprint,
-                chat_id=turn.chat_id,
-                user_message_id=turn.user_message_id,
-                assistant_message_id=turn.assistant_message_id,
-            ),
-        )
-        try:
-            await self.session.flush()
-        except IntegrityError:
-            await self.session.rollback()
-            return False
-        return True
-
-    async def _replay_after_race(
-        self, user_id: uuid.UUID, key: str | None, fingerprint: str
-    ) -> StartedTurn:
-        replayed = await self._replay(user_id, key, fingerprint)
-        if replayed is None:  # pragma: no cover - the key was just found taken
-            raise ReplyInProgress()
-        return replayed
+        self.keys = TurnKeys(session)
 
     # -- starting a turn --------------------------------------------------------------------
 
@@ -332,7 +241,7 @@ class TurnService:
         user_id = user.id  # kept: a rolled-back race expires the loaded user
         chat = await self.chats.get(user, chat_id)
         fingerprint = request_fingerprint("send", chat_id, fingerprint_body)
-        replay = await self._replay(user_id, idempotency_key, fingerprint)
+        replay = await self.keys.replay(user_id, idempotency_key, fingerprint)
         if replay is not None:
             return replay
         await self._check_rate(user_id)
@@ -349,8 +258,8 @@ class TurnService:
                 )
         entry = await self.llm.resolve(model_id or chat.model_id)
         turn = StartedTurn(user_id, chat.id, new_id(), new_id())
-        if not await self._reserve_key(user_id, idempotency_key, fingerprint, turn):
-            return await self._replay_after_race(user_id, idempotency_key, fingerprint)
+        if not await self.keys.reserve(user_id, idempotency_key, fingerprint, turn):
+            return await self.keys.replay_after_race(user_id, idempotency_key, fingerprint)
         text = "\n".join(part["text"] for part in parts if part.get("type") == "text")
         user_message = chats.add_message(
             self.session,
@@ -392,7 +301,7 @@ class TurnService:
         user_id = user.id
         chat = await self.chats.get(user, chat_id)
         fingerprint = request_fingerprint(f"regenerate:{message_id}", chat_id, fingerprint_body)
-        replay = await self._replay(user_id, idempotency_key, fingerprint)
+        replay = await self.keys.replay(user_id, idempotency_key, fingerprint)
         if replay is not None:
             return replay
         await self._check_rate(user_id)
@@ -415,8 +324,8 @@ class TurnService:
         default_model = target.model_id if target.role == "assistant" else None
         entry = await self.llm.resolve(model_id or default_model or chat.model_id)
         turn = StartedTurn(user_id, chat.id, user_message.id, new_id())
-        if not await self._reserve_key(user_id, idempotency_key, fingerprint, turn):
-            return await self._replay_after_race(user_id, idempotency_key, fingerprint)
+        if not await self.keys.reserve(user_id, idempotency_key, fingerprint, turn):
+            return await self.keys.replay_after_race(user_id, idempotency_key, fingerprint)
         return await self._start_reply(
             user,
             chat,

@@ -20,16 +20,11 @@ from fastapi.responses import StreamingResponse
 
 from parley.accounts.dependencies import CurrentPrincipal, CurrentUser
 from parley.assistant.dependencies import GenerationManagerDep, TurnServiceDep
-from parley.assistant.flows import (
-    IdempotencyKeyReused,
-    NoActiveStream,
-    ReplyInProgress,
-    StartedTurn,
-    TurnService,
-)
+from parley.assistant.flows import NoActiveStream, TurnService
 from parley.assistant.manager import GenerationManager
 from parley.assistant.replay import numbered, sse_line, stored_reply_chunks
 from parley.assistant.stream import STREAM_HEADERS
+from parley.assistant.turn_keys import IdempotencyKeyReused, ReplyInProgress, StartedTurn
 from parley.chats.schemas import MessageCreate, RegenerateRequest, TurnResult
 from parley.core.errors import (
     BudgetExceeded,

@@ -1,0 +1,121 @@
+"""Idempotent turns: an `Idempotency-Key` names the turn a request started, so that a retry
+within 24 hours answers with the same turn instead of starting another.
+
+The key is recorded in the turn's own transaction before anything else is written; of two
+concurrent requests with one key, the unique index lets exactly one through and the other
+replays the winner's turn.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from parley.assistant import repository as idempotency
+from parley.assistant.models import IDEMPOTENCY_WINDOW, IdempotencyRecord
+from parley.core.db import utcnow
+from parley.core.errors import Conflict, ValidationFailed
+
+
+class ReplyInProgress(Conflict):
+    """The chat already has a reply in progress."""
+
+    default_message = "A reply is already in progress in this chat; stop it or wait for it."
+
+
+class IdempotencyKeyReused(ValidationFailed):
+    """The same idempotency key came with a different request."""
+
+    code = "idempotency_key_reused"
+    default_message = "This Idempotency-Key was used with a different request."
+
+
+@dataclass(frozen=True, slots=True)
+class StartedTurn:
+    """A turn that was started, or found again by its idempotency key."""
+
+    user_id: uuid.UUID
+    chat_id: uuid.UUID
+    user_message_id: uuid.UUID
+    assistant_message_id: uuid.UUID
+
+
+def request_fingerprint(kind: str, chat_id: uuid.UUID, body: dict[str, Any]) -> str:
+    """A hash that tells whether a retried request is the same request."""
+    canonical = json.dumps(
+        {"kind": kind, "chat_id": str(chat_id), "body": body}, sort_keys=True, default=str
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+class TurnKeys:
+    """The idempotency keys of turns, over the turn's request session."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def replay(
+        self, user_id: uuid.UUID, key: str | None, fingerprint: str
+    ) -> StartedTurn | None:
+        """The turn an earlier request with this key started, if any (within 24 hours).
+
+        Raises:
+            IdempotencyKeyReused: the key came with a different request.
+        """
+        if key is None:
+            return None
+        record = await idempotency.find_idempotency_record(self.session, user_id, key)
+        if record is None:
+            return None
+        if record.created_at < utcnow() - IDEMPOTENCY_WINDOW:
+            await idempotency.delete_idempotency_record(self.session, record.id)
+            await self.session.flush()
+            return None
+        if record.request_hash != fingerprint:
+            raise IdempotencyKeyReused()
+        started = StartedTurn(
+            user_id, record.chat_id, record.user_message_id, record.assistant_message_id
+        )
+        # End the read transaction: the caller may now wait minutes for the reply.
+        await self.session.commit()
+        return started
+
+    async def reserve(
+        self, user_id: uuid.UUID, key: str | None, fingerprint: str, turn: StartedTurn
+    ) -> bool:
+        """Record the key before anything else is written; False when a concurrent request
+        with the same key won (this transaction is then rolled back)."""
+        if key is None:
+            return True
+        idempotency.add_idempotency_record(
+            self.session,
+            IdempotencyRecord(
+                user_id=user_id,
+                key=key,
+                request_hash=fingerprint,
+                chat_id=turn.chat_id,
+                user_message_id=turn.user_message_id,
+                assistant_message_id=turn.assistant_message_id,
+            ),
+        )
+        try:
+            await self.session.flush()
+        except IntegrityError:
+            await self.session.rollback()
+            return False
+        return True
+
+    async def replay_after_race(
+        self, user_id: uuid.UUID, key: str | None, fingerprint: str
+    ) -> StartedTurn:
+        """The turn of the concurrent request that took the key first."""
+        replayed = await self.replay(user_id, key, fingerprint)
+        if replayed is None:  # pragma: no cover - the key was just found taken
+            raise ReplyInProgress()
+        return replayed
