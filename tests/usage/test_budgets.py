@@ -20,7 +20,7 @@ from sqlalchemy import select, update
 from parley.accounts.models import User
 from parley.core.db import utcnow
 from parley.usage.models import BudgetReservation
-from tests.assistant.conftest import OPENAI_MODEL, FaultyOpenAI, new_chat
+from tests.assistant.conftest import OPENAI_MODEL, FaultyOpenAI, new_chat, wait_for
 from tests.conftest import TestUser, make_settings, running_app
 from tests.fakes import Reply
 
@@ -174,3 +174,31 @@ async def test_holds_whose_turn_never_settled_are_released_by_the_sweep(
     async with app.state.database.sessionmaker() as session:
         left = (await session.execute(select(BudgetReservation))).scalars().all()
     assert left == []
+
+
+async def test_a_stopped_reply_settles_its_hold_and_is_recorded(
+    api: httpx.AsyncClient, upstream: FaultyOpenAI, user: TestUser, admin: TestUser
+):
+    await _set_budget(api, admin, user, 1)
+    upstream.script.push(Reply(text=" ".join(["word"] * 200), chunk_delay=0.05))
+    chat_id = await new_chat(api, user, model_id=OPENAI_MODEL)
+    turn = asyncio.create_task(_send(api, user, chat_id))
+
+    async def streaming() -> bool:
+        """Text of the reply has been saved (and its hold is still on)."""
+        page = await api.get(f"/api/chats/{chat_id}/messages", headers=user.headers)
+        items = page.json()["data"]["items"]
+        return bool(items and items[-1]["role"] == "assistant" and items[-1]["parts"])
+
+    await wait_for(streaming)
+    assert (await _budget(api, user))["reserved_usd"] > 0
+    assert (await api.post(f"/api/chats/{chat_id}/stop", headers=user.headers)).status_code == 204
+    response = await turn
+    assert response.status_code == 201
+    assert response.json()["data"]["assistant_message"]["status"] == "cancelled"
+    budget = await _budget(api, user)
+    assert budget["reserved_usd"] == 0
+    records = (await api.get("/api/usage/records", headers=user.headers)).json()["data"]["items"]
+    assert [record["status"] for record in records] == ["cancelled"]
+    assert records[0]["output_tokens"] > 0
+    assert budget["spent_usd"] == pytest.approx(records[0]["cost_usd"])
