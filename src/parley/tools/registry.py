@@ -10,12 +10,15 @@ schema is what models and MCP clients see) and an async function that acts as th
 
 from __future__ import annotations
 
+import copy
+import functools
 import json
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ValidationError
+from pydantic.json_schema import JsonSchemaMode
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from parley.accounts.models import User
@@ -100,6 +103,13 @@ class ToolResult:
 ToolFunction = Callable[[ToolContext, ArgsT], Awaitable[BaseModel]]
 
 
+@functools.cache
+def _json_schema(model: type[BaseModel], mode: JsonSchemaMode) -> dict[str, Any]:
+    """A model's JSON schema, generated once: every turn offers every tool, and generating a
+    schema costs far more than copying it."""
+    return model.model_json_schema(mode=mode)
+
+
 @dataclass(frozen=True, slots=True)
 class ToolDefinition(Generic[ArgsT]):
     """One tool.
@@ -125,12 +135,12 @@ class ToolDefinition(Generic[ArgsT]):
     idempotent: bool = False
 
     def input_schema(self) -> dict[str, Any]:
-        """The JSON schema of the arguments."""
-        return self.arguments.model_json_schema()
+        """The JSON schema of the arguments (a copy the caller may change)."""
+        return copy.deepcopy(_json_schema(self.arguments, "validation"))
 
     def output_schema(self) -> dict[str, Any]:
-        """The JSON schema of a successful result."""
-        return self.result.model_json_schema(mode="serialization")
+        """The JSON schema of a successful result (a copy the caller may change)."""
+        return copy.deepcopy(_json_schema(self.result, "serialization"))
 
     async def run(
         self, context: ToolContext, raw_arguments: Mapping[str, Any] | None
