@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from sqlalchemy import insert, select
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import insert, select, text
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import NullPool
 
 from bench.pg import postgres_database
 from bench.report import Check, table
@@ -30,8 +31,7 @@ from bench.servers import (
 )
 from parley.accounts.models import User
 from parley.chats.models import Chat, Message
-from parley.core.db import build_engine, new_id
-from parley.settings import Settings
+from parley.core.db import new_id
 from parley.tasks.models import Task, TaskTag
 
 BATCH = 5000
@@ -64,6 +64,10 @@ async def _insert(engine: AsyncEngine, table_: Any, rows: Iterable[dict[str, Any
     for batch in _batches(rows):
         async with engine.begin() as connection:
             await connection.execute(insert(table_), batch)
+    # Fresh planner statistics, as autovacuum (PostgreSQL) or `ANALYZE` would give a live
+    # database: plans made from stale ones would measure the seeding, not the queries.
+    async with engine.begin() as connection:
+        await connection.execute(text("ANALYZE"))
 
 
 def _chain(
@@ -179,9 +183,8 @@ class GrowthRun:
         self.logs = logs
         self.task_total = task_total
         url = env.get("DATABASE_URL") or f"sqlite+aiosqlite:///{env['PARLEY_DATA_DIR']}/parley.db"
-        self.engine = build_engine(
-            Settings(_env_file=None, database_url=url, data_dir=Path(env["PARLEY_DATA_DIR"]))
-        )
+        # No pool: each seeding step runs in an event loop of its own.
+        self.engine = create_async_engine(url, poolclass=NullPool)
         self.rows: list[dict[str, Any]] = []
         self.ratios: dict[str, float] = {}
 
