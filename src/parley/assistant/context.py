@@ -27,9 +27,9 @@ from pydantic_ai.messages import (
 from pydantic_ai.tools import Tool
 
 from parley.chats.models import Message
+from parley.llm.tokens import CHARS_PER_TOKEN
 from parley.tools.registry import ToolContext, ToolDefinition, ToolRegistry
 
-CHARS_PER_TOKEN = 4
 # Room left for the reply itself when trimming the context (a quarter of the window, at most this).
 MAX_REPLY_RESERVE_TOKENS = 8192
 

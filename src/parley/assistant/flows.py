@@ -4,24 +4,22 @@ generation that streams the reply.
 Sending checks the chat, the rate limit and the idempotency key (`turn_keys`), then in one
 transaction commits the user message and the `streaming` assistant message, holds the turn's
 estimated cost against the user's budget and claims the chat's single reply slot, then starts the
-generation, which holds no request session (and settles the hold with its final save). Regenerating does the same without a new
-user message. Stopping and resuming act on the chat's reply in progress.
+generation, which holds no request session (and settles the hold with its final save).
+Regenerating does the same without a new user message. Stopping and resuming act on the chat's
+reply in progress.
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pydantic_ai.models import Model
-from pydantic_ai.models.fallback import FallbackModel
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from parley.accounts.models import User
-from parley.assistant.context import CHARS_PER_TOKEN, bind_tools, build_context
-from parley.assistant.generation import FallbackPricing, TurnPlan
 from parley.assistant.manager import GenerationManager
+from parley.assistant.plan import FallbackPricing, TurnPlan
 from parley.assistant.turn_keys import (
     ReplyInProgress,
     StartedTurn,
@@ -39,9 +37,13 @@ from parley.core.ratelimit import RateLimiter
 from parley.core.telemetry import traced
 from parley.llm.schemas import CatalogEntry
 from parley.llm.service import LLMService
+from parley.llm.tokens import CHARS_PER_TOKEN
 from parley.settings import Settings
 from parley.tools.registry import ToolContext, ToolRegistry
 from parley.usage.service import UsageMeter, estimate_cost
+
+if TYPE_CHECKING:
+    from pydantic_ai.models import Model
 
 logger = logging.getLogger(__name__)
 # The most messages of a branch read to build a turn's context (trimmed further to the window), so
@@ -107,6 +109,8 @@ class TurnService:
     ) -> tuple[Model, FallbackPricing | None]:
         """The entry's model, wrapped so that `FALLBACK_MODEL` answers when it fails (after its
         provider's own retries), if a usable fallback is configured."""
+        from pydantic_ai.models.fallback import FallbackModel  # with the first turn (start-up time)
+
         model = self.llm.model_for(entry)
         fallback_id = self.settings.fallback_model
         if not fallback_id or fallback_id == entry.id:
@@ -135,6 +139,9 @@ class TurnService:
         first_exchange: bool,
         api_key_id: uuid.UUID | None,
     ) -> TurnPlan:
+        # The model library is imported with the first turn, not at start-up.
+        from parley.assistant.context import bind_tools, build_context
+
         path, _ = await chats.path_to(
             self.session, user.id, chat.id, user_message.id, limit=MAX_CONTEXT_MESSAGES
         )

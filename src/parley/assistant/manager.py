@@ -15,17 +15,21 @@ import logging
 import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from redis.asyncio import Redis
 from sqlalchemy import select, update
 
 from parley.assistant import repository as idempotency
 from parley.assistant.event_log import EventLogs
-from parley.assistant.generation import Generation, TurnPlan
 from parley.assistant.models import IDEMPOTENCY_WINDOW
 from parley.chats.models import Chat, Message
 from parley.core.db import Database, utcnow
 from parley.usage.service import UsageMeter
+
+if TYPE_CHECKING:
+    from parley.assistant.generation import Generation
+    from parley.assistant.plan import TurnPlan
 
 logger = logging.getLogger(__name__)
 STOP_CHANNEL = "parley:stop"
@@ -62,6 +66,9 @@ class GenerationManager:
 
         Its event log exists before this returns, so the caller can follow it at once.
         """
+        # Imported with the first turn: the generation brings in the model library.
+        from parley.assistant.generation import Generation
+
         await self.logs.open(str(plan.assistant_message_id))
         generation = Generation(
             plan=plan,

@@ -3,7 +3,6 @@ is sent again as AI SDK UI message stream chunks, so a streaming client reads it
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 from pydantic_ai.ui.vercel_ai.response_types import (
@@ -28,7 +27,7 @@ from pydantic_ai.ui.vercel_ai.response_types import (
     ToolOutputErrorChunk,
 )
 
-from parley.assistant.stream import SDK_VERSION
+from parley.assistant.sse import SDK_VERSION
 from parley.chats.schemas import MessagePublic
 
 
@@ -105,14 +104,3 @@ def stored_reply_chunks(message: MessagePublic, user_message_id: str) -> list[st
         chunks.append(FinishChunk(finish_reason="stop"))
     chunks.append(DoneChunk())
     return [chunk.encode(SDK_VERSION) for chunk in chunks]
-
-
-async def numbered(chunks: list[str]) -> AsyncIterator[tuple[int, str]]:
-    """Chunks as `(id, data)` events, numbered from 1."""
-    for number, data in enumerate(chunks, start=1):
-        yield number, data
-
-
-def sse_line(number: int, data: str) -> bytes:
-    """One server-sent event."""
-    return f"id: {number}\ndata: {data}\n\n".encode()

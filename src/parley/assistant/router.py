@@ -22,8 +22,7 @@ from parley.accounts.dependencies import CurrentPrincipal, CurrentUser
 from parley.assistant.dependencies import GenerationManagerDep, TurnServiceDep
 from parley.assistant.flows import NoActiveStream, TurnService
 from parley.assistant.manager import GenerationManager
-from parley.assistant.replay import numbered, sse_line, stored_reply_chunks
-from parley.assistant.stream import STREAM_HEADERS
+from parley.assistant.sse import STREAM_HEADERS, numbered, sse_line
 from parley.assistant.turn_keys import IdempotencyKeyReused, ReplyInProgress, StartedTurn
 from parley.chats.schemas import MessageCreate, RegenerateRequest, TurnResult
 from parley.core.errors import (
@@ -57,10 +56,25 @@ TURN_ERRORS = (
     RateLimited,
     BudgetExceeded,
 )
+STREAM_EVENT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["id", "data"],
+    "properties": {
+        "id": {"type": "string", "description": "Increasing from 1 within the reply."},
+        "data": {
+            "type": "string",
+            "description": "A JSON chunk of the AI SDK UI message stream v1; `[DONE]` last.",
+        },
+        "event": {"type": "string"},
+        "retry": {"type": "integer", "minimum": 0},
+    },
+}
 STREAM_RESPONSE: dict[int | str, dict[str, Any]] = {
     200: {
         "description": "The reply as a server-sent event stream (AI SDK UI message stream v1).",
-        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        # One event's schema (`itemSchema`, as FastAPI documents its own event streams): a
+        # `{"type": "string"}` there would claim each event is a bare string.
+        "content": {"text/event-stream": {"itemSchema": STREAM_EVENT_SCHEMA}},
     },
     201: {"model": Envelope[TurnResult], "description": "With `?stream=false`: both messages."},
 }
@@ -89,6 +103,8 @@ async def _answer(
     if await manager.can_follow(started.assistant_message_id):
         return _stream(manager.follow(started.assistant_message_id))
     # A retried request whose reply is no longer in any event log: send the stored reply.
+    from parley.assistant.replay import stored_reply_chunks  # imports the model library
+
     result = await turns.result(started)
     chunks = stored_reply_chunks(result.assistant_message, str(started.user_message_id))
     return _stream(numbered(chunks))

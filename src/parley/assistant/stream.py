@@ -15,7 +15,7 @@ import json
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from pydantic_ai.exceptions import (
     ModelAPIError,
@@ -44,12 +44,6 @@ from pydantic_ai.ui.vercel_ai.response_types import (
 )
 
 logger = logging.getLogger(__name__)
-SDK_VERSION: Literal[5, 6, 7] = 5
-STREAM_HEADERS = {
-    "x-vercel-ai-ui-message-stream": "v1",
-    "cache-control": "no-cache",
-    "x-accel-buffering": "no",
-}
 
 
 @dataclass(frozen=True, slots=True)

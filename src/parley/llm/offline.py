@@ -39,17 +39,12 @@ from pydantic_ai.usage import RequestUsage
 
 from parley.llm.catalog_config import OFFLINE_CONTEXT_WINDOW
 from parley.llm.offline_planner import Step, TextStep, ToolCallStep, plan_step, read_turn
+from parley.llm.tokens import estimate_tokens
 
 MODEL_NAME = "parley"
 SYSTEM = "offline"
-CHARS_PER_TOKEN = 4
 MESSAGE_OVERHEAD_TOKENS = 4
 _WORD = re.compile(r"\s*\S+")
-
-
-def estimate_tokens(text: str) -> int:
-    """About four characters a token, as with English text and common tokenizers."""
-    return -(-len(text) // CHARS_PER_TOKEN)
 
 
 def _part_text(part: Any) -> str:

@@ -17,12 +17,9 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import httpx2
-from pydantic_ai.models import Model
-from pydantic_ai.profiles import ModelProfile
 
 from parley.core.errors import ServiceUnavailable
 from parley.llm.catalog_config import ProviderConfig, configured_providers
-from parley.llm.offline import OfflineModel
 from parley.llm.schemas import OFFLINE_PROVIDER, CatalogEntry
 from parley.settings import Settings
 
@@ -36,6 +33,8 @@ MAX_KEEPALIVE_CONNECTIONS = 50
 
 if TYPE_CHECKING:
     from openai import AsyncOpenAI
+    from pydantic_ai.models import Model
+    from pydantic_ai.profiles import ModelProfile
     from pydantic_ai.providers import Provider
     from pydantic_ai.providers.anthropic import AnthropicProvider
     from pydantic_ai.providers.google import GoogleProvider
@@ -118,6 +117,8 @@ def _gemini_provider(
 
 
 def _profile(entry: CatalogEntry) -> ModelProfile:
+    from pydantic_ai.profiles import ModelProfile
+
     profile = ModelProfile(supports_tools=entry.supports_tools)
     if entry.context_window:
         profile["context_window"] = entry.context_window
@@ -156,6 +157,8 @@ class ModelProviders:
             ProviderNotConfigured: the entry's provider is not configured.
         """
         if entry.provider == OFFLINE_PROVIDER:
+            from parley.llm.offline import OfflineModel
+
             return OfflineModel(delay_seconds=self.settings.offline_model_delay_ms / 1000)
         config = self._config(entry.provider)
         profile = _profile(entry)

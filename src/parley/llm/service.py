@@ -9,9 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pydantic_ai.models import Model
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -24,6 +23,9 @@ from parley.llm.catalog_config import OFFLINE_CONTEXT_WINDOW, OFFLINE_NAME
 from parley.llm.models import CatalogModel
 from parley.llm.providers import ModelProviders
 from parley.llm.schemas import OFFLINE_MODEL_ID, OFFLINE_PROVIDER, CatalogEntry
+
+if TYPE_CHECKING:
+    from pydantic_ai.models import Model
 
 # Fields an admin may set (with `is_default`); once set, start-up seeding leaves them alone.
 EDITABLE_FIELDS = ("name", "enabled", "input_price_per_mtok", "output_price_per_mtok")

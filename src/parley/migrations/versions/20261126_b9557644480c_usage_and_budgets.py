@@ -12,7 +12,6 @@ from alembic import op
 
 import parley.core.db
 
-
 revision: str = "b9557644480c"
 down_revision: str | None = "2bb7b6fc0956"
 branch_labels: str | Sequence[str] | None = None

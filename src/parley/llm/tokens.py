@@ -1,0 +1,14 @@
+"""Token estimates where a provider reports none (a stopped reply, the offline model, budget holds):
+about four characters a token, as with English text and common tokenizers.
+
+Kept free of any provider library, so that what only estimates does not import one.
+"""
+
+from __future__ import annotations
+
+CHARS_PER_TOKEN = 4
+
+
+def estimate_tokens(text: str) -> int:
+    """The tokens `text` takes, rounded up."""
+    return -(-len(text) // CHARS_PER_TOKEN)
