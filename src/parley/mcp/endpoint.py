@@ -8,6 +8,9 @@ Each HTTP request is checked in this order before the SDK's session manager sees
    as the REST API: none or a bad one is 401 with `WWW-Authenticate: Bearer` and the error
    envelope. Every request is authenticated, so a revoked key or a deactivated user stops at once.
 
+The SDK (a second or more to import) and its session manager are started with the first request
+to `/mcp`, not with the app, so that a server nobody reaches over MCP starts faster.
+
 The authenticated user is handed to the SDK as `scope["user"]` (its `AuthenticatedUser`, with the
 user id as subject): in stateful mode the SDK binds each session id to the principal that opened
 it and answers 404 to anyone else presenting it. The user also rides on `request.state.principal`,
@@ -20,12 +23,10 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from fastapi.security.utils import get_authorization_scheme_param
-from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
-from mcp.server.auth.provider import AccessToken
-from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
-from mcp.server.transport_security import TransportSecurityMiddleware, TransportSecuritySettings
 from starlette.authentication import AuthCredentials
 from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
@@ -39,9 +40,12 @@ from parley.core.dependencies import (
 )
 from parley.core.errors import NotAuthenticated, ParleyError, ServiceUnavailable
 from parley.core.responses import error_response
-from parley.mcp.server import McpServer, build_mcp_server
 from parley.settings import Settings
 from parley.tools.registry import ToolRegistry
+
+if TYPE_CHECKING:
+    from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
+    from mcp.server.transport_security import TransportSecurityMiddleware
 
 logger = logging.getLogger(__name__)
 
@@ -50,69 +54,112 @@ PRINCIPAL_ISSUER = "parley"
 PRINCIPAL_CLIENT_ID = "parley"
 
 
+@dataclass
+class _Runtime:
+    """The SDK's side of the endpoint, once started: the Host/Origin guard, the session manager,
+    and the task hosting the manager's task group (stopped by setting `stop`)."""
+
+    guard: TransportSecurityMiddleware
+    manager: StreamableHTTPSessionManager
+    task: asyncio.Task[None]
+    stop: asyncio.Event
+
+
 class McpEndpoint:
     """The ASGI app served at `/mcp`.
 
-    `running()` must be entered for the endpoint to serve (the app's lifespan does it); each entry
-    starts a fresh SDK session manager.
+    It serves while `running()` is entered (the app's lifespan does it); the SDK's session
+    manager is started by the first request and stopped when `running()` is left.
     """
 
     def __init__(self, settings: Settings, registry: ToolRegistry) -> None:
-        self.server: McpServer = build_mcp_server(registry)
+        self.settings = settings
+        self.registry = registry
         self.stateless = settings.mcp_stateless
-        self.security = TransportSecuritySettings(
-            enable_dns_rebinding_protection=True,
-            allowed_hosts=list(settings.mcp_allowed_hosts),
-            allowed_origins=list(settings.mcp_allowed_origins),
-        )
-        self._guard = TransportSecurityMiddleware(self.security)
-        self._manager: StreamableHTTPSessionManager | None = None
+        self._serving = False
+        self._runtime: _Runtime | None = None
+        self._starting = asyncio.Lock()
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
-        """Run the SDK's session manager for as long as the context is open.
-
-        The manager keeps an anyio task group open for its sessions. It is entered and left in a
-        task of its own, so the caller may enter and leave this context from different tasks (a
-        test harness driving the app's lifespan does).
-        """
-        manager = StreamableHTTPSessionManager(
-            app=self.server, stateless=self.stateless, security_settings=self.security
-        )
-        started = asyncio.Event()
-        stop = asyncio.Event()
-
-        async def host() -> None:
-            async with manager.run():
-                started.set()
-                await stop.wait()
-
-        task = asyncio.create_task(host(), name="mcp-session-manager")
-        waiter = asyncio.create_task(started.wait())
-        await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
-        if not started.is_set():
-            waiter.cancel()
-            await task  # re-raises why the manager could not start
-        self._manager = manager
+        """Serve requests for as long as the context is open; on leaving it, stop the session
+        manager if a request started it."""
+        self._serving = True
         try:
             yield
         finally:
-            self._manager = None
-            stop.set()
-            await task
+            self._serving = False
+            runtime, self._runtime = self._runtime, None
+            if runtime is not None:
+                runtime.stop.set()
+                await runtime.task
+
+    async def _started(self) -> _Runtime:
+        """The runtime, started on first use.
+
+        The manager keeps an anyio task group open for its sessions; it is entered and left in a
+        task of its own, so that no request's task owns it.
+
+        Raises:
+            ServiceUnavailable: the app is not serving (starting up or shutting down).
+        """
+        async with self._starting:
+            if not self._serving:
+                raise ServiceUnavailable("The MCP server is not running.")
+            if self._runtime is not None:
+                return self._runtime
+            from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
+            from mcp.server.transport_security import (
+                TransportSecurityMiddleware,
+                TransportSecuritySettings,
+            )
+
+            from parley.mcp.server import build_mcp_server
+
+            security = TransportSecuritySettings(
+                enable_dns_rebinding_protection=True,
+                allowed_hosts=list(self.settings.mcp_allowed_hosts),
+                allowed_origins=list(self.settings.mcp_allowed_origins),
+            )
+            manager = StreamableHTTPSessionManager(
+                app=build_mcp_server(self.registry),
+                stateless=self.stateless,
+                security_settings=security,
+            )
+            started = asyncio.Event()
+            stop = asyncio.Event()
+
+            async def host() -> None:
+                async with manager.run():
+                    started.set()
+                    await stop.wait()
+
+            task = asyncio.create_task(host(), name="mcp-session-manager")
+            waiter = asyncio.create_task(started.wait())
+            await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+            if not started.is_set():
+                waiter.cancel()
+                await task  # re-raises why the manager could not start
+            self._runtime = _Runtime(TransportSecurityMiddleware(security), manager, task, stop)
+            return self._runtime
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
+        from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
+        from mcp.server.auth.provider import AccessToken
+
         request = Request(scope, receive)
-        refusal = await self._guard.validate_request(request, is_post=False)
+        try:
+            runtime = await self._started()
+        except ParleyError as exc:
+            await error_response(exc)(scope, receive, send)
+            return
+        refusal = await runtime.guard.validate_request(request, is_post=False)
         if refusal is not None:
             await refusal(scope, receive, send)
             return
-        manager = self._manager
         try:
-            if manager is None:
-                raise ServiceUnavailable("The MCP server is not running.")
             principal = await self._authenticate(request)
         except ParleyError as exc:
             await error_response(exc)(scope, receive, send)
@@ -129,7 +176,7 @@ class McpEndpoint:
             )
         )
         scope["auth"] = AuthCredentials([])
-        await manager.handle_request(scope, receive, send)
+        await runtime.manager.handle_request(scope, receive, send)
 
     @staticmethod
     async def _authenticate(request: Request) -> Principal:
