@@ -47,6 +47,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=os.environ.get("PARLEY_TEST_DB", "sqlite"),
         help="Database to run the suite on.",
     )
+    parser.addoption(
+        "--soak",
+        action="store_true",
+        default=False,
+        help="Also run the benchmark-length soak tests (tests/robustness, docs/robustness.md).",
+    )
 
 
 @pytest.fixture(scope="session")
@@ -119,6 +125,13 @@ def make_settings(database_url: str, data_dir: Path, **overrides: Any) -> Settin
         "jwt_secret": TEST_JWT_SECRET,
         "rate_limit_login_per_minute": 10_000,
         "rate_limit_chat_per_minute": 10_000,
+        "rate_limit_v1_per_minute": 10_000,
+        # The periodic sweep (every third of this) of a session-long app would otherwise wake
+        # every 10 s; pytest runs the event loop only during async tests and fixtures, so a sweep
+        # caught mid-transaction between tests holds SQLite's write lock while a synchronous
+        # fixture waits for a new server that needs it. The start-up sweep still runs; tests of
+        # the sweep set their own value.
+        "generation_stale_seconds": 600.0,
         "log_level": "WARNING",
         "redis_url": None,
     }

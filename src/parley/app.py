@@ -6,7 +6,11 @@ limiter), the middleware, the error handlers and every router.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import contextlib
+import importlib
+import logging
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 
 import anyio.to_thread
@@ -35,8 +39,14 @@ from parley.core.ratelimit import RateLimiter
 from parley.core.responses import install_error_handlers
 from parley.core.security import warm_up_password_hashing
 from parley.core.telemetry import configure_tracing
+from parley.gateway.errors import render_openai_error
+from parley.gateway.router import gateway_router
 from parley.health import health_router
-from parley.llm.providers import ModelProviders, create_provider_http_client
+from parley.llm.providers import (
+    ModelProviders,
+    create_provider_http_client,
+    provider_modules,
+)
 from parley.llm.router import admin_models_router, models_router
 from parley.llm.seeding import prepare_catalog
 from parley.mcp.endpoint import McpEndpoint
@@ -45,6 +55,33 @@ from parley.tasks.router import tasks_router
 from parley.tools.builtin import builtin_registry
 from parley.usage.router import admin_usage_router, usage_router
 from parley.usage.service import UsageMeter
+
+logger = logging.getLogger(__name__)
+# Imported in a thread once the app is up (see `_warm_up`): the first turn or /v1 call would
+# otherwise import them on the event loop and stall every request for seconds.
+_TURN_MODULES = (
+    "parley.assistant.generation",
+    "parley.assistant.context",
+    "parley.assistant.replay",
+    "parley.llm.offline",
+    "parley.gateway.translated",
+    "pydantic_ai.models.fallback",
+)
+
+
+def _import_all(names: Iterable[str]) -> None:
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except Exception:  # a missing optional SDK fails later, where it is used
+            logger.warning("could not import %s ahead of use", name, exc_info=True)
+
+
+async def _warm_up(settings: Settings) -> None:
+    """Import the model library and the configured providers' SDKs in a worker thread, after
+    start-up: the server is live sooner, and no request waits on an import."""
+    names = [*_TURN_MODULES, *provider_modules(settings)]
+    await anyio.to_thread.run_sync(_import_all, names, abandon_on_cancel=True)
 
 
 def _operation_id(route: APIRoute) -> str:
@@ -104,7 +141,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await prepare_catalog(settings, database, provider_http)
             await generations.run_background()
             async with mcp_endpoint.running():  # MCP sessions live as long as the app
-                yield
+                app.state.warm_up = asyncio.create_task(_warm_up(settings), name="warm-up")
+                try:
+                    yield
+                finally:
+                    app.state.warm_up.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await app.state.warm_up
         finally:
             await generations.shutdown()
             if isinstance(event_logs, MemoryEventLogs):
@@ -128,7 +171,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         telemetry={"tracing": False},
     )
     app.state.settings = settings
-    install_error_handlers(app)
+    install_error_handlers(app, renderers={"/v1": render_openai_error})  # /v1: OpenAI's errors
 
     for router in (health_router, auth_router, users_router, admin_users_router):
         app.include_router(router)
@@ -137,6 +180,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(turns_router)
     app.include_router(models_router)  # the model catalog, and its admin edits
     app.include_router(admin_models_router)
+    app.include_router(gateway_router)  # the OpenAI-compatible /v1
     app.include_router(usage_router)  # usage reports, and admins' per-user totals
     app.include_router(admin_usage_router)
     # MCP Streamable HTTP at exactly /mcp (a Mount would redirect /mcp to /mcp/).

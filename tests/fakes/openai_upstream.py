@@ -138,6 +138,8 @@ class FakeOpenAI(FakeUpstream):
                 chunks.append(_chunk(model, {"tool_calls": [delta]}))
         chunks.append(_chunk(model, {}, _finish_reason(reply)))
         if include_usage:
+            # As OpenAI does: `"usage": null` on every chunk, then a last chunk with the usage.
+            chunks = [{**chunk, "usage": None} for chunk in chunks]
             chunks.append({**_chunk(model, {}), "choices": [], "usage": _usage(reply)})
         for chunk in chunks:
             if reply.chunk_delay:

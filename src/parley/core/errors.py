@@ -153,3 +153,27 @@ class ServiceUnavailable(ParleyError):
     status_code = 503
     code = "service_unavailable"
     default_message = "The service is temporarily unavailable."
+
+
+class ProviderError(ParleyError):
+    """The model provider failed or answered something unusable (including a key it refused)."""
+
+    status_code = 502
+    code = "provider_error"
+    default_message = "The model provider returned an error."
+
+
+class ProviderUnavailable(ParleyError):
+    """The model provider cannot be reached, is overloaded, or is rate-limiting Parley."""
+
+    status_code = 503
+    code = "provider_unavailable"
+    default_message = "The model provider is unavailable; try again shortly."
+
+
+class ProviderTimeout(ParleyError):
+    """The model provider did not answer in time."""
+
+    status_code = 504
+    code = "provider_timeout"
+    default_message = "The model provider did not answer in time."

@@ -17,11 +17,12 @@ from opentelemetry import propagate
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from parley.core.errors import InternalError, PayloadTooLarge
+from parley.core.errors import InternalError, ParleyError, PayloadTooLarge
 from parley.core.logging import request_id_var
-from parley.core.responses import error_body
+from parley.core.responses import ErrorReport, render_error
 from parley.core.telemetry import format_trace_id, get_tracer
 
 logger = logging.getLogger("parley.request")
@@ -45,9 +46,15 @@ async def _send_json(
     await send({"type": "http.response.body", "body": body})
 
 
+def _rendered_body(scope: Scope, error: ParleyError) -> bytes:
+    """The error's body as the request's surface renders it (the envelope, or e.g. OpenAI's)."""
+    return bytes(render_error(Request(scope), ErrorReport.of(error)).body)
+
+
 class RequestContextMiddleware:
     """Outermost middleware: one server span per request, `X-Trace-Id` and `X-Request-Id` on every
-    response, an access log line, and a 500 envelope for anything unhandled.
+    response, an access log line, and a 500 for anything unhandled (in the envelope, or in the
+    error format registered for the path's surface).
 
     An incoming W3C `traceparent` is honoured: the span joins that trace.
     """
@@ -101,11 +108,10 @@ class RequestContextMiddleware:
                 span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
                 logger.exception("unhandled error", extra={"path": path, "method": method})
                 if not state["started"]:
-                    error = InternalError()
                     await _send_json(
                         send,
                         500,
-                        error_body(error.code, error.message),
+                        _rendered_body(scope, InternalError()),
                         [
                             (b"x-trace-id", trace_id.encode()),
                             (b"x-request-id", request_id.encode()),
@@ -207,7 +213,7 @@ class BodyLimitMiddleware:
                 except ValueError:
                     declared = 0
                 if declared > self.max_bytes:
-                    await self._refuse(send)
+                    await self._refuse(scope, send)
                     return
         received = 0
         started = False
@@ -232,10 +238,9 @@ class BodyLimitMiddleware:
         except _BodyTooLargeError:
             if started:
                 raise
-            await self._refuse(send)
+            await self._refuse(scope, send)
 
-    async def _refuse(self, send: Send) -> None:
-        error = PayloadTooLarge()
+    async def _refuse(self, scope: Scope, send: Send) -> None:
         await _send_json(
-            send, 413, error_body(error.code, error.message), [(b"connection", b"close")]
+            send, 413, _rendered_body(scope, PayloadTooLarge()), [(b"connection", b"close")]
         )

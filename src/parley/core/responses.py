@@ -3,17 +3,26 @@
 `ok(...)` wraps a payload; `install_error_handlers(app)` renders every error — Parley's own, the
 framework's 404/405/422 and anything unexpected — in the envelope, in this one place.
 `error_responses(...)` documents a route's errors in OpenAPI.
+
+A surface with an error format of its own (the OpenAI-compatible `/v1`) registers a renderer for its
+path prefix: `install_error_handlers(app, renderers={"/v1": render_openai_error})`. Every error
+under that prefix, the middleware's 413 and last-resort 500 included, is then rendered by it from an
+`ErrorReport`; core still knows no domain.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from parley.core.errors import (
@@ -100,6 +109,72 @@ def error_response(exc: ParleyError) -> Response:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class ErrorReport:
+    """An error about to be rendered, whatever raised it: what any renderer needs.
+
+    Attributes:
+        status_code: the HTTP status Parley gives it.
+        code: the stable snake_case code.
+        message: a sentence for a person.
+        details: validation details (`{"field", "message"}` items), if any.
+        headers: response headers it must carry (`WWW-Authenticate`, `Retry-After`, `Allow`).
+        cause: the exception it came from (a `ParleyError`, the framework's validation error or
+            HTTP exception), for renderers that say more than the envelope does.
+    """
+
+    status_code: int
+    code: str
+    message: str
+    details: list[dict[str, Any]] | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    cause: BaseException | None = None
+
+    @classmethod
+    def of(cls, error: ParleyError, *, cause: BaseException | None = None) -> ErrorReport:
+        """The report of a Parley error (`cause`: what it was made from, if not itself)."""
+        return cls(
+            status_code=error.status_code,
+            code=error.code,
+            message=error.message,
+            details=error.details,
+            headers=dict(error.headers),
+            cause=cause if cause is not None else error,
+        )
+
+
+ErrorRenderer = Callable[[Request, ErrorReport], Response]
+"""Turns an error report into the response of one surface (see `install_error_handlers`)."""
+
+
+def render_envelope(_request: Request, report: ErrorReport) -> Response:
+    """The REST surface's renderer: the error envelope."""
+    return Response(
+        content=error_body(report.code, report.message, report.details),
+        status_code=report.status_code,
+        headers=dict(report.headers),
+        media_type="application/json",
+    )
+
+
+def _matches_prefix(path: str, prefix: str) -> bool:
+    return path == prefix or path.startswith(prefix.rstrip("/") + "/")
+
+
+def render_error(request: Request, report: ErrorReport) -> Response:
+    """Render `report` the way the request's surface expects: by the renderer registered for the
+    longest matching path prefix, else in the envelope."""
+    app = request.scope.get("app")
+    renderers: tuple[tuple[str, ErrorRenderer], ...] = (
+        getattr(app.state, "error_renderers", ()) if app is not None else ()
+    )
+    path: str = request.scope.get("path", "")
+    for prefix, renderer in renderers:
+        if _matches_prefix(path, prefix):
+            return renderer(request, report)
+    return render_envelope(request, report)
+
+
 _STATUS_ERRORS: dict[int, type[ParleyError]] = {
     400: BadRequest,
     401: NotAuthenticated,
@@ -124,40 +199,68 @@ def validation_details(errors: Any) -> list[dict[str, Any]]:
     ]
 
 
-async def _handle_parley_error(_request: Request, exc: Exception) -> Response:
+async def _handle_parley_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ParleyError)  # noqa: S101 - registered for this type only
     if exc.status_code >= 500:
         logger.error("request failed: %s", exc.code, exc_info=exc)
-    return error_response(exc)
+    return render_error(request, ErrorReport.of(exc))
 
 
-async def _handle_validation_error(_request: Request, exc: Exception) -> Response:
+async def _handle_validation_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)  # noqa: S101
-    return error_response(ValidationFailed(details=validation_details(exc.errors())))
+    error = ValidationFailed(details=validation_details(exc.errors()))
+    return render_error(request, ErrorReport.of(error, cause=exc))
 
 
-async def _handle_http_exception(_request: Request, exc: Exception) -> Response:
+async def _handle_http_exception(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)  # noqa: S101
+    if exc.status_code == 400 and isinstance(exc.__cause__, ValueError | RecursionError):
+        # The framework answers a body it cannot decode (not UTF-8, nested past the parser's
+        # depth) with a bare 400, but an undecodable JSON body with a 422: both are invalid JSON.
+        invalid = ValidationFailed.for_field("body", "The body is not valid JSON.")
+        return render_error(request, ErrorReport.of(invalid, cause=exc))
     error_type = _STATUS_ERRORS.get(
         exc.status_code, InternalError if exc.status_code >= 500 else BadRequest
     )
-    return Response(
-        content=error_body(error_type.code, error_type.default_message),
+    report = ErrorReport(
         status_code=exc.status_code,
+        code=error_type.code,
+        message=error_type.default_message,
         headers=dict(exc.headers or {}),
-        media_type="application/json",
+        cause=exc,
     )
+    return render_error(request, report)
 
 
-def install_error_handlers(app: FastAPI) -> None:
-    """Render every error raised inside the app in the envelope.
+async def _handle_redis_down(request: Request, exc: Exception) -> Response:
+    # Redis is configured but unreachable: what needs it (shared rate limits, a reply's event
+    # log) is unavailable for now, which is a 503 rather than a failure of our own.
+    logger.warning("redis is unavailable: %s", type(exc).__name__)
+    return render_error(request, ErrorReport.of(ServiceUnavailable(), cause=exc))
+
+
+def install_error_handlers(
+    app: FastAPI, renderers: Mapping[str, ErrorRenderer] | None = None
+) -> None:
+    """Render every error raised inside the app in the envelope, or, under a path prefix given in
+    `renderers`, by that prefix's renderer.
 
     Unhandled exceptions are turned into a 500 `internal_error` by the outermost middleware
-    (`parley.core.middleware.RequestContextMiddleware`), so that they carry `X-Trace-Id` too.
+    (`parley.core.middleware.RequestContextMiddleware`), so that they carry `X-Trace-Id` too; it
+    and the body limit render through `render_error` as well.
+
+    Args:
+        app: the app.
+        renderers: error renderers by path prefix (`{"/v1": ...}`); the longest prefix wins.
     """
+    app.state.error_renderers = tuple(
+        sorted((renderers or {}).items(), key=lambda item: len(item[0]), reverse=True)
+    )
     app.add_exception_handler(ParleyError, _handle_parley_error)
     app.add_exception_handler(RequestValidationError, _handle_validation_error)
     app.add_exception_handler(StarletteHTTPException, _handle_http_exception)
+    app.add_exception_handler(RedisConnectionError, _handle_redis_down)
+    app.add_exception_handler(RedisTimeoutError, _handle_redis_down)
 
 
 def error_responses(*errors: type[ParleyError]) -> dict[int | str, dict[str, Any]]:

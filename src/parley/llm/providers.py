@@ -40,6 +40,23 @@ if TYPE_CHECKING:
     from pydantic_ai.providers.google import GoogleProvider
 
 
+# The modules each provider's models need, imported when its first model is built.
+_PROVIDER_MODULES = {
+    "openai": ("pydantic_ai.models.openai", "pydantic_ai.providers.openai_compatible"),
+    "anthropic": ("pydantic_ai.models.anthropic", "pydantic_ai.providers.anthropic"),
+    "gemini": ("pydantic_ai.models.google", "pydantic_ai.providers.google"),
+}
+
+
+def provider_modules(settings: Settings) -> list[str]:
+    """The modules the configured providers' models will import (for a warm-up at start-up)."""
+    return [
+        module
+        for config in configured_providers(settings)
+        for module in _PROVIDER_MODULES.get(config.name, ())
+    ]
+
+
 def provider_timeout(settings: Settings) -> httpx2.Timeout:
     """The timeouts of provider requests: `PROVIDER_CONNECT_TIMEOUT_SECONDS` to connect,
     `PROVIDER_READ_TIMEOUT_SECONDS` between bytes read (and for writes and the pool)."""

@@ -8,12 +8,16 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
+from parley.core.validation import StorableText
 from parley.llm.models import CatalogModel
 
 OFFLINE_PROVIDER = "offline"
 OFFLINE_MODEL_ID = "offline:parley"
 
-ModelName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+# StorableText: a NUL or a lone surrogate in a name is a 422, not a failure of the database.
+ModelName = Annotated[
+    StorableText, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)
+]
 Price = Annotated[
     Decimal,
     Field(ge=0, max_digits=12, decimal_places=6, description="USD per million tokens."),

@@ -1,0 +1,96 @@
+"""The budget side of one `/v1` call: estimating it before it runs, and settling it exactly once
+when it ends, whichever way it ends (answered, failed, cut, or abandoned by the client).
+
+Prompt tokens are estimated at about four characters a token over the messages and tools (the
+same rule as the offline model); output tokens at the request's `max_completion_tokens` /
+`max_tokens`, else `BUDGET_RESERVE_OUTPUT_TOKENS`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Literal
+
+import anyio
+
+from parley.gateway.schemas import ChatCompletionRequest
+from parley.llm.schemas import CatalogEntry
+from parley.llm.tokens import estimate_tokens
+from parley.usage.service import Reservation, UsageEntry, UsageMeter
+
+logger = logging.getLogger(__name__)
+SOURCE = "v1"
+MESSAGE_OVERHEAD_TOKENS = 4
+
+CallStatus = Literal["complete", "error", "cancelled"]
+
+
+def estimate_prompt_tokens(request: ChatCompletionRequest) -> int:
+    """About how many tokens the request's messages and tools take (four characters a token)."""
+    characters = 0
+    for message in request.messages:
+        if isinstance(message.content, str):
+            characters += len(message.content)
+        elif message.content:
+            characters += sum(len(part.text or "") for part in message.content)
+        for call in message.tool_calls or ():
+            characters += len(call.function.name) + len(call.function.arguments)
+    tokens = -(-characters // 4) + MESSAGE_OVERHEAD_TOKENS * len(request.messages)
+    if request.tools:
+        tools = [tool.model_dump(mode="json", exclude_none=True) for tool in request.tools]
+        tokens += estimate_tokens(json.dumps(tools))
+    return tokens
+
+
+@dataclass
+class MeteredCall:
+    """A call holding a budget reservation, to be settled once.
+
+    Attributes:
+        input_estimate: the prompt tokens estimated before the call (used when the provider
+            never reported usage).
+    """
+
+    meter: UsageMeter
+    reservation: Reservation
+    user_id: uuid.UUID
+    api_key_id: uuid.UUID | None
+    entry: CatalogEntry
+    input_estimate: int
+    started_at: float = field(default_factory=time.monotonic)
+    settled: bool = False
+
+    async def settle(
+        self, status: CallStatus, *, input_tokens: int | None, output_tokens: int
+    ) -> None:
+        """Release the reservation and record what the call used (a second call does nothing).
+
+        Shielded from cancellation: a client that hangs up mid-stream cancels the response, and
+        its usage must still be recorded.
+
+        Args:
+            status: `complete`, `error`, or `cancelled` (the client went away).
+            input_tokens: what the provider reported; None to use the estimate.
+            output_tokens: what the provider reported, or an estimate from what was streamed.
+        """
+        if self.settled:
+            return
+        self.settled = True
+        prompt = self.input_estimate if input_tokens is None else input_tokens
+        usage = UsageEntry(
+            user_id=self.user_id,
+            api_key_id=self.api_key_id,
+            source=SOURCE,
+            model_id=self.entry.id,
+            input_tokens=prompt,
+            output_tokens=output_tokens,
+            cost_usd=self.entry.cost_usd(prompt, output_tokens),
+            latency_ms=round((time.monotonic() - self.started_at) * 1000),
+            status=status,
+        )
+        with anyio.CancelScope(shield=True):
+            await self.meter.settle(self.reservation, usage)

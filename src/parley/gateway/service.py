@@ -1,0 +1,202 @@
+"""The gateway's use cases: listing the models, and one chat completion, orchestrated across the
+catalog (llm), the budget (usage) and the provider.
+
+A completion is checked in this order: rate limit (per user), model (an enabled catalog entry),
+arguments; then its cost is estimated and reserved against the user's budget, the read
+transaction is ended (no database connection is held while the model answers), and the call goes
+to its provider — passed through to an OpenAI-compatible server, translated for the others. The
+call is settled exactly once, whichever way it ends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from parley.accounts.service import Principal
+from parley.core.ratelimit import RateLimiter
+from parley.core.telemetry import traced
+from parley.gateway.errors import InvalidRequest, ModelNotFound
+from parley.gateway.metering import CallStatus, MeteredCall, estimate_prompt_tokens
+from parley.gateway.passthrough import OpenAIRelay, StreamRelay
+from parley.gateway.schemas import ChatCompletionRequest
+from parley.llm.catalog_config import configured_providers
+from parley.llm.providers import ModelProviders, ProviderNotConfigured
+from parley.llm.schemas import CatalogEntry
+from parley.llm.service import LLMService, ModelUnavailable
+from parley.settings import Settings
+from parley.usage.service import UsageMeter, estimate_cost
+
+PASS_THROUGH_PROVIDER = "openai"
+MAX_MODEL_ID_CHARS = 200
+
+
+def is_catalog_id(model_id: str) -> bool:
+    """Whether `model_id` could be a catalog id at all (no database can look up text with a NUL
+    character or a lone surrogate, so such ids are simply unknown)."""
+    if len(model_id) > MAX_MODEL_ID_CHARS or "\x00" in model_id:
+        return False
+    try:
+        model_id.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+@dataclass(frozen=True, slots=True)
+class CompletionResult:
+    """A completion's answer: a JSON body, or the events of a stream."""
+
+    body: bytes | None = None
+    events: AsyncIterator[bytes] | None = None
+
+
+class GatewayService:
+    """The `/v1` use cases, over one request session (only read, and released before a model
+    is called)."""
+
+    def __init__(
+        self,
+        session: AsyncSession,
+        *,
+        settings: Settings,
+        llm: LLMService,
+        providers: ModelProviders,
+        limiter: RateLimiter,
+        meter: UsageMeter,
+    ) -> None:
+        self.session = session
+        self.settings = settings
+        self.llm = llm
+        self.providers = providers
+        self.limiter = limiter
+        self.meter = meter
+
+    async def count_request(self, principal: Principal) -> None:
+        """Count one `/v1` request against the caller's per-minute limit.
+
+        Raises:
+            RateLimited: over `RATE_LIMIT_V1_PER_MINUTE`.
+        """
+        per_minute = self.settings.rate_limit_v1_per_minute
+        await self.limiter.hit(
+            f"v1:user:{principal.user.id}",
+            per_minute,
+            message=f"Rate limit reached for /v1 requests: {per_minute} per minute.",
+        )
+
+    async def resolve(self, model_id: str) -> CatalogEntry:
+        """The enabled catalog entry with this id.
+
+        Raises:
+            ModelNotFound: no enabled entry has it.
+        """
+        if not is_catalog_id(model_id):
+            raise ModelNotFound()
+        unknown = ModelNotFound(
+            f"The model `{model_id}` does not exist or you do not have access to it."
+        )
+        try:
+            return await self.llm.resolve(model_id, field="body.model")
+        except ModelUnavailable:
+            raise unknown from None
+
+    @traced(name="gateway.list_models")
+    async def list_models(self, principal: Principal) -> list[CatalogEntry]:
+        """The enabled catalog, in catalog order."""
+        await self.count_request(principal)
+        return await self.llm.list_enabled()
+
+    @traced(name="gateway.get_model")
+    async def get_model(self, principal: Principal, model_id: str) -> CatalogEntry:
+        """One enabled catalog entry.
+
+        Raises:
+            ModelNotFound: no enabled entry has this id.
+        """
+        await self.count_request(principal)
+        return await self.resolve(model_id)
+
+    @traced(name="gateway.chat_completion")
+    async def chat_completion(
+        self, principal: Principal, request: ChatCompletionRequest
+    ) -> CompletionResult:
+        """One chat completion, metered.
+
+        Raises:
+            RateLimited: over the per-minute limit.
+            ModelNotFound: unknown or disabled model.
+            InvalidRequest: arguments the model cannot take.
+            BudgetExceeded: the monthly budget is spent.
+            ProviderError, ProviderUnavailable, ProviderTimeout: the provider failed before its
+                first token (a later failure ends the stream with an error event).
+        """
+        await self.count_request(principal)
+        entry = await self.resolve(request.model)
+        if request.n is not None and request.n > 1:
+            raise InvalidRequest("Only n=1 is supported.", param="n")
+        passes_through = entry.provider == PASS_THROUGH_PROVIDER
+        if not passes_through:
+            # Translation needs the model library, imported with the first such call (start-up).
+            from parley.gateway import translated
+            from parley.gateway.translation import to_model_call
+        model_call = None if passes_through else to_model_call(request, entry)
+        input_estimate = estimate_prompt_tokens(request)
+        output_estimate = request.output_token_limit or self.settings.budget_reserve_output_tokens
+        # The request's reads are done: end the transaction, so no connection waits on the model.
+        await self.session.commit()
+        reservation = await self.meter.reserve(
+            principal.user,
+            estimate_cost(entry, input_tokens=input_estimate, output_tokens=output_estimate),
+        )
+        metered = MeteredCall(
+            meter=self.meter,
+            reservation=reservation,
+            user_id=principal.user.id,
+            api_key_id=principal.api_key_id,
+            entry=entry,
+            input_estimate=input_estimate,
+        )
+        try:
+            if model_call is None:
+                return await self._pass_through(request, entry, metered)
+            model = self.llm.model_for(entry)
+            if request.stream:
+                writer = translated.ChunkWriter(
+                    model_id=entry.id, include_usage=request.wants_usage_chunk
+                )
+                stream = translated.TranslatedStream(model, model_call, metered, writer)
+                return CompletionResult(events=await stream.start())
+            return CompletionResult(
+                body=await translated.complete(model, model_call, metered, entry.id)
+            )
+        except BaseException as exc:
+            # Every way out before the answer is handed over settles here (at most once).
+            status: CallStatus = "error" if isinstance(exc, Exception) else "cancelled"
+            await metered.settle(status, input_tokens=None, output_tokens=0)
+            raise
+
+    def _relay(self) -> OpenAIRelay:
+        config = next(
+            (c for c in configured_providers(self.settings) if c.name == PASS_THROUGH_PROVIDER),
+            None,
+        )
+        if config is None:
+            raise ProviderNotConfigured()
+        return OpenAIRelay(self.providers.http_client, config, self.settings.provider_max_retries)
+
+    async def _pass_through(
+        self, request: ChatCompletionRequest, entry: CatalogEntry, metered: MeteredCall
+    ) -> CompletionResult:
+        relay = self._relay()
+        body: dict[str, Any] = request.model_dump(mode="json", by_alias=True, exclude_unset=True)
+        body["model"] = entry.model_name
+        if not request.stream:
+            return CompletionResult(body=await relay.complete(body, metered))
+        body["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
+        response = await relay.open(body, stream=True)
+        stream = StreamRelay(response, metered, include_usage=request.wants_usage_chunk)
+        return CompletionResult(events=await stream.start())
