@@ -3,16 +3,21 @@ databases, and the refusal of naive datetimes."""
 
 from __future__ import annotations
 
+import sqlite3
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import select, text
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import StatementError
 
 from parley.accounts.models import User
 from parley.core.db import UTCDateTime, contains_pattern, new_id, utcnow
+from tests.conftest import make_settings, running_app
 
 
 async def test_sqlite_pragmas_are_applied_to_the_apps_engine(app: FastAPI, db_kind: str) -> None:
@@ -104,3 +109,32 @@ async def test_like_pattern_takes_wildcards_literally(app: FastAPI) -> None:
             )
         ).scalars()
         assert list(underscore) == ["a_b"]
+
+
+async def test_a_database_busy_past_its_timeout_is_a_503_not_a_500(
+    db_kind: str, database_url: str, tmp_path: Path, make_user: Any
+) -> None:
+    """A write that cannot get SQLite's lock within `SQLITE_BUSY_TIMEOUT_MS` fails as a retryable
+    503 in the envelope, with nothing stored; once the lock is free the same request succeeds."""
+    if db_kind != "sqlite":
+        pytest.skip("SQLite's single write lock; PostgreSQL's faults are in tests/robustness")
+    user = await make_user()
+    path = make_url(database_url).database
+    assert path is not None
+    settings = make_settings(database_url, tmp_path, sqlite_busy_timeout_ms=200)
+    async with running_app(settings) as (_app, http):
+        holder = sqlite3.connect(path, isolation_level=None)
+        try:
+            holder.execute("BEGIN IMMEDIATE")  # another process holding the write lock
+            busy = await http.post("/api/tasks", json={"title": "blocked"}, headers=user.headers)
+        finally:
+            holder.rollback()
+            holder.close()
+        assert busy.status_code == 503, busy.text
+        assert busy.json()["error"]["code"] == "service_unavailable"
+        assert busy.headers["Retry-After"] == "1"
+        assert "locked" not in busy.text  # no driver message in the body
+        listed = await http.get("/api/tasks", headers=user.headers)
+        assert listed.json()["data"]["items"] == []
+        created = await http.post("/api/tasks", json={"title": "free"}, headers=user.headers)
+        assert created.status_code == 201

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Annotated
 
+import anyio
 from fastapi import Depends, Query, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -30,9 +31,18 @@ def get_database(request: Request) -> Database:
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     """One session for the route; closed (and rolled back if uncommitted) before the response is
-    sent, so no connection is held while a response streams."""
-    async with get_database(request).sessionmaker() as session:
+    sent, so no connection is held while a response streams.
+
+    The close is shielded from cancellation (a client that hangs up mid-request): a rollback cut
+    short would leave the connection's state unknown, and on SQLite a transaction left open holds
+    the one write lock.
+    """
+    session = get_database(request).sessionmaker()
+    try:
         yield session
+    finally:
+        with anyio.CancelScope(shield=True):
+            await session.close()
 
 
 def get_rate_limiter(request: Request) -> RateLimiter:

@@ -23,6 +23,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from parley.core.errors import (
@@ -239,6 +240,22 @@ async def _handle_redis_down(request: Request, exc: Exception) -> Response:
     return render_error(request, ErrorReport.of(ServiceUnavailable(), cause=exc))
 
 
+async def _handle_database_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, DBAPIError)  # noqa: S101 - registered for this type only
+    if isinstance(exc, OperationalError) or exc.connection_invalidated:
+        # SQLite busy past its timeout, a PostgreSQL connection lost or refused: the database is
+        # unavailable for the moment, which a client can retry; nothing was half-written (the
+        # transaction rolled back).
+        logger.warning("database unavailable: %s", type(exc.orig).__name__)
+        error = ServiceUnavailable(
+            "The database is busy or unavailable; try again in a moment.",
+            headers={"Retry-After": "1"},
+        )
+        return render_error(request, ErrorReport.of(error, cause=exc))
+    logger.error("database error", exc_info=exc)
+    return render_error(request, ErrorReport.of(InternalError(), cause=exc))
+
+
 def install_error_handlers(
     app: FastAPI, renderers: Mapping[str, ErrorRenderer] | None = None
 ) -> None:
@@ -259,6 +276,7 @@ def install_error_handlers(
     app.add_exception_handler(ParleyError, _handle_parley_error)
     app.add_exception_handler(RequestValidationError, _handle_validation_error)
     app.add_exception_handler(StarletteHTTPException, _handle_http_exception)
+    app.add_exception_handler(DBAPIError, _handle_database_error)
     app.add_exception_handler(RedisConnectionError, _handle_redis_down)
     app.add_exception_handler(RedisTimeoutError, _handle_redis_down)
 
