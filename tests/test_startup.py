@@ -42,6 +42,11 @@ migrate.upgrade(settings)
 async def main():
     app = create_app(settings)
     async with app.router.lifespan_context(app):
+        # A turn arriving while the warm-up thread imports the same package must neither fail
+        # on a half-imported module nor import it a second time.
+        from parley.llm.service import OFFLINE_ENTRY
+        await asyncio.sleep(0.2)  # the warm-up thread is importing now
+        app.state.model_providers.model_for(OFFLINE_ENTRY)
         await app.state.warm_up
         print(",".join(name for name in sys.argv[2:] if name in sys.modules))
 
@@ -50,7 +55,8 @@ asyncio.run(main())
 
 
 def test_the_model_library_is_imported_in_the_background_once_up(tmp_path: Path) -> None:
-    """So the first turn does not stall the event loop on an import."""
+    """So the first turn does not stall the event loop on an import; one that comes during the
+    warm-up waits for it instead of racing it."""
     wanted = ("pydantic_ai", "parley.assistant.generation", "parley.gateway.translated")
     result = subprocess.run(
         [sys.executable, "-c", WARM, str(tmp_path), *wanted],

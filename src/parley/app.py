@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import logging
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import anyio.to_thread
@@ -28,6 +27,7 @@ from parley.assistant.manager import GenerationManager
 from parley.assistant.router import turns_router
 from parley.chats.router import chats_router
 from parley.core.db import Database
+from parley.core.imports import import_modules
 from parley.core.logging import configure_logging
 from parley.core.middleware import (
     BodyLimitMiddleware,
@@ -69,19 +69,11 @@ _TURN_MODULES = (
 )
 
 
-def _import_all(names: Iterable[str]) -> None:
-    for name in names:
-        try:
-            importlib.import_module(name)
-        except Exception:  # a missing optional SDK fails later, where it is used
-            logger.warning("could not import %s ahead of use", name, exc_info=True)
-
-
 async def _warm_up(settings: Settings) -> None:
     """Import the model library and the configured providers' SDKs in a worker thread, after
     start-up: the server is live sooner, and no request waits on an import."""
     names = [*_TURN_MODULES, *provider_modules(settings)]
-    await anyio.to_thread.run_sync(_import_all, names, abandon_on_cancel=True)
+    await anyio.to_thread.run_sync(import_modules, names, abandon_on_cancel=True)
 
 
 def _operation_id(route: APIRoute) -> str:

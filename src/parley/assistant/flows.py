@@ -32,6 +32,7 @@ from parley.chats.schemas import MessagePublic, TurnResult
 from parley.chats.service import MESSAGE_NOT_FOUND, ChatService
 from parley.core.db import new_id
 from parley.core.errors import Conflict, NotFound, ValidationFailed
+from parley.core.imports import ensure_imported
 from parley.core.pagination import CursorCodec
 from parley.core.ratelimit import RateLimiter
 from parley.core.telemetry import traced
@@ -140,6 +141,7 @@ class TurnService:
         api_key_id: uuid.UUID | None,
     ) -> TurnPlan:
         # The model library is imported with the first turn, not at start-up.
+        ensure_imported("parley.assistant.context", "pydantic_ai.models.fallback")
         from parley.assistant.context import bind_tools, build_context
 
         path, _ = await chats.path_to(

@@ -25,6 +25,7 @@ from parley.assistant.event_log import EventLogs
 from parley.assistant.models import IDEMPOTENCY_WINDOW
 from parley.chats.models import Chat, Message
 from parley.core.db import Database, utcnow
+from parley.core.imports import ensure_imported
 from parley.usage.service import UsageMeter
 
 if TYPE_CHECKING:
@@ -67,6 +68,7 @@ class GenerationManager:
         Its event log exists before this returns, so the caller can follow it at once.
         """
         # Imported with the first turn: the generation brings in the model library.
+        ensure_imported("parley.assistant.generation")
         from parley.assistant.generation import Generation
 
         await self.logs.open(str(plan.assistant_message_id))

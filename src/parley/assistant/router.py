@@ -32,6 +32,7 @@ from parley.core.errors import (
     NotFound,
     RateLimited,
 )
+from parley.core.imports import ensure_imported
 from parley.core.responses import Envelope, error_responses, ok
 
 turns_router = APIRouter(prefix="/api/chats", tags=["messages"])
@@ -103,7 +104,8 @@ async def _answer(
     if await manager.can_follow(started.assistant_message_id):
         return _stream(manager.follow(started.assistant_message_id))
     # A retried request whose reply is no longer in any event log: send the stored reply.
-    from parley.assistant.replay import stored_reply_chunks  # imports the model library
+    ensure_imported("parley.assistant.replay")  # it imports the model library
+    from parley.assistant.replay import stored_reply_chunks
 
     result = await turns.result(started)
     chunks = stored_reply_chunks(result.assistant_message, str(started.user_message_id))

@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from parley.accounts.service import Principal
+from parley.core.imports import ensure_imported
 from parley.core.ratelimit import RateLimiter
 from parley.core.telemetry import traced
 from parley.gateway.errors import InvalidRequest, ModelNotFound
@@ -141,6 +142,7 @@ class GatewayService:
         passes_through = entry.provider == PASS_THROUGH_PROVIDER
         if not passes_through:
             # Translation needs the model library, imported with the first such call (start-up).
+            ensure_imported("parley.gateway.translated", "parley.gateway.translation")
             from parley.gateway import translated
             from parley.gateway.translation import to_model_call
         model_call = None if passes_through else to_model_call(request, entry)

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 import httpx2
 
 from parley.core.errors import ServiceUnavailable
+from parley.core.imports import ensure_imported
 from parley.llm.catalog_config import ProviderConfig, configured_providers
 from parley.llm.schemas import OFFLINE_PROVIDER, CatalogEntry
 from parley.settings import Settings
@@ -42,7 +43,11 @@ if TYPE_CHECKING:
 
 # The modules each provider's models need, imported when its first model is built.
 _PROVIDER_MODULES = {
-    "openai": ("pydantic_ai.models.openai", "pydantic_ai.providers.openai_compatible"),
+    "openai": (
+        "pydantic_ai.models.openai",
+        "pydantic_ai.providers.openai",
+        "pydantic_ai.providers.openai_compatible",
+    ),
     "anthropic": ("pydantic_ai.models.anthropic", "pydantic_ai.providers.anthropic"),
     "gemini": ("pydantic_ai.models.google", "pydantic_ai.providers.google"),
 }
@@ -173,7 +178,10 @@ class ModelProviders:
         Raises:
             ProviderNotConfigured: the entry's provider is not configured.
         """
+        # The model library is imported with the first model built (or by the warm-up).
+        ensure_imported("pydantic_ai", *_PROVIDER_MODULES.get(entry.provider, ()))
         if entry.provider == OFFLINE_PROVIDER:
+            ensure_imported("parley.llm.offline")
             from parley.llm.offline import OfflineModel
 
             return OfflineModel(delay_seconds=self.settings.offline_model_delay_ms / 1000)
