@@ -55,6 +55,7 @@ from parley.tasks.router import tasks_router
 from parley.tools.builtin import builtin_registry
 from parley.usage.router import admin_usage_router, usage_router
 from parley.usage.service import UsageMeter
+from parley.web.router import web_router
 
 logger = logging.getLogger(__name__)
 # Imported in a thread once the app is up (see `_warm_up`): the first turn or /v1 call would
@@ -173,6 +174,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(models_router)  # the model catalog, and its admin edits
     app.include_router(admin_models_router)
     app.include_router(gateway_router)  # the OpenAI-compatible /v1
+    app.include_router(web_router)  # the chat page at / and its static files
     app.include_router(usage_router)  # usage reports, and admins' per-user totals
     app.include_router(admin_usage_router)
     # MCP Streamable HTTP at exactly /mcp (a Mount would redirect /mcp to /mcp/).

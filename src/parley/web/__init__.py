@@ -1,0 +1,1 @@
+"""The web chat page at `/` (docs/web.md): static files served from the package, no build step."""
