@@ -14,7 +14,7 @@ import json
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from pydantic_ai.messages import (
     ModelMessage,
@@ -219,28 +219,20 @@ def _tool_choice(request: ChatCompletionRequest, tool_names: set[str]) -> Any:
 
 
 def _settings(request: ChatCompletionRequest, tool_choice: Any) -> ModelSettings:
-    settings = ModelSettings()
-    if request.output_token_limit is not None:
-        settings["max_tokens"] = request.output_token_limit
-    if request.temperature is not None:
-        settings["temperature"] = request.temperature
-    if request.top_p is not None:
-        settings["top_p"] = request.top_p
-    if request.stop_sequences:
-        settings["stop_sequences"] = request.stop_sequences
-    if request.seed is not None:
-        settings["seed"] = request.seed
-    if request.presence_penalty is not None:
-        settings["presence_penalty"] = request.presence_penalty
-    if request.frequency_penalty is not None:
-        settings["frequency_penalty"] = request.frequency_penalty
-    if request.logit_bias:
-        settings["logit_bias"] = request.logit_bias
-    if request.parallel_tool_calls is not None:
-        settings["parallel_tool_calls"] = request.parallel_tool_calls
-    if tool_choice is not None:
-        settings["tool_choice"] = tool_choice
-    return settings
+    """The model settings the request names (those it leaves out stay the model's defaults)."""
+    named: dict[str, Any] = {
+        "max_tokens": request.output_token_limit,
+        "temperature": request.temperature,
+        "top_p": request.top_p,
+        "stop_sequences": request.stop_sequences or None,
+        "seed": request.seed,
+        "presence_penalty": request.presence_penalty,
+        "frequency_penalty": request.frequency_penalty,
+        "logit_bias": request.logit_bias or None,
+        "parallel_tool_calls": request.parallel_tool_calls,
+        "tool_choice": tool_choice,
+    }
+    return cast(ModelSettings, {key: value for key, value in named.items() if value is not None})
 
 
 def _output(request: ChatCompletionRequest) -> dict[str, Any]:
