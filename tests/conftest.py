@@ -28,6 +28,7 @@ import uvicorn
 from fastapi import FastAPI
 from sqlalchemy import delete, text, update
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 
 from parley import migrate
 from parley.accounts.models import User
@@ -160,13 +161,23 @@ async def app(settings: Settings) -> AsyncIterator[FastAPI]:
 async def _empty_tables(application: FastAPI) -> None:
     engine = application.state.database.engine
     tables = list(reversed(Base.metadata.sorted_tables))
-    async with engine.begin() as connection:
-        if engine.dialect.name == "postgresql":
-            names = ", ".join(f'"{table.name}"' for table in tables)
-            await connection.execute(text(f"TRUNCATE {names} CASCADE"))
-        else:
-            for table in tables:
-                await connection.execute(delete(table))
+    # A live server of the test may still be finishing a reply (its final save, its usage
+    # record) while the tables are emptied: PostgreSQL may then end the TRUNCATE as one side of
+    # a deadlock, which the next attempt no longer meets.
+    for attempt in range(5):
+        try:
+            async with engine.begin() as connection:
+                if engine.dialect.name == "postgresql":
+                    names = ", ".join(f'"{table.name}"' for table in tables)
+                    await connection.execute(text(f"TRUNCATE {names} CASCADE"))
+                else:
+                    for table in tables:
+                        await connection.execute(delete(table))
+            return
+        except DBAPIError as exc:
+            if attempt == 4 or "deadlock" not in str(exc.orig).lower():
+                raise
+            await asyncio.sleep(0.2 * (attempt + 1))
 
 
 @pytest.fixture(autouse=True)
