@@ -309,7 +309,15 @@ def start_live_server(settings: Settings) -> LiveServer:
         if time.monotonic() > deadline or not thread.is_alive():
             raise RuntimeError("the live server did not start")
         time.sleep(0.02)
-    return LiveServer(f"http://127.0.0.1:{port}", application, server, thread)
+    url = f"http://127.0.0.1:{port}"
+    # FastAPI builds each included router's routes on the first request that walks them, from the
+    # endpoints' module-level signatures. Two apps in one process (two live servers, or one beside
+    # the session's ASGI app) building at once race on that shared state: one in ~30 such starts
+    # failed a request with pydantic's "alias has no effect" warning, an error under this suite's
+    # filterwarnings. A deployment runs one app per process; here a request that matches no route
+    # walks, and so builds, every router before the server is handed to a test.
+    assert httpx.get(f"{url}/.well-known/parley-no-such-route", timeout=20).status_code == 404
+    return LiveServer(url, application, server, thread)
 
 
 def stop_live_server(live: LiveServer) -> None:
