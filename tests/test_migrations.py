@@ -104,3 +104,21 @@ def test_no_drift_between_migrations_and_models(fresh_database_url: str, tmp_pat
 
     diff = _inspect(fresh_database_url, tmp_path, differences)
     assert diff == [], f"the models and the migrations disagree: {diff}"
+
+
+def test_head_revision_constant_is_the_scripts_head(fresh_database_url: str) -> None:
+    """`parley serve` skips Alembic when the database is at `HEAD_REVISION`: a new migration
+    that does not move it would never be applied."""
+    assert _head(fresh_database_url) == migrate.HEAD_REVISION
+
+
+def test_is_current_only_at_head(fresh_database_url: str, tmp_path: Path) -> None:
+    settings = _settings(fresh_database_url, tmp_path)
+    assert not migrate.is_current(settings)  # no schema yet
+    assert migrate.upgrade_if_needed(settings)
+    assert migrate.is_current(settings)
+    assert not migrate.upgrade_if_needed(settings)  # nothing to do: Alembic is not run
+    migrate.downgrade(settings, "-1")
+    assert not migrate.is_current(settings)
+    assert migrate.upgrade_if_needed(settings)
+    assert _inspect(fresh_database_url, tmp_path, _revision) == migrate.HEAD_REVISION

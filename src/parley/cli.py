@@ -72,7 +72,7 @@ def serve(
         raise _fail("--reload and --workers > 1 cannot be combined")
     if migrate:
         try:
-            migrations.upgrade(settings)
+            migrations.upgrade_if_needed(settings)
         except (SQLAlchemyError, OSError) as exc:
             raise _fail(f"cannot migrate the database: {exc.__class__.__name__}: {exc}") from exc
     uvicorn.run(

@@ -14,9 +14,11 @@ import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from redis.asyncio import Redis
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
 
 # The closing record; never sent to clients (the `[DONE]` line is an event of its own).
 _END = "__parley_end__"

@@ -17,7 +17,6 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from redis.asyncio import Redis
 from sqlalchemy import select, update
 
 from parley.assistant import repository as idempotency
@@ -29,6 +28,8 @@ from parley.core.imports import ensure_imported
 from parley.usage.service import UsageMeter
 
 if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
     from parley.assistant.generation import Generation
     from parley.assistant.plan import TurnPlan
 

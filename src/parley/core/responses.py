@@ -21,8 +21,6 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -257,7 +255,10 @@ async def _handle_database_error(request: Request, exc: Exception) -> Response:
 
 
 def install_error_handlers(
-    app: FastAPI, renderers: Mapping[str, ErrorRenderer] | None = None
+    app: FastAPI,
+    renderers: Mapping[str, ErrorRenderer] | None = None,
+    *,
+    redis_errors: bool = False,
 ) -> None:
     """Render every error raised inside the app in the envelope, or, under a path prefix given in
     `renderers`, by that prefix's renderer.
@@ -269,6 +270,8 @@ def install_error_handlers(
     Args:
         app: the app.
         renderers: error renderers by path prefix (`{"/v1": ...}`); the longest prefix wins.
+        redis_errors: Redis is configured: its connection errors and timeouts are a 503 (the
+            client library is imported only then).
     """
     app.state.error_renderers = tuple(
         sorted((renderers or {}).items(), key=lambda item: len(item[0]), reverse=True)
@@ -277,8 +280,12 @@ def install_error_handlers(
     app.add_exception_handler(RequestValidationError, _handle_validation_error)
     app.add_exception_handler(StarletteHTTPException, _handle_http_exception)
     app.add_exception_handler(DBAPIError, _handle_database_error)
-    app.add_exception_handler(RedisConnectionError, _handle_redis_down)
-    app.add_exception_handler(RedisTimeoutError, _handle_redis_down)
+    if redis_errors:
+        from redis.exceptions import ConnectionError as RedisConnectionError
+        from redis.exceptions import TimeoutError as RedisTimeoutError
+
+        app.add_exception_handler(RedisConnectionError, _handle_redis_down)
+        app.add_exception_handler(RedisTimeoutError, _handle_redis_down)
 
 
 def error_responses(*errors: type[ParleyError]) -> dict[int | str, dict[str, Any]]:

@@ -40,6 +40,11 @@ def _dummy_hash() -> str:
     return _password_hash.hash(secrets.token_urlsafe(16))
 
 
+def _verify_against_dummy(password: str) -> None:
+    # In the worker thread: the dummy hash is made here if the start-up warm-up has not yet.
+    _password_hash.verify(password, _dummy_hash())
+
+
 async def verify_password(password: str, password_hash: str | None) -> bool:
     """Whether `password` matches `password_hash`, in a worker thread.
 
@@ -47,13 +52,14 @@ async def verify_password(password: str, password_hash: str | None) -> bool:
     so the time taken does not tell whether an account exists.
     """
     if password_hash is None:
-        await anyio.to_thread.run_sync(_password_hash.verify, password, _dummy_hash())
+        await anyio.to_thread.run_sync(_verify_against_dummy, password)
         return False
     return await anyio.to_thread.run_sync(_password_hash.verify, password, password_hash)
 
 
 def warm_up_password_hashing() -> None:
-    """Compute the dummy hash now rather than on the first login (call at start-up)."""
+    """Compute the dummy hash now rather than on the first login (the app's background warm-up
+    calls it, in a worker thread)."""
     _dummy_hash()
 
 

@@ -17,15 +17,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import yaml
-from genai_prices import data_snapshot
-from genai_prices.types import TieredPrices
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from parley.llm.schemas import OFFLINE_MODEL_ID, OFFLINE_PROVIDER
 from parley.settings import Settings
+
+if TYPE_CHECKING:
+    from genai_prices.types import TieredPrices
 
 logger = logging.getLogger(__name__)
 
@@ -192,14 +193,19 @@ class ReferenceInfo:
 
 
 def _base_price(price: Decimal | TieredPrices | None) -> Decimal | None:
-    if isinstance(price, TieredPrices):
-        return price.base
-    return price
+    if price is None or isinstance(price, Decimal):
+        return price
+    return price.base
 
 
 def reference_info(provider: ProviderConfig, model_name: str) -> ReferenceInfo | None:
     """What `genai-prices` knows of this model on this provider (by its URL when it is custom, so
-    OpenRouter and the like get their own prices), or None for a model it does not know."""
+    OpenRouter and the like get their own prices), or None for a model it does not know.
+
+    The price data (about 10 MB in memory) is loaded with the first lookup: a catalog whose
+    configuration gives every price and context window never loads it."""
+    from genai_prices import data_snapshot
+
     snapshot = data_snapshot.get_snapshot()
     try:
         if provider.custom_base_url:
@@ -263,13 +269,18 @@ def _provider_spec(
     file_entry: ModelsFileEntry | None,
     position: int,
 ) -> CatalogSpec:
-    reference = reference_info(provider, model.name)
-    ref_input = reference.input_price_per_mtok if reference else None
-    ref_output = reference.output_price_per_mtok if reference else None
-    ref_window = reference.context_window if reference else None
     entry = file_entry or ModelsFileEntry(id=f"{provider.name}:{model.name}")
     input_price = entry.input_price_per_mtok
     output_price = entry.output_price_per_mtok
+    complete = (
+        input_price is not None
+        and output_price is not None
+        and (entry.context_window or model.context_window)
+    )
+    reference = None if complete else reference_info(provider, model.name)
+    ref_input = reference.input_price_per_mtok if reference else None
+    ref_output = reference.output_price_per_mtok if reference else None
+    ref_window = reference.context_window if reference else None
     return CatalogSpec(
         model_id=f"{provider.name}:{model.name}",
         provider=provider.name,
