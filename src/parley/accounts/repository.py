@@ -145,9 +145,13 @@ async def get_api_key(
     return result.scalar_one_or_none()
 
 
-async def find_api_key_by_prefix(session: AsyncSession, prefix: str) -> ApiKey | None:
-    """The unrevoked key with this lookup prefix, whoever owns it (authentication only)."""
+async def find_api_key_by_prefix(session: AsyncSession, prefix: str) -> tuple[ApiKey, User] | None:
+    """The unrevoked key with this lookup prefix and its owner, whoever that is (authentication
+    only; one query, as every `/v1` call makes it)."""
     result = await session.execute(
-        select(ApiKey).where(ApiKey.prefix == prefix, ApiKey.revoked_at.is_(None))
+        select(ApiKey, User)
+        .join(User, User.id == ApiKey.user_id)
+        .where(ApiKey.prefix == prefix, ApiKey.revoked_at.is_(None))
     )
-    return result.scalar_one_or_none()
+    row = result.one_or_none()
+    return None if row is None else (row[0], row[1])

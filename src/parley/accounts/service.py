@@ -241,13 +241,14 @@ class AccountService:
         return Principal(self._usable(user))
 
     async def _authenticate_api_key(self, token: str) -> Principal:
-        key = await repository.find_api_key_by_prefix(self.session, api_key_lookup_prefix(token))
-        if key is None or not secrets_match(token, key.key_hash):
+        found = await repository.find_api_key_by_prefix(self.session, api_key_lookup_prefix(token))
+        if found is None or not secrets_match(token, found[0].key_hash):
             raise InvalidToken("The API key is invalid or has been revoked.")
+        key, owner = found
         now = utcnow()
         if key.expires_at is not None and key.expires_at <= now:
             raise InvalidToken("The API key has expired.")
-        user = self._usable(await repository.get_user(self.session, key.user_id))
+        user = self._usable(owner)
         if key.last_used_at is None or now - key.last_used_at >= API_KEY_TOUCH_INTERVAL:
             key.last_used_at = now
             await self.session.commit()

@@ -17,7 +17,6 @@ from enum import Enum
 from typing import Any, ParamSpec, TypeVar, overload
 
 from opentelemetry import trace
-from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
@@ -52,6 +51,9 @@ def configure_tracing(settings: Settings) -> TracerProvider:
             resource=Resource.create({"service.name": settings.otel_service_name})
         )
         if settings.otel_exporter_otlp_endpoint:
+            # Imported only when configured (protobuf and the exporter take a tenth of a second).
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
             endpoint = settings.otel_exporter_otlp_endpoint.rstrip("/") + "/v1/traces"
             provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint)))
         trace.set_tracer_provider(provider)
@@ -59,8 +61,10 @@ def configure_tracing(settings: Settings) -> TracerProvider:
     return _provider
 
 
+@functools.cache
 def get_tracer() -> trace.Tracer:
-    """Parley's tracer."""
+    """Parley's tracer (made once: OpenTelemetry builds a new one on every `get_tracer` call, and
+    the one made before a provider is installed is a proxy that follows it)."""
     return trace.get_tracer(TRACER_NAME)
 
 

@@ -1,20 +1,22 @@
 """Usage queries: records, the per-month totals that budgets check, reservations, and the
 aggregates behind the reports. Functions take a session, add and flush; they never commit.
 
-Budget arithmetic is done by the database in single statements (an upsert, a conditional update),
+Budget arithmetic is done by the database in single statements (upserts, the hold's conditional),
 so that concurrent requests of one user serialise on their month's row on SQLite and PostgreSQL
-alike: PostgreSQL re-checks an `UPDATE ... WHERE` against the row as the previous writer left it.
+alike: PostgreSQL re-checks `ON CONFLICT DO UPDATE ... WHERE` against the row as the previous
+writer left it.
 """
 
 from __future__ import annotations
 
+import typing
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Literal, TypeVar
 
-from sqlalchemy import Date, Select, cast, delete, func, select, update
+from sqlalchemy import Date, Select, Table, cast, delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -48,97 +50,135 @@ def _insert(session: AsyncSession) -> Any:
 # -- budgets ----------------------------------------------------------------------------------
 
 
-async def ensure_period(session: AsyncSession, user_id: uuid.UUID, period: str) -> None:
-    """Create the user's row for `period` if it does not exist yet."""
-    now = utcnow()
-    statement = (
-        _insert(session)(BudgetPeriod)
-        .values(
-            id=new_id(),
-            user_id=user_id,
-            period=period,
-            spent_usd=Decimal(0),
-            reserved_usd=Decimal(0),
-            created_at=now,
-            updated_at=now,
-        )
-        .on_conflict_do_nothing(index_elements=["user_id", "period"])
-    )
-    await session.execute(statement)
+# The budget's hot path (every `/v1` call and chat turn) runs Core statements on the tables: the
+# ORM's unit of work and bulk paths cost more CPU than the statements themselves.
+_PERIODS = typing.cast(Table, BudgetPeriod.__table__)
+_RESERVATIONS = typing.cast(Table, BudgetReservation.__table__)
+_RECORDS = typing.cast(Table, UsageRecord.__table__)
 
 
 async def hold(
     session: AsyncSession, user_id: uuid.UUID, period: str, amount: Decimal, budget: Decimal
 ) -> bool:
-    """Add `amount` to the period's reservations if spent and reserved are below `budget`.
+    """Add `amount` to the period's reservations if spent and reserved are below `budget`, in one
+    upsert (creating the month's row with the hold as its first reservation).
 
     Returns:
         Whether the reservation was taken (False: the budget is spent or fully reserved).
     """
-    result = await session.execute(
-        update(BudgetPeriod)
-        .where(
-            BudgetPeriod.user_id == user_id,
-            BudgetPeriod.period == period,
-            BudgetPeriod.spent_usd + BudgetPeriod.reserved_usd < budget,
-        )
-        .values(reserved_usd=BudgetPeriod.reserved_usd + amount, updated_at=utcnow())
-        .execution_options(synchronize_session=False)
-    )
-    return bool(getattr(result, "rowcount", 0) == 1)
-
-
-def add_reservation(session: AsyncSession, reservation: BudgetReservation) -> BudgetReservation:
-    """Record a reservation (flushed with the session)."""
-    session.add(reservation)
-    return reservation
-
-
-async def release(session: AsyncSession, reservation_id: uuid.UUID) -> bool:
-    """Delete a reservation and take its amount off its period's total, once: of a settle and a
-    sweep racing for one reservation, only the one whose delete found the row changes the total.
-
-    Returns:
-        Whether this call released it.
-    """
-    deleted = (
-        await session.execute(
-            delete(BudgetReservation)
-            .where(BudgetReservation.id == reservation_id)
-            .returning(
-                BudgetReservation.user_id, BudgetReservation.period, BudgetReservation.amount_usd
-            )
-        )
-    ).one_or_none()
-    if deleted is None:
+    if budget <= 0:
         return False
-    user_id, period, amount = deleted
-    await session.execute(
-        update(BudgetPeriod)
-        .where(BudgetPeriod.user_id == user_id, BudgetPeriod.period == period)
-        .values(reserved_usd=BudgetPeriod.reserved_usd - amount, updated_at=utcnow())
-        .execution_options(synchronize_session=False)
-    )
-    return True
-
-
-async def add_spend(session: AsyncSession, user_id: uuid.UUID, period: str, cost: Decimal) -> None:
-    """Add a settled cost to the user's period (creating its row)."""
     now = utcnow()
-    insert = _insert(session)(BudgetPeriod).values(
+    insert = _insert(session)(_PERIODS).values(
         id=new_id(),
         user_id=user_id,
         period=period,
-        spent_usd=cost,
-        reserved_usd=Decimal(0),
+        spent_usd=Decimal(0),
+        reserved_usd=amount,
         created_at=now,
         updated_at=now,
     )
     statement = insert.on_conflict_do_update(
         index_elements=["user_id", "period"],
-        set_={"spent_usd": BudgetPeriod.spent_usd + insert.excluded.spent_usd, "updated_at": now},
+        set_={
+            "reserved_usd": _PERIODS.c.reserved_usd + insert.excluded.reserved_usd,
+            "updated_at": now,
+        },
+        where=_PERIODS.c.spent_usd + _PERIODS.c.reserved_usd < budget,
+    ).returning(_PERIODS.c.id)
+    return (await session.execute(statement)).first() is not None
+
+
+async def add_reservation(
+    session: AsyncSession,
+    *,
+    user_id: uuid.UUID,
+    period: str,
+    amount: Decimal,
+    expires_at: datetime,
+) -> uuid.UUID:
+    """Record a reservation; its id."""
+    reservation_id = new_id()
+    now = utcnow()
+    await session.execute(
+        _RESERVATIONS.insert().values(
+            id=reservation_id,
+            user_id=user_id,
+            period=period,
+            amount_usd=amount,
+            expires_at=expires_at,
+            created_at=now,
+            updated_at=now,
+        )
     )
-    await session.execute(statement)
+    return reservation_id
+
+
+async def take_reservation(
+    session: AsyncSession, reservation_id: uuid.UUID
+) -> tuple[uuid.UUID, str, Decimal] | None:
+    """Delete a reservation, once: of a settle and a sweep racing for one reservation, only the
+    one whose delete found the row gets its period and amount back (and must take the amount
+    off that period's reservations).
+
+    Returns:
+        `(user_id, period, amount)`, or None if it was already taken.
+    """
+    deleted = (
+        await session.execute(
+            delete(_RESERVATIONS)
+            .where(_RESERVATIONS.c.id == reservation_id)
+            .returning(_RESERVATIONS.c.user_id, _RESERVATIONS.c.period, _RESERVATIONS.c.amount_usd)
+        )
+    ).one_or_none()
+    return None if deleted is None else (deleted[0], deleted[1], deleted[2])
+
+
+async def adjust_period(
+    session: AsyncSession,
+    user_id: uuid.UUID,
+    period: str,
+    *,
+    spent: Decimal = Decimal(0),
+    reserved: Decimal = Decimal(0),
+) -> None:
+    """Add `spent` and `reserved` (either may be negative) to the user's period, in one upsert
+    (creating its row)."""
+    now = utcnow()
+    insert = _insert(session)(_PERIODS).values(
+        id=new_id(),
+        user_id=user_id,
+        period=period,
+        spent_usd=spent,
+        reserved_usd=reserved,
+        created_at=now,
+        updated_at=now,
+    )
+    await session.execute(
+        insert.on_conflict_do_update(
+            index_elements=["user_id", "period"],
+            set_={
+                "spent_usd": _PERIODS.c.spent_usd + insert.excluded.spent_usd,
+                "reserved_usd": _PERIODS.c.reserved_usd + insert.excluded.reserved_usd,
+                "updated_at": now,
+            },
+        )
+    )
+
+
+async def release(session: AsyncSession, reservation_id: uuid.UUID) -> bool:
+    """Delete a reservation and take its amount off its period's total, once (see
+    `take_reservation`).
+
+    Returns:
+        Whether this call released it.
+    """
+    taken = await take_reservation(session, reservation_id)
+    if taken is None:
+        return False
+    user_id, period, amount = taken
+    await adjust_period(session, user_id, period, reserved=-amount)
+    return True
 
 
 async def get_period(session: AsyncSession, user_id: uuid.UUID, period: str) -> BudgetPeriod | None:
@@ -167,10 +207,13 @@ async def expired_reservations(
 # -- records and reports ----------------------------------------------------------------------
 
 
-def add_record(session: AsyncSession, record: UsageRecord) -> UsageRecord:
-    """Record one reply's or call's usage (flushed with the session)."""
-    session.add(record)
-    return record
+async def add_record(session: AsyncSession, values: dict[str, Any]) -> None:
+    """Record one reply's or call's usage: `values` are `UsageRecord`'s columns (the id and the
+    times default)."""
+    now = utcnow()
+    await session.execute(
+        _RECORDS.insert().values(id=new_id(), created_at=now, updated_at=now, **values)
+    )
 
 
 SelectT = TypeVar("SelectT", bound=Select)  # type: ignore[type-arg]

@@ -23,14 +23,13 @@ from decimal import Decimal
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from parley.accounts.models import User
-from parley.core.db import Database, new_id, utcnow
+from parley.core.db import Database, utcnow
 from parley.core.errors import BudgetExceeded
 from parley.core.pagination import CursorCodec
 from parley.core.telemetry import traced
 from parley.llm.schemas import CatalogEntry
 from parley.settings import Settings
 from parley.usage import repository
-from parley.usage.models import BudgetReservation, UsageRecord
 from parley.usage.repository import GroupBy
 from parley.usage.schemas import (
     BudgetStatus,
@@ -136,24 +135,19 @@ class UsageMeter:
         now = utcnow()
         period = period_of(now)
         amount = max(estimate_usd, Decimal(0))
-        await repository.ensure_period(session, user.id, period)
         if not await repository.hold(session, user.id, period, amount, budget):
             raise BudgetExceeded(
                 f"Your monthly budget of ${budget:.2f} is spent; it renews on "
                 f"{next_month_start(now):%Y-%m-%d}."
             )
-        reservation = repository.add_reservation(
+        reservation_id = await repository.add_reservation(
             session,
-            BudgetReservation(
-                id=new_id(),
-                user_id=user.id,
-                period=period,
-                amount_usd=amount,
-                expires_at=now + timedelta(seconds=self.settings.budget_reservation_ttl_seconds),
-            ),
+            user_id=user.id,
+            period=period,
+            amount=amount,
+            expires_at=now + timedelta(seconds=self.settings.budget_reservation_ttl_seconds),
         )
-        await session.flush()
-        return Reservation(user.id, amount, reservation.id)
+        return Reservation(user.id, amount, reservation_id)
 
     @traced(name="usage.reserve")
     async def reserve(self, user: User, estimate_usd: Decimal) -> Reservation:
@@ -174,26 +168,37 @@ class UsageMeter:
     ) -> None:
         """Release the hold, add the real cost to this month and record the usage, inside the
         caller's transaction."""
+        period = period_of(utcnow())
+        released = Decimal(0)
         if reservation is not None and reservation.id is not None:
-            await repository.release(session, reservation.id)
-        await repository.add_spend(session, entry.user_id, period_of(utcnow()), entry.cost_usd)
-        repository.add_record(
-            session,
-            UsageRecord(
-                user_id=entry.user_id,
-                api_key_id=entry.api_key_id,
-                source=entry.source,
-                model_id=entry.model_id,
-                status=entry.status,
-                input_tokens=entry.input_tokens,
-                output_tokens=entry.output_tokens,
-                cost_usd=entry.cost_usd,
-                latency_ms=entry.latency_ms,
-                chat_id=entry.chat_id,
-                message_id=entry.message_id,
-            ),
+            taken = await repository.take_reservation(session, reservation.id)
+            if taken is not None:
+                _, held_period, amount = taken
+                if held_period == period:
+                    released = amount  # one upsert for both (the usual case)
+                else:  # held last month, settled in this one
+                    await repository.adjust_period(
+                        session, entry.user_id, held_period, reserved=-amount
+                    )
+        await repository.adjust_period(
+            session, entry.user_id, period, spent=entry.cost_usd, reserved=-released
         )
-        await session.flush()
+        await repository.add_record(
+            session,
+            {
+                "user_id": entry.user_id,
+                "api_key_id": entry.api_key_id,
+                "source": entry.source,
+                "model_id": entry.model_id,
+                "status": entry.status,
+                "input_tokens": entry.input_tokens,
+                "output_tokens": entry.output_tokens,
+                "cost_usd": entry.cost_usd,
+                "latency_ms": entry.latency_ms,
+                "chat_id": entry.chat_id,
+                "message_id": entry.message_id,
+            },
+        )
 
     @traced(name="usage.settle")
     async def settle(self, reservation: Reservation | None, entry: UsageEntry) -> None:
