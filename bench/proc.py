@@ -4,6 +4,7 @@ process in the tree and of children already reaped) and resident memory."""
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -66,3 +67,38 @@ def open_files(pid: int) -> int:
         return sum(1 for _ in Path(f"/proc/{pid}/fd").iterdir())
     except OSError:
         return 0
+
+
+def thread_cpu_seconds(pid: int) -> dict[int, float]:
+    """CPU time used so far by each thread of process `pid`, by thread id (the main thread's id
+    is `pid`)."""
+    found: dict[int, float] = {}
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return found
+    for task in tasks:
+        try:
+            text = (task / "stat").read_text()
+        except OSError:
+            continue
+        fields = text[text.rindex(")") + 2 :].split()
+        found[int(task.name)] = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    return found
+
+
+def wait_until_idle(
+    root: int, *, below: float = 0.02, window: float = 1.0, timeout: float = 120.0
+) -> float:
+    """Wait until the tree under `root` uses less than `below` of a core over `window` seconds
+    (a server that has just started is still importing in the background). Returns the seconds
+    waited."""
+    started = time.monotonic()
+    previous = cpu_seconds(root)
+    while time.monotonic() - started < timeout:
+        time.sleep(window)
+        current = cpu_seconds(root)
+        if (current - previous) / window < below:
+            break
+        previous = current
+    return time.monotonic() - started

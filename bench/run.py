@@ -21,7 +21,7 @@ from pathlib import Path
 from bench import growth, scenarios
 from bench.load import percentile
 from bench.pg import postgres_database
-from bench.proc import rss_bytes
+from bench.proc import rss_bytes, wait_until_idle
 from bench.report import Check, table, write
 from bench.scenarios import Point
 from bench.servers import (
@@ -158,6 +158,7 @@ def main() -> None:
             )
             try:
                 credentials = sign_in(parley)
+                wait_until_idle(parley.pid)  # no background import in the measured runs
                 targets = scenarios.gateway_targets(upstream, relay, parley, credentials["api_key"])
                 points = asyncio.run(
                     scenarios.gateway_matrix(
@@ -189,6 +190,7 @@ def main() -> None:
                 parley_pg = start_parley(logs, pg_env, name="parley-postgres")
                 try:
                     pg_credentials = sign_in(parley_pg)
+                    wait_until_idle(parley_pg.pid)
                     chat_pg = asyncio.run(
                         scenarios.chat_turns(
                             parley_pg,

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 
 from bench.load import LoadResult, percentile, run_load
-from bench.proc import cpu_seconds, rss_bytes
+from bench.proc import cpu_seconds, rss_bytes, wait_until_idle
 from bench.servers import BENCH_MODEL, PARLEY_MODEL, Server
 
 
@@ -137,7 +137,9 @@ async def chat_turns(parley: Server, token: str, *, total: int, concurrency: int
 
 
 def idle_rss(server: Server, *, settle_seconds: float = 2.0) -> int:
-    """The server's resident memory once it has been idle a moment."""
+    """The server's resident memory once it is idle: its background warm-up (the model
+    libraries' imports) done, then a moment more."""
+    wait_until_idle(server.pid)
     time.sleep(settle_seconds)
     return rss_bytes(server.pid)
 
