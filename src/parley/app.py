@@ -149,6 +149,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                         await app.state.warm_up
         finally:
             await generations.shutdown()
+            await usage_meter.aclose()  # /v1 calls' settles still being written
             if isinstance(event_logs, MemoryEventLogs):
                 await event_logs.aclose()
             if redis is not None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import typing
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -134,6 +135,20 @@ async def take_reservation(
     return None if deleted is None else (deleted[0], deleted[1], deleted[2])
 
 
+async def take_reservations(
+    session: AsyncSession, reservation_ids: Sequence[uuid.UUID]
+) -> list[tuple[uuid.UUID, str, Decimal]]:
+    """`take_reservation` for many at once, in one statement: those found (and now deleted)."""
+    if not reservation_ids:
+        return []
+    result = await session.execute(
+        delete(_RESERVATIONS)
+        .where(_RESERVATIONS.c.id.in_(reservation_ids))
+        .returning(_RESERVATIONS.c.user_id, _RESERVATIONS.c.period, _RESERVATIONS.c.amount_usd)
+    )
+    return [(row[0], row[1], row[2]) for row in result]
+
+
 async def adjust_period(
     session: AsyncSession,
     user_id: uuid.UUID,
@@ -207,12 +222,15 @@ async def expired_reservations(
 # -- records and reports ----------------------------------------------------------------------
 
 
-async def add_record(session: AsyncSession, values: dict[str, Any]) -> None:
-    """Record one reply's or call's usage: `values` are `UsageRecord`'s columns (the id and the
-    times default)."""
+async def add_records(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+    """Record replies' or calls' usage, in one statement: each row holds `UsageRecord`'s columns
+    but the id and the times, which are set here."""
+    if not rows:
+        return
     now = utcnow()
     await session.execute(
-        _RECORDS.insert().values(id=new_id(), created_at=now, updated_at=now, **values)
+        _RECORDS.insert(),
+        [{"id": new_id(), "created_at": now, "updated_at": now, **row} for row in rows],
     )
 
 

@@ -3,9 +3,10 @@
 Every chat reply and `/v1` call is metered the same way: before it starts, `reserve` holds an
 estimate of its cost against the user's monthly budget — refused with 402 `budget_exceeded` once
 what is spent and held reaches the budget; when it ends, `settle` releases the hold, adds the real
-cost and writes the usage record, in one transaction. So concurrent requests can overspend a budget
-by at most what was in flight when it ran out. A hold whose request never settles (its worker
-died) is released by the sweep after `BUDGET_RESERVATION_TTL_SECONDS`.
+cost and writes the usage record, in one transaction (`/v1` calls that end together share one).
+So concurrent requests can overspend a budget by at most what was in flight when it ran out. A
+hold whose request never settles (its worker died) is released by the sweep after
+`BUDGET_RESERVATION_TTL_SECONDS`.
 
 Users with no budget (none of their own, and no `DEFAULT_MONTHLY_BUDGET_USD`) hold nothing; their
 spending is still added to the month's total, so a budget set mid-month counts it.
@@ -13,9 +14,11 @@ spending is still added to the month's total, so a budget set mid-month counts i
 
 from __future__ import annotations
 
+import asyncio
 import calendar
 import logging
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -42,6 +45,8 @@ from parley.usage.schemas import (
 
 logger = logging.getLogger(__name__)
 MILLION = Decimal(1_000_000)
+# The most calls one settle transaction writes (its reservations' ids go in one IN list).
+SETTLE_BATCH_MAX = 200
 
 
 def period_of(moment: datetime) -> str:
@@ -104,6 +109,10 @@ class UsageEntry:
     message_id: uuid.UUID | None = None
 
 
+def _log_lost(entry: UsageEntry) -> None:
+    logger.exception("could not record usage", extra={"user_id": str(entry.user_id)})
+
+
 class UsageMeter:
     """Holds and settles budget reservations and records usage (app-wide; stateless).
 
@@ -115,6 +124,8 @@ class UsageMeter:
     def __init__(self, database: Database, settings: Settings) -> None:
         self.database = database
         self.settings = settings
+        self._pending: list[tuple[Reservation | None, UsageEntry, asyncio.Future[None]]] = []
+        self._writer: asyncio.Task[None] | None = None
 
     def budget_of(self, user: User) -> Decimal | None:
         """The user's monthly budget (see `monthly_budget`)."""
@@ -168,48 +179,100 @@ class UsageMeter:
     ) -> None:
         """Release the hold, add the real cost to this month and record the usage, inside the
         caller's transaction."""
+        await self.settle_many_in(session, [(reservation, entry)])
+
+    async def settle_many_in(
+        self, session: AsyncSession, items: Sequence[tuple[Reservation | None, UsageEntry]]
+    ) -> None:
+        """`settle_in` for many calls at once: one delete takes their reservations, one upsert
+        per user and month adjusts spent and reserved (in a fixed order, so that concurrent
+        batches of several workers cannot deadlock on PostgreSQL), one insert writes the
+        records."""
         period = period_of(utcnow())
-        released = Decimal(0)
-        if reservation is not None and reservation.id is not None:
-            taken = await repository.take_reservation(session, reservation.id)
-            if taken is not None:
-                _, held_period, amount = taken
-                if held_period == period:
-                    released = amount  # one upsert for both (the usual case)
-                else:  # held last month, settled in this one
-                    await repository.adjust_period(
-                        session, entry.user_id, held_period, reserved=-amount
-                    )
-        await repository.adjust_period(
-            session, entry.user_id, period, spent=entry.cost_usd, reserved=-released
-        )
-        await repository.add_record(
+        deltas: dict[tuple[uuid.UUID, str], tuple[Decimal, Decimal]] = {}
+
+        def add(user_id: uuid.UUID, month: str, spent: Decimal, reserved: Decimal) -> None:
+            old_spent, old_reserved = deltas.get((user_id, month), (Decimal(0), Decimal(0)))
+            deltas[(user_id, month)] = (old_spent + spent, old_reserved + reserved)
+
+        held = [r.id for r, _ in items if r is not None and r.id is not None]
+        for user_id, month, amount in await repository.take_reservations(session, held):
+            add(user_id, month, Decimal(0), -amount)
+        for _, entry in items:
+            add(entry.user_id, period, entry.cost_usd, Decimal(0))
+        for (user_id, month), (spent, reserved) in sorted(
+            deltas.items(), key=lambda item: (item[0][0].bytes, item[0][1])
+        ):
+            await repository.adjust_period(session, user_id, month, spent=spent, reserved=reserved)
+        await repository.add_records(
             session,
-            {
-                "user_id": entry.user_id,
-                "api_key_id": entry.api_key_id,
-                "source": entry.source,
-                "model_id": entry.model_id,
-                "status": entry.status,
-                "input_tokens": entry.input_tokens,
-                "output_tokens": entry.output_tokens,
-                "cost_usd": entry.cost_usd,
-                "latency_ms": entry.latency_ms,
-                "chat_id": entry.chat_id,
-                "message_id": entry.message_id,
-            },
+            [
+                {
+                    "user_id": entry.user_id,
+                    "api_key_id": entry.api_key_id,
+                    "source": entry.source,
+                    "model_id": entry.model_id,
+                    "status": entry.status,
+                    "input_tokens": entry.input_tokens,
+                    "output_tokens": entry.output_tokens,
+                    "cost_usd": entry.cost_usd,
+                    "latency_ms": entry.latency_ms,
+                    "chat_id": entry.chat_id,
+                    "message_id": entry.message_id,
+                }
+                for _, entry in items
+            ],
         )
 
     @traced(name="usage.settle")
     async def settle(self, reservation: Reservation | None, entry: UsageEntry) -> None:
-        """`settle_in`, in a transaction of its own. Never raises: a failure is logged (the
-        hold then lapses with the sweep)."""
-        try:
-            async with self.database.sessionmaker() as session:
-                await self.settle_in(session, reservation, entry)
-                await session.commit()
-        except Exception:
-            logger.exception("could not record usage", extra={"user_id": str(entry.user_id)})
+        """Settle in a transaction of its own, and return once it is committed. Never raises: a
+        failure is logged (the hold then lapses with the sweep).
+
+        Calls that end while a batch is being written are written together in the next one
+        (group commit): under load, one transaction settles many calls, and the writes go on
+        even if the caller is cancelled.
+        """
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append((reservation, entry, future))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_pending(), name="usage-settle")
+        await asyncio.shield(future)
+
+    async def _write_pending(self) -> None:
+        while self._pending:
+            batch = self._pending[:SETTLE_BATCH_MAX]
+            del self._pending[:SETTLE_BATCH_MAX]
+            items = [(reservation, entry) for reservation, entry, _ in batch]
+            try:
+                try:
+                    await self._write(items)
+                except Exception:
+                    if len(items) == 1:
+                        raise
+                    # One bad entry (its user deleted meanwhile, say) must not lose the rest.
+                    logger.warning("a batch of %d settles failed; writing one by one", len(items))
+                    for item in items:
+                        try:
+                            await self._write([item])
+                        except Exception:
+                            _log_lost(item[1])
+            except Exception:
+                _log_lost(items[0][1])
+            finally:
+                for _, _, future in batch:
+                    if not future.done():
+                        future.set_result(None)
+
+    async def _write(self, items: Sequence[tuple[Reservation | None, UsageEntry]]) -> None:
+        async with self.database.sessionmaker() as session:
+            await self.settle_many_in(session, items)
+            await session.commit()
+
+    async def aclose(self) -> None:
+        """Wait for the settles in progress to be written (at shutdown)."""
+        while self._writer is not None and not self._writer.done():
+            await asyncio.shield(self._writer)
 
     async def release_expired(self) -> int:
         """Release the holds whose requests never settled; the number released."""

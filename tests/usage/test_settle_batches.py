@@ -1,0 +1,63 @@
+"""`/v1` calls that end together are settled in one transaction (group commit); a batch with one
+entry the database refuses still writes the others, one by one. (The budget arithmetic of many
+concurrent calls is checked through the API in tests/gateway/test_budgets.py.)"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from decimal import Decimal
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from parley.usage.service import UsageEntry, UsageMeter
+from tests.conftest import TestUser
+
+
+def _entry(user_id: uuid.UUID, model_id: str, cost: str = "0.25") -> UsageEntry:
+    return UsageEntry(
+        user_id=user_id,
+        api_key_id=None,
+        source="v1",
+        model_id=model_id,
+        input_tokens=10,
+        output_tokens=20,
+        cost_usd=Decimal(cost),
+        latency_ms=5,
+        status="complete",
+    )
+
+
+async def test_settles_ending_together_share_a_batch(
+    app: FastAPI, client: httpx.AsyncClient, user: TestUser
+) -> None:
+    meter: UsageMeter = app.state.usage_meter
+    owner = uuid.UUID(user.id)
+    await asyncio.gather(*(meter.settle(None, _entry(owner, f"m-{n}")) for n in range(25)))
+    records = (
+        await client.get("/api/usage/records", params={"limit": 100}, headers=user.headers)
+    ).json()["data"]["items"]
+    assert sorted(record["model_id"] for record in records) == sorted(f"m-{n}" for n in range(25))
+    usage = (await client.get("/api/usage", headers=user.headers)).json()["data"]
+    assert Decimal(str(usage["budget"]["spent_usd"])) == Decimal("6.25")
+
+
+async def test_one_refused_entry_does_not_lose_the_rest_of_its_batch(
+    app: FastAPI, client: httpx.AsyncClient, user: TestUser, caplog: pytest.LogCaptureFixture
+) -> None:
+    meter: UsageMeter = app.state.usage_meter
+    nobody = uuid.uuid4()  # no such user: the foreign keys refuse its record
+    with caplog.at_level(logging.WARNING, logger="parley.usage.service"):
+        await asyncio.gather(
+            meter.settle(None, _entry(uuid.UUID(user.id), "kept-1")),
+            meter.settle(None, _entry(nobody, "refused")),
+            meter.settle(None, _entry(uuid.UUID(user.id), "kept-2")),
+        )
+    messages = [record.getMessage() for record in caplog.records]
+    assert "a batch of 3 settles failed; writing one by one" in messages
+    assert messages.count("could not record usage") == 1
+    records = (await client.get("/api/usage/records", headers=user.headers)).json()["data"]
+    assert sorted(record["model_id"] for record in records["items"]) == ["kept-1", "kept-2"]
