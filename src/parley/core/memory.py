@@ -1,0 +1,42 @@
+"""Giving freed memory back to the operating system.
+
+CPython returns small objects' arenas itself, but memory that C allocations freed stays in the C
+library's heap, counted in the process's RSS, until the allocator trims it. glibc trims only the
+top of its main heap on its own; `malloc_trim` releases every free page of every heap.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import functools
+import logging
+from collections.abc import Callable
+
+logger = logging.getLogger(__name__)
+
+
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        trim = libc.malloc_trim
+    except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to call
+        return None
+    trim.argtypes = [ctypes.c_size_t]
+    trim.restype = ctypes.c_int
+    return trim
+
+
+def trim_heap() -> bool:
+    """Release the C heap's free pages (glibc's `malloc_trim(0)`); blocking, for a worker thread.
+
+    Returns:
+        Whether any memory was released (False also where the C library has no such call).
+    """
+    trim = _malloc_trim()
+    if trim is None:
+        return False
+    released = bool(trim(0))
+    logger.debug("malloc_trim released memory: %s", released)
+    return released
