@@ -19,6 +19,7 @@ import uuid
 from pathlib import Path
 
 from bench import growth, scenarios
+from bench import profile as bench_profile
 from bench.load import percentile
 from bench.pg import postgres_database
 from bench.proc import rss_bytes, wait_until_idle
@@ -34,6 +35,8 @@ from bench.servers import (
 )
 
 MB = 1024 * 1024
+# Written by hand after reading the profiles: where the time goes, what was fixed, what is next.
+FINDINGS = Path(__file__).with_name("findings.md")
 PREAMBLE = """
 What Parley costs beyond the model: the CPU, latency and memory of its gateway and chat turns,
 measured against the floor of forwarding a stream in Python, and how its reads grow with history.
@@ -48,6 +51,32 @@ def _ratio(value: float | None, floor: float | None) -> float:
     if value is None or floor is None or floor == 0:
         return math.nan
     return value / floor
+
+
+def profiles_section(checks: list[Check], *, seconds: int, url: str) -> str:
+    """A py-spy profile of each CPU target this run missed (`bench.profile`), or why there is
+    none."""
+    wanted = []
+    if any(check.name.startswith("/v1 streaming CPU") and not check.met for check in checks):
+        wanted.append(("v1", "sqlite", "`/v1/chat/completions` streamed, SQLite"))
+    if any(check.name.startswith("chat turn CPU") and not check.met for check in checks):
+        wanted.append(("chat", "sqlite", "Chat turns, SQLite"))
+        wanted.append(("chat", "postgresql", "Chat turns, PostgreSQL"))
+    if not wanted:
+        return "Every CPU target was met: no profile.\n"
+    if not bench_profile.available():
+        return (
+            "py-spy is not installed, so this run made no profile: `pip install py-spy`, then\n"
+            "`uv run python -m bench.profile v1` (or `chat`).\n"
+        )
+    parts = []
+    for scenario, database, title in wanted:
+        print(f"bench: profiling {scenario} on {database}", file=sys.stderr)
+        result = bench_profile.profile(
+            scenario, database=database, seconds=seconds, postgres_url=url
+        )
+        parts.append(f"### {title}\n\n{result.markdown()}")
+    return "\n".join(parts)
 
 
 def _find(points: list[Point], target: str, concurrency: int) -> Point:
@@ -106,6 +135,9 @@ def main() -> None:
         help="an admin URL on which a scratch database is made (and dropped)",
     )
     parser.add_argument("--skip-growth", action="store_true", help="skip the history growth runs")
+    parser.add_argument(
+        "--skip-profiles", action="store_true", help="no py-spy profiles of missed CPU targets"
+    )
     args = parser.parse_args()
     total = 300 if args.quick else 2000
     turns = 200 if args.quick else 1000
@@ -228,6 +260,16 @@ def main() -> None:
             growth_checks, growth_body = growth.run(workdir, args.postgres_url, quick=args.quick)
             checks.extend(growth_checks)
             sections.append(("Cost that does not grow with history", growth_body))
+        if not args.skip_profiles:
+            sections.append(
+                (
+                    "Profiles of the missed CPU targets",
+                    profiles_section(
+                        checks, seconds=10 if args.quick else 20, url=args.postgres_url
+                    ),
+                )
+            )
+        sections.append(("What the time goes to, and the plan", FINDINGS.read_text("utf-8")))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     command = "uv run python -m bench" + (" --quick" if args.quick else "")

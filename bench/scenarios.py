@@ -115,9 +115,8 @@ async def gateway_matrix(
     return points
 
 
-async def chat_turns(parley: Server, token: str, *, total: int, concurrency: int) -> Point:
-    """Chat turns through `POST /api/chats/{id}/messages` (persisted and streamed), each in a
-    chat of its own made beforehand (a chat has one reply at a time)."""
+async def make_chats(parley: Server, token: str, total: int) -> list[str]:
+    """`total` new chats on the bench model (a chat has one reply at a time)."""
     headers = {"Authorization": f"Bearer {token}"}
     async with httpx.AsyncClient(base_url=parley.url, headers=headers, timeout=60) as http:
         chats = []
@@ -125,13 +124,28 @@ async def chat_turns(parley: Server, token: str, *, total: int, concurrency: int
             response = await http.post("/api/chats", json={"model_id": PARLEY_MODEL})
             response.raise_for_status()
             chats.append(response.json()["data"]["id"])
+    return chats
+
+
+async def run_turns(
+    parley: Server, token: str, chats: list[str], *, concurrency: int
+) -> LoadResult:
+    """One streamed turn in each chat, `concurrency` at a time."""
+    headers = {"Authorization": f"Bearer {token}"}
 
     def request(number: int) -> tuple[str, str, dict[str, Any], dict[str, str]]:
         url = f"{parley.url}/api/chats/{chats[number]}/messages"
         return "POST", url, {"content": "Say something, please."}, headers
 
+    return await run_load(request, total=len(chats), concurrency=concurrency)
+
+
+async def chat_turns(parley: Server, token: str, *, total: int, concurrency: int) -> Point:
+    """Chat turns through `POST /api/chats/{id}/messages` (persisted and streamed), each in a
+    chat of its own made beforehand, outside the measured CPU."""
+    chats = await make_chats(parley, token, total)
     before = cpu_seconds(parley.pid)
-    result = await run_load(request, total=total, concurrency=concurrency)
+    result = await run_turns(parley, token, chats, concurrency=concurrency)
     after = cpu_seconds(parley.pid)
     return Point("Parley chat turn", concurrency, result, after - before)
 
