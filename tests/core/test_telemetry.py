@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import uuid
 from collections.abc import Iterator
@@ -20,7 +22,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 from pydantic import BaseModel, SecretStr
 
 from parley.core.errors import InternalError, NotFound
-from parley.core.telemetry import configure_tracing, traced
+from parley.core.telemetry import add_span_processor, traced
 from parley.settings import Settings
 from tests.subprocess_server import clean_environment, parley_serve
 
@@ -31,7 +33,7 @@ API_KEY_LIKE = "pk_live_abcdef0123456789"
 @pytest.fixture(scope="module")
 def exporter_for_module(settings: Settings) -> Iterator[InMemorySpanExporter]:
     exporter = InMemorySpanExporter()
-    configure_tracing(settings).add_span_processor(SimpleSpanProcessor(exporter))
+    add_span_processor(settings, SimpleSpanProcessor(exporter))
     yield exporter
     exporter.clear()
     exporter.shutdown()  # the processor stays on the global provider; it now drops spans
@@ -303,3 +305,42 @@ def test_spans_are_exported_over_otlp_http(
                 for span in scope_spans.spans:
                     exported[span.trace_id.hex()] = f"{service}: {span.name}"
     assert exported.get(trace_id) == "parley-otlp-test: GET /health/live", exported
+
+
+UNEXPORTED = """
+from opentelemetry import trace
+from parley.core.telemetry import add_span_processor, configure_tracing, get_tracer, traced
+from parley.settings import Settings
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+settings = Settings(_env_file=None, jwt_secret="x" * 40)
+configure_tracing(settings)
+
+@traced
+def inner():
+    return trace.get_current_span()
+
+with get_tracer().start_as_current_span("request") as outer:
+    unexported = inner() is outer
+exporter = InMemorySpanExporter()
+add_span_processor(settings, SimpleSpanProcessor(exporter))
+with get_tracer().start_as_current_span("request") as outer:
+    exported = inner() is not outer
+print(unexported, exported, [span.name for span in exporter.get_finished_spans()])
+"""
+
+
+def test_traced_makes_spans_only_while_they_are_exported() -> None:
+    """With no exporter, a traced call runs inside its caller's span (the request's, which
+    carries the trace id); once a processor is added it gets a span of its own."""
+    result = subprocess.run(
+        [sys.executable, "-c", UNEXPORTED],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+        env=clean_environment(),
+    )
+    assert result.stdout.split(" ", 2)[:2] == ["True", "True"], result.stdout
+    assert "'__main__.inner', 'request'" in result.stdout, result.stdout
