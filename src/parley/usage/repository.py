@@ -90,29 +90,15 @@ async def hold(
     return (await session.execute(statement)).first() is not None
 
 
-async def add_reservation(
-    session: AsyncSession,
-    *,
-    user_id: uuid.UUID,
-    period: str,
-    amount: Decimal,
-    expires_at: datetime,
-) -> uuid.UUID:
-    """Record a reservation; its id."""
-    reservation_id = new_id()
+async def add_reservations(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+    """Record reservations, in one statement: each row holds `id`, `user_id`, `period`,
+    `amount_usd` and `expires_at`."""
+    if not rows:
+        return
     now = utcnow()
     await session.execute(
-        _RESERVATIONS.insert().values(
-            id=reservation_id,
-            user_id=user_id,
-            period=period,
-            amount_usd=amount,
-            expires_at=expires_at,
-            created_at=now,
-            updated_at=now,
-        )
+        _RESERVATIONS.insert(), [{"created_at": now, "updated_at": now, **row} for row in rows]
     )
-    return reservation_id
 
 
 async def take_reservation(

@@ -14,7 +14,6 @@ spending is still added to the month's total, so a budget set mid-month counts i
 
 from __future__ import annotations
 
-import asyncio
 import calendar
 import logging
 import uuid
@@ -26,7 +25,8 @@ from decimal import Decimal
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from parley.accounts.models import User
-from parley.core.db import Database, utcnow
+from parley.core.batching import GroupCommit
+from parley.core.db import Database, new_id, utcnow
 from parley.core.errors import BudgetExceeded
 from parley.core.pagination import CursorCodec
 from parley.core.telemetry import traced
@@ -45,8 +45,8 @@ from parley.usage.schemas import (
 
 logger = logging.getLogger(__name__)
 MILLION = Decimal(1_000_000)
-# The most calls one settle transaction writes (its reservations' ids go in one IN list).
-SETTLE_BATCH_MAX = 200
+# The most holds or settles one transaction writes (a batch's reservation ids go in one IN list).
+BATCH_MAX = 200
 
 
 def period_of(moment: datetime) -> str:
@@ -109,6 +109,30 @@ class UsageEntry:
     message_id: uuid.UUID | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Hold:
+    """A hold to take: `amount` against `budget`."""
+
+    user_id: uuid.UUID
+    budget: Decimal
+    amount: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class Settle:
+    """A call to settle: its hold (if any) and what it used."""
+
+    reservation: Reservation | None
+    entry: UsageEntry
+
+
+def _budget_exceeded(budget: Decimal, now: datetime) -> BudgetExceeded:
+    return BudgetExceeded(
+        f"Your monthly budget of ${budget:.2f} is spent; it renews on "
+        f"{next_month_start(now):%Y-%m-%d}."
+    )
+
+
 def _log_lost(entry: UsageEntry) -> None:
     logger.exception("could not record usage", extra={"user_id": str(entry.user_id)})
 
@@ -124,8 +148,13 @@ class UsageMeter:
     def __init__(self, database: Database, settings: Settings) -> None:
         self.database = database
         self.settings = settings
-        self._pending: list[tuple[Reservation | None, UsageEntry, asyncio.Future[None]]] = []
-        self._writer: asyncio.Task[None] | None = None
+        # Holds and settles of /v1 calls that arrive together share a transaction.
+        self._holds: GroupCommit[Hold, Reservation] = GroupCommit(
+            self._write_holds, max_batch=BATCH_MAX, name="usage-holds"
+        )
+        self._settles: GroupCommit[Settle, None] = GroupCommit(
+            self._write_settles, max_batch=BATCH_MAX, name="usage-settles"
+        )
 
     def budget_of(self, user: User) -> Decimal | None:
         """The user's monthly budget (see `monthly_budget`)."""
@@ -147,32 +176,78 @@ class UsageMeter:
         period = period_of(now)
         amount = max(estimate_usd, Decimal(0))
         if not await repository.hold(session, user.id, period, amount, budget):
-            raise BudgetExceeded(
-                f"Your monthly budget of ${budget:.2f} is spent; it renews on "
-                f"{next_month_start(now):%Y-%m-%d}."
-            )
-        reservation_id = await repository.add_reservation(
+            raise _budget_exceeded(budget, now)
+        reservation_id = new_id()
+        await repository.add_reservations(
             session,
-            user_id=user.id,
-            period=period,
-            amount=amount,
-            expires_at=now + timedelta(seconds=self.settings.budget_reservation_ttl_seconds),
+            [
+                {
+                    "id": reservation_id,
+                    "user_id": user.id,
+                    "period": period,
+                    "amount_usd": amount,
+                    "expires_at": now
+                    + timedelta(seconds=self.settings.budget_reservation_ttl_seconds),
+                }
+            ],
         )
         return Reservation(user.id, amount, reservation_id)
 
     @traced(name="usage.reserve")
     async def reserve(self, user: User, estimate_usd: Decimal) -> Reservation:
-        """`reserve_in`, in a transaction of its own (committed before the request runs).
+        """`reserve_in`, committed before it returns, in a transaction shared with the holds
+        of other calls that arrive meanwhile (each hold is still its own conditional upsert, in
+        order, so the budget check is the same).
 
         Raises:
             BudgetExceeded: this month's budget is spent.
         """
-        if self.budget_of(user) is None:
+        budget = self.budget_of(user)
+        if budget is None:
             return Reservation(user.id, Decimal(0))
+        return await self._holds.submit(Hold(user.id, budget, max(estimate_usd, Decimal(0))))
+
+    async def _write_holds(self, holds: Sequence[Hold]) -> Sequence[Reservation | Exception]:
+        try:
+            return await self._hold_batch(holds)
+        except Exception:
+            if len(holds) == 1:
+                raise
+            # One failing hold (its user deleted meanwhile, say) must not fail the others.
+            logger.warning("a batch of %d holds failed; holding one by one", len(holds))
+            outcomes: list[Reservation | Exception] = []
+            for hold in holds:
+                try:
+                    outcomes.extend(await self._hold_batch([hold]))
+                except Exception as exc:
+                    outcomes.append(exc)
+            return outcomes
+
+    async def _hold_batch(self, holds: Sequence[Hold]) -> list[Reservation | Exception]:
+        now = utcnow()
+        period = period_of(now)
+        expires_at = now + timedelta(seconds=self.settings.budget_reservation_ttl_seconds)
+        outcomes: list[Reservation | Exception] = []
+        rows: list[dict[str, object]] = []
         async with self.database.sessionmaker() as session:
-            reservation = await self.reserve_in(session, user, estimate_usd)
+            for hold in holds:
+                if await repository.hold(session, hold.user_id, period, hold.amount, hold.budget):
+                    reservation_id = new_id()
+                    rows.append(
+                        {
+                            "id": reservation_id,
+                            "user_id": hold.user_id,
+                            "period": period,
+                            "amount_usd": hold.amount,
+                            "expires_at": expires_at,
+                        }
+                    )
+                    outcomes.append(Reservation(hold.user_id, hold.amount, reservation_id))
+                else:
+                    outcomes.append(_budget_exceeded(hold.budget, now))
+            await repository.add_reservations(session, rows)
             await session.commit()
-        return reservation
+        return outcomes
 
     async def settle_in(
         self, session: AsyncSession, reservation: Reservation | None, entry: UsageEntry
@@ -233,46 +308,35 @@ class UsageMeter:
         (group commit): under load, one transaction settles many calls, and the writes go on
         even if the caller is cancelled.
         """
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.append((reservation, entry, future))
-        if self._writer is None or self._writer.done():
-            self._writer = asyncio.create_task(self._write_pending(), name="usage-settle")
-        await asyncio.shield(future)
+        await self._settles.submit(Settle(reservation, entry))
 
-    async def _write_pending(self) -> None:
-        while self._pending:
-            batch = self._pending[:SETTLE_BATCH_MAX]
-            del self._pending[:SETTLE_BATCH_MAX]
-            items = [(reservation, entry) for reservation, entry, _ in batch]
-            try:
+    async def _write_settles(self, settles: Sequence[Settle]) -> list[None]:
+        try:
+            await self._settle_batch(settles)
+        except Exception:
+            if len(settles) == 1:
+                _log_lost(settles[0].entry)
+                return [None]
+            # One bad entry (its user deleted meanwhile, say) must not lose the rest.
+            logger.warning("a batch of %d settles failed; writing one by one", len(settles))
+            for settle in settles:
                 try:
-                    await self._write(items)
+                    await self._settle_batch([settle])
                 except Exception:
-                    if len(items) == 1:
-                        raise
-                    # One bad entry (its user deleted meanwhile, say) must not lose the rest.
-                    logger.warning("a batch of %d settles failed; writing one by one", len(items))
-                    for item in items:
-                        try:
-                            await self._write([item])
-                        except Exception:
-                            _log_lost(item[1])
-            except Exception:
-                _log_lost(items[0][1])
-            finally:
-                for _, _, future in batch:
-                    if not future.done():
-                        future.set_result(None)
+                    _log_lost(settle.entry)
+        return [None] * len(settles)
 
-    async def _write(self, items: Sequence[tuple[Reservation | None, UsageEntry]]) -> None:
+    async def _settle_batch(self, settles: Sequence[Settle]) -> None:
         async with self.database.sessionmaker() as session:
-            await self.settle_many_in(session, items)
+            await self.settle_many_in(
+                session, [(settle.reservation, settle.entry) for settle in settles]
+            )
             await session.commit()
 
     async def aclose(self) -> None:
-        """Wait for the settles in progress to be written (at shutdown)."""
-        while self._writer is not None and not self._writer.done():
-            await asyncio.shield(self._writer)
+        """Wait for the holds and settles in progress to be written (at shutdown)."""
+        await self._holds.aclose()
+        await self._settles.aclose()
 
     async def release_expired(self) -> int:
         """Release the holds whose requests never settled; the number released."""

@@ -1,6 +1,7 @@
-"""`/v1` calls that end together are settled in one transaction (group commit); a batch with one
-entry the database refuses still writes the others, one by one. (The budget arithmetic of many
-concurrent calls is checked through the API in tests/gateway/test_budgets.py.)"""
+"""`/v1` calls that start or end together hold and settle in one transaction (group commit); a
+batch with one entry the database refuses still writes the others, one by one. (The budget
+arithmetic of many concurrent calls is checked through the API in tests/gateway/test_budgets.py.)
+"""
 
 from __future__ import annotations
 
@@ -12,8 +13,10 @@ from decimal import Decimal
 import httpx
 import pytest
 from fastapi import FastAPI
+from sqlalchemy.exc import IntegrityError
 
-from parley.usage.service import UsageEntry, UsageMeter
+from parley.accounts.models import User
+from parley.usage.service import Reservation, UsageEntry, UsageMeter
 from tests.conftest import TestUser
 
 
@@ -61,3 +64,28 @@ async def test_one_refused_entry_does_not_lose_the_rest_of_its_batch(
     assert messages.count("could not record usage") == 1
     records = (await client.get("/api/usage/records", headers=user.headers)).json()["data"]
     assert sorted(record["model_id"] for record in records["items"]) == ["kept-1", "kept-2"]
+
+
+async def test_one_refused_hold_does_not_fail_the_rest_of_its_batch(
+    app: FastAPI, client: httpx.AsyncClient, user: TestUser, caplog: pytest.LogCaptureFixture
+) -> None:
+    meter: UsageMeter = app.state.usage_meter
+    owner = User(id=uuid.UUID(user.id), monthly_budget_usd=Decimal(10))
+    nobody = User(id=uuid.uuid4(), monthly_budget_usd=Decimal(10))  # no such row
+    with caplog.at_level(logging.WARNING, logger="parley.usage.service"):
+        outcomes = await asyncio.gather(
+            meter.reserve(owner, Decimal("1.5")),
+            meter.reserve(nobody, Decimal("1.5")),
+            meter.reserve(owner, Decimal("2")),
+            return_exceptions=True,
+        )
+    assert "a batch of 3 holds failed; holding one by one" in caplog.text
+    kept = [outcome for outcome in outcomes if isinstance(outcome, Reservation)]
+    assert [reservation.amount_usd for reservation in kept] == [Decimal("1.5"), Decimal("2")]
+    assert isinstance(outcomes[1], IntegrityError)
+    budget = (await client.get("/api/usage", headers=user.headers)).json()["data"]["budget"]
+    assert Decimal(str(budget["reserved_usd"])) == Decimal("3.5")
+    for reservation in kept:
+        await meter.settle(reservation, _entry(reservation.user_id, "held", cost="0"))
+    budget = (await client.get("/api/usage", headers=user.headers)).json()["data"]["budget"]
+    assert budget["reserved_usd"] == 0

@@ -1,0 +1,89 @@
+"""Group commit: many small writes that arrive together share one transaction.
+
+A request that needs a short write of its own (a budget hold, a usage record) submits it and
+waits. The first submission starts a writer task; everything submitted while that task writes a
+batch goes into the next batch. At low load a batch holds one item and costs one task switch
+more than writing directly; under load one transaction (one session, one commit) serves many
+requests, which is most of what such a write costs on SQLAlchemy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Generic, TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+BatchWriter = Callable[[Sequence[T]], Awaitable[Sequence[R | Exception]]]
+
+
+def _consume(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
+class GroupCommit(Generic[T, R]):
+    """Writes submitted items in batches, one writer task at a time.
+
+    Args:
+        write: writes a batch (in one transaction) and returns, for each item in order, its
+            result or the exception its submitter gets. If `write` itself raises, every item of
+            the batch gets that exception.
+        max_batch: the most items one call to `write` gets.
+        name: the writer task's name.
+    """
+
+    def __init__(self, write: BatchWriter[T, R], *, max_batch: int, name: str) -> None:
+        self._write = write
+        self._max_batch = max_batch
+        self._name = name
+        self._pending: list[tuple[T, asyncio.Future[R]]] = []
+        self._writer: asyncio.Task[None] | None = None
+
+    async def submit(self, item: T) -> R:
+        """Write `item` with the next batch and return its result once that batch is written.
+
+        The write goes on if the caller is cancelled meanwhile.
+
+        Raises:
+            Exception: what `write` gave or raised for this item.
+        """
+        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        # A submitter cancelled meanwhile never reads its outcome: mark an error as seen, or
+        # asyncio logs "exception was never retrieved" (`write` logs what matters itself).
+        future.add_done_callback(_consume)
+        self._pending.append((item, future))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._drain(), name=self._name)
+        return await asyncio.shield(future)
+
+    async def _drain(self) -> None:
+        while self._pending:
+            batch = self._pending[: self._max_batch]
+            del self._pending[: self._max_batch]
+            futures = [future for _, future in batch]
+            try:
+                outcomes: Sequence[R | Exception] = await self._write([item for item, _ in batch])
+                if len(outcomes) != len(batch):
+                    raise RuntimeError(f"{self._name}: {len(outcomes)} results for {len(batch)}")
+            except Exception as exc:  # the whole batch failed: each submitter gets the error
+                outcomes = [exc] * len(batch)
+            except BaseException:  # cancelled (shutdown): nobody waits for ever
+                for future in futures:
+                    if not future.done():
+                        future.cancel()
+                raise
+            for future, outcome in zip(futures, outcomes, strict=True):
+                if future.done():
+                    continue
+                if isinstance(outcome, Exception):
+                    future.set_exception(outcome)
+                else:
+                    future.set_result(outcome)
+
+    async def aclose(self) -> None:
+        """Wait until everything submitted so far is written."""
+        while self._writer is not None and not self._writer.done():
+            await asyncio.shield(self._writer)
