@@ -6,16 +6,21 @@ arithmetic of many concurrent calls is checked through the API in tests/gateway/
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import uuid
+from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from parley.accounts.models import User
+from parley.core.db import Database, build_engine
+from parley.settings import Settings
 from parley.usage.service import Reservation, UsageEntry, UsageMeter
 from tests.conftest import TestUser
 
@@ -89,3 +94,38 @@ async def test_one_refused_hold_does_not_fail_the_rest_of_its_batch(
         await meter.settle(reservation, _entry(reservation.user_id, "held", cost="0"))
     budget = (await client.get("/api/usage", headers=user.headers)).json()["data"]["budget"]
     assert budget["reserved_usd"] == 0
+
+
+async def test_a_database_that_fails_loses_the_batch_at_once(
+    settings: Settings, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """No one-by-one retries when the database itself fails (down, locked): each would wait out
+    its own timeout while every later call waits behind it."""
+    unreachable = Database(build_engine(settings, f"sqlite+aiosqlite:///{tmp_path}/no/such.db"))
+    meter = UsageMeter(unreachable, settings)
+    holder = User(id=uuid.uuid4(), monthly_budget_usd=Decimal(10))
+    try:
+        with caplog.at_level(logging.WARNING, logger="parley.usage.service"):
+            await asyncio.gather(*(meter.settle(None, _entry(holder.id, "x")) for _ in range(3)))
+            holds = await asyncio.gather(
+                *(meter.reserve(holder, Decimal(1)) for _ in range(3)), return_exceptions=True
+            )
+    finally:
+        await unreachable.dispose()
+    messages = [record.getMessage() for record in caplog.records]
+    assert messages.count("could not record usage") == 3
+    assert not [message for message in messages if "one by one" in message]
+    assert all(isinstance(outcome, OperationalError) for outcome in holds), holds
+
+
+async def test_a_settle_counts_in_the_month_its_call_ended(
+    app: FastAPI, client: httpx.AsyncClient, user: TestUser
+) -> None:
+    meter: UsageMeter = app.state.usage_meter
+    ended = datetime(2026, 10, 31, 23, 59, 59, tzinfo=UTC)  # settled a moment after midnight
+    entry = _entry(uuid.UUID(user.id), "late")
+    await meter.settle(None, dataclasses.replace(entry, at=ended))
+    records = (await client.get("/api/usage/records", headers=user.headers)).json()["data"]
+    assert [record["created_at"] for record in records["items"]] == ["2026-10-31T23:59:59Z"]
+    usage = (await client.get("/api/usage", headers=user.headers)).json()["data"]
+    assert usage["budget"]["spent_usd"] == 0  # this month's: the cost went to October

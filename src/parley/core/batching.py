@@ -10,6 +10,7 @@ requests, which is most of what such a write costs on SQLAlchemy.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Generic, TypeVar
 
@@ -56,7 +57,11 @@ class GroupCommit(Generic[T, R]):
         future.add_done_callback(_consume)
         self._pending.append((item, future))
         if self._writer is None or self._writer.done():
-            self._writer = asyncio.create_task(self._drain(), name=self._name)
+            # A context of its own: otherwise the writer would carry the request id and the
+            # span of whichever request happened to start it into every later batch.
+            self._writer = asyncio.create_task(
+                self._drain(), name=self._name, context=contextvars.Context()
+            )
         return await asyncio.shield(future)
 
     async def _drain(self) -> None:
@@ -71,6 +76,8 @@ class GroupCommit(Generic[T, R]):
             except Exception as exc:  # the whole batch failed: each submitter gets the error
                 outcomes = [exc] * len(batch)
             except BaseException:  # cancelled (shutdown): nobody waits for ever
+                futures += [future for _, future in self._pending]
+                self._pending.clear()
                 for future in futures:
                     if not future.done():
                         future.cancel()
@@ -84,6 +91,6 @@ class GroupCommit(Generic[T, R]):
                     future.set_result(outcome)
 
     async def aclose(self) -> None:
-        """Wait until everything submitted so far is written."""
+        """Wait until everything submitted so far is written (or its writer has ended)."""
         while self._writer is not None and not self._writer.done():
-            await asyncio.shield(self._writer)
+            await asyncio.wait({self._writer})

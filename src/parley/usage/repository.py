@@ -17,7 +17,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Literal, TypeVar
 
-from sqlalchemy import Date, Select, Table, cast, delete, func, select
+from sqlalchemy import ARRAY, Date, Select, Table, any_, bindparam, cast, delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -101,35 +101,28 @@ async def add_reservations(session: AsyncSession, rows: Sequence[dict[str, Any]]
     )
 
 
-async def take_reservation(
-    session: AsyncSession, reservation_id: uuid.UUID
-) -> tuple[uuid.UUID, str, Decimal] | None:
-    """Delete a reservation, once: of a settle and a sweep racing for one reservation, only the
-    one whose delete found the row gets its period and amount back (and must take the amount
-    off that period's reservations).
-
-    Returns:
-        `(user_id, period, amount)`, or None if it was already taken.
-    """
-    deleted = (
-        await session.execute(
-            delete(_RESERVATIONS)
-            .where(_RESERVATIONS.c.id == reservation_id)
-            .returning(_RESERVATIONS.c.user_id, _RESERVATIONS.c.period, _RESERVATIONS.c.amount_usd)
-        )
-    ).one_or_none()
-    return None if deleted is None else (deleted[0], deleted[1], deleted[2])
-
-
 async def take_reservations(
     session: AsyncSession, reservation_ids: Sequence[uuid.UUID]
 ) -> list[tuple[uuid.UUID, str, Decimal]]:
-    """`take_reservation` for many at once, in one statement: those found (and now deleted)."""
+    """Delete reservations, once: of a settle and a sweep racing for one, only the one whose
+    delete found the row gets it back (and must take its amount off its month's reservations).
+
+    Returns:
+        `(user_id, period, amount)` of each reservation found, now deleted.
+    """
     if not reservation_ids:
         return []
+    ids = list(reservation_ids)
+    # PostgreSQL: one statement text whatever the count (an IN list of n parameters is a new
+    # prepared statement for each n, churning asyncpg's statement cache).
+    matches = (
+        _RESERVATIONS.c.id == any_(bindparam("ids", ids, type_=ARRAY(_RESERVATIONS.c.id.type)))
+        if session.get_bind().dialect.name == "postgresql"
+        else _RESERVATIONS.c.id.in_(ids)
+    )
     result = await session.execute(
         delete(_RESERVATIONS)
-        .where(_RESERVATIONS.c.id.in_(reservation_ids))
+        .where(matches)
         .returning(_RESERVATIONS.c.user_id, _RESERVATIONS.c.period, _RESERVATIONS.c.amount_usd)
     )
     return [(row[0], row[1], row[2]) for row in result]
@@ -167,21 +160,6 @@ async def adjust_period(
     )
 
 
-async def release(session: AsyncSession, reservation_id: uuid.UUID) -> bool:
-    """Delete a reservation and take its amount off its period's total, once (see
-    `take_reservation`).
-
-    Returns:
-        Whether this call released it.
-    """
-    taken = await take_reservation(session, reservation_id)
-    if taken is None:
-        return False
-    user_id, period, amount = taken
-    await adjust_period(session, user_id, period, reserved=-amount)
-    return True
-
-
 async def get_period(session: AsyncSession, user_id: uuid.UUID, period: str) -> BudgetPeriod | None:
     """The user's row for `period`, read afresh."""
     result = await session.execute(
@@ -210,13 +188,13 @@ async def expired_reservations(
 
 async def add_records(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
     """Record replies' or calls' usage, in one statement: each row holds `UsageRecord`'s columns
-    but the id and the times, which are set here."""
+    but the id (made here) and the times (now, unless the row gives `created_at`)."""
     if not rows:
         return
     now = utcnow()
     await session.execute(
         _RECORDS.insert(),
-        [{"id": new_id(), "created_at": now, "updated_at": now, **row} for row in rows],
+        [{"id": new_id(), "created_at": now, "updated_at": now} | row for row in rows],
     )
 
 

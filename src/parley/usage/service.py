@@ -18,10 +18,11 @@ import calendar
 import logging
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from parley.accounts.models import User
@@ -107,6 +108,9 @@ class UsageEntry:
     status: str  # "complete", "error", "cancelled", "interrupted"
     chat_id: uuid.UUID | None = None
     message_id: uuid.UUID | None = None
+    # When the call ended: its record's time and the month its cost counts in, however long its
+    # settle waited for a batch.
+    at: datetime = field(default_factory=utcnow)
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +128,29 @@ class Settle:
 
     reservation: Reservation | None
     entry: UsageEntry
+
+
+async def _release_and_spend(
+    session: AsyncSession,
+    released: Sequence[tuple[uuid.UUID, str, Decimal]],
+    spent: Sequence[tuple[uuid.UUID, str, Decimal]],
+) -> None:
+    """Take released holds off their months and add spending to its months: one upsert per user
+    and month, in a fixed order, so that settles and sweeps running at once on several workers
+    lock the same rows in the same order and cannot deadlock on PostgreSQL."""
+    deltas: dict[tuple[uuid.UUID, str], tuple[Decimal, Decimal]] = {}
+    for user_id, month, amount in released:
+        old_spent, old_reserved = deltas.get((user_id, month), (Decimal(0), Decimal(0)))
+        deltas[(user_id, month)] = (old_spent, old_reserved - amount)
+    for user_id, month, cost in spent:
+        old_spent, old_reserved = deltas.get((user_id, month), (Decimal(0), Decimal(0)))
+        deltas[(user_id, month)] = (old_spent + cost, old_reserved)
+    for (user_id, month), (spent_delta, reserved_delta) in sorted(
+        deltas.items(), key=lambda item: (item[0][0].bytes, item[0][1])
+    ):
+        await repository.adjust_period(
+            session, user_id, month, spent=spent_delta, reserved=reserved_delta
+        )
 
 
 def _budget_exceeded(budget: Decimal, now: datetime) -> BudgetExceeded:
@@ -210,11 +237,14 @@ class UsageMeter:
     async def _write_holds(self, holds: Sequence[Hold]) -> Sequence[Reservation | Exception]:
         try:
             return await self._hold_batch(holds)
-        except Exception:
+        except IntegrityError:
             if len(holds) == 1:
                 raise
-            # One failing hold (its user deleted meanwhile, say) must not fail the others.
-            logger.warning("a batch of %d holds failed; holding one by one", len(holds))
+            # One refused hold (its user deleted meanwhile, say) must not fail the others. Only
+            # then: a database that is down or locked would make each retry wait its timeout.
+            logger.warning(
+                "a batch of %d holds failed; holding one by one", len(holds), exc_info=True
+            )
             outcomes: list[Reservation | Exception] = []
             for hold in holds:
                 try:
@@ -263,22 +293,12 @@ class UsageMeter:
         per user and month adjusts spent and reserved (in a fixed order, so that concurrent
         batches of several workers cannot deadlock on PostgreSQL), one insert writes the
         records."""
-        period = period_of(utcnow())
-        deltas: dict[tuple[uuid.UUID, str], tuple[Decimal, Decimal]] = {}
-
-        def add(user_id: uuid.UUID, month: str, spent: Decimal, reserved: Decimal) -> None:
-            old_spent, old_reserved = deltas.get((user_id, month), (Decimal(0), Decimal(0)))
-            deltas[(user_id, month)] = (old_spent + spent, old_reserved + reserved)
-
         held = [r.id for r, _ in items if r is not None and r.id is not None]
-        for user_id, month, amount in await repository.take_reservations(session, held):
-            add(user_id, month, Decimal(0), -amount)
-        for _, entry in items:
-            add(entry.user_id, period, entry.cost_usd, Decimal(0))
-        for (user_id, month), (spent, reserved) in sorted(
-            deltas.items(), key=lambda item: (item[0][0].bytes, item[0][1])
-        ):
-            await repository.adjust_period(session, user_id, month, spent=spent, reserved=reserved)
+        await _release_and_spend(
+            session,
+            await repository.take_reservations(session, held),
+            [(entry.user_id, period_of(entry.at), entry.cost_usd) for _, entry in items],
+        )
         await repository.add_records(
             session,
             [
@@ -294,6 +314,7 @@ class UsageMeter:
                     "latency_ms": entry.latency_ms,
                     "chat_id": entry.chat_id,
                     "message_id": entry.message_id,
+                    "created_at": entry.at,
                 }
                 for _, entry in items
             ],
@@ -313,17 +334,23 @@ class UsageMeter:
     async def _write_settles(self, settles: Sequence[Settle]) -> list[None]:
         try:
             await self._settle_batch(settles)
-        except Exception:
+        except IntegrityError:
             if len(settles) == 1:
                 _log_lost(settles[0].entry)
                 return [None]
-            # One bad entry (its user deleted meanwhile, say) must not lose the rest.
-            logger.warning("a batch of %d settles failed; writing one by one", len(settles))
+            # One refused entry (its user deleted meanwhile, say) must not lose the rest. Only
+            # then: a database that is down or locked would make each retry wait its timeout.
+            logger.warning(
+                "a batch of %d settles failed; writing one by one", len(settles), exc_info=True
+            )
             for settle in settles:
                 try:
                     await self._settle_batch([settle])
                 except Exception:
                     _log_lost(settle.entry)
+        except Exception:
+            for settle in settles:
+                _log_lost(settle.entry)
         return [None] * len(settles)
 
     async def _settle_batch(self, settles: Sequence[Settle]) -> None:
@@ -340,12 +367,12 @@ class UsageMeter:
 
     async def release_expired(self) -> int:
         """Release the holds whose requests never settled; the number released."""
-        released = 0
         async with self.database.sessionmaker() as session:
-            for reservation_id in await repository.expired_reservations(session, utcnow()):
-                released += int(await repository.release(session, reservation_id))
+            expired = await repository.expired_reservations(session, utcnow())
+            taken = await repository.take_reservations(session, expired)
+            await _release_and_spend(session, taken, [])
             await session.commit()
-        return released
+        return len(taken)
 
 
 class UsageService:
