@@ -248,6 +248,13 @@ class Generation:
         commit."""
         now = utcnow()
         async with self.database.sessionmaker() as session:
+            if self.usage_meter is not None:
+                # First: a turn starting locks the month's budget row before the chat's row, so
+                # this transaction takes them in that order too (the other deadlocks on
+                # PostgreSQL when a new turn comes as this reply ends).
+                await self.usage_meter.settle_in(
+                    session, self.plan.reservation, self._usage_entry(outcome)
+                )
             await session.execute(
                 update(Message)
                 .where(Message.id == self.plan.assistant_message_id)
@@ -280,10 +287,6 @@ class Generation:
                     update(Chat)
                     .where(Chat.id == self.plan.chat_id, Chat.title.is_(None))
                     .values(title=title_from(self.plan.title_from))
-                )
-            if self.usage_meter is not None:
-                await self.usage_meter.settle_in(
-                    session, self.plan.reservation, self._usage_entry(outcome)
                 )
             await session.commit()
 
