@@ -73,11 +73,11 @@ _TURN_MODULES = (
 async def _warm_up(settings: Settings) -> None:
     """Import the model library and the configured providers' SDKs, and hash the dummy password,
     in a worker thread after start-up: the server is live sooner, and no request waits on them."""
+    # First the dummy hash that equal-time logins check unknown emails against (a login before
+    # it is ready computes it itself, and takes longer than one for a known email).
+    await anyio.to_thread.run_sync(warm_up_password_hashing, abandon_on_cancel=True)
     names = [*_TURN_MODULES, *provider_modules(settings)]
     await anyio.to_thread.run_sync(import_modules, names, abandon_on_cancel=True)
-    # The dummy hash that equal-time logins check unknown emails against (a login before this
-    # computes it itself).
-    await anyio.to_thread.run_sync(warm_up_password_hashing, abandon_on_cancel=True)
     # The imports and the hash leave freed memory in the C heap: give it back (7 MB idle).
     await anyio.to_thread.run_sync(trim_heap, abandon_on_cancel=True)
 

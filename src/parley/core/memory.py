@@ -8,7 +8,6 @@ top of its main heap on its own; `malloc_trim` releases every free page of every
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import functools
 import logging
 from collections.abc import Callable
@@ -19,8 +18,7 @@ logger = logging.getLogger(__name__)
 @functools.cache
 def _malloc_trim() -> Callable[[int], int] | None:
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        trim = libc.malloc_trim
+        trim = ctypes.CDLL(None).malloc_trim  # the process's own C library
     except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to call
         return None
     trim.argtypes = [ctypes.c_size_t]
