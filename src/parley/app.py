@@ -28,7 +28,7 @@ from parley.chats.router import chats_router
 from parley.core.db import Database
 from parley.core.imports import import_modules
 from parley.core.logging import configure_logging
-from parley.core.memory import trim_heap
+from parley.core.memory import trim_heap, trim_periodically
 from parley.core.middleware import (
     BodyLimitMiddleware,
     RequestContextMiddleware,
@@ -144,12 +144,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await generations.run_background()
             async with mcp_endpoint.running():  # MCP sessions live as long as the app
                 app.state.warm_up = asyncio.create_task(_warm_up(settings), name="warm-up")
+                housekeeping = [app.state.warm_up]
+                if settings.memory_trim_interval_seconds:
+                    trimming = trim_periodically(settings.memory_trim_interval_seconds)
+                    housekeeping.append(asyncio.create_task(trimming, name="memory-trim"))
                 try:
                     yield
                 finally:
-                    app.state.warm_up.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await app.state.warm_up
+                    for task in housekeeping:
+                        task.cancel()
+                        with contextlib.suppress(asyncio.CancelledError):
+                            await task
         finally:
             await generations.shutdown()
             await usage_meter.aclose()  # /v1 calls' settles still being written

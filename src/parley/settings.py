@@ -85,6 +85,8 @@ class Settings(BaseSettings):
     generation_heartbeat_seconds: float = Field(default=5.0, gt=0)
     generation_stale_seconds: float = Field(default=30.0, gt=0)
     stream_retention_seconds: int = Field(default=300, ge=1)
+    # How often freed C-heap memory is given back to the OS (0: never; see parley.core.memory).
+    memory_trim_interval_seconds: float = Field(default=60.0, ge=0)
 
     # MCP server (/mcp): the Host and Origin values its DNS-rebinding protection accepts
     # (`name:*` allows any port), and whether sessions are kept in this worker's memory.

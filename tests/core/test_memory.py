@@ -3,10 +3,14 @@ freed (glibc keeps them otherwise, as it does for what the start-up imports leav
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+
+from tests.conftest import make_settings, running_app
 
 BURST = """
 import ctypes, os, sys
@@ -36,3 +40,19 @@ def test_trim_heap_returns_freed_memory() -> None:
     released, before, after = result.stdout.split()
     assert released == "True"
     assert int(before) - int(after) > 100, result.stdout  # of ~200 MB freed
+
+
+@pytest.mark.parametrize(("interval", "running"), [(0.05, True), (0, False)])
+async def test_the_app_trims_periodically_unless_disabled(
+    database_url: str, tmp_path: Path, interval: float, running: bool
+) -> None:
+    settings = make_settings(database_url, tmp_path, memory_trim_interval_seconds=interval)
+    others = asyncio.all_tasks()  # the session's app trims too
+    async with running_app(settings):
+        await asyncio.sleep(0.2)  # a few periods
+        trimming = [
+            task for task in asyncio.all_tasks() - others if task.get_name() == "memory-trim"
+        ]
+        assert bool(trimming) == running
+        assert not any(task.done() for task in trimming)  # it survived its first trims
+    assert all(task.done() for task in trimming)  # and stops with the app
