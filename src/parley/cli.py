@@ -84,6 +84,7 @@ def serve(
         reload=reload,
         access_log=False,
         proxy_headers=True,
+        timeout_keep_alive=settings.http_keep_alive_seconds,
         log_config=None,
     )
 

@@ -58,6 +58,10 @@ class Settings(BaseSettings):
 
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    # How long `parley serve` keeps an idle keep-alive connection open. Longer than clients' and
+    # load balancers' own idle timeouts (httpx 5 s, AWS ALB 60 s), so that a client never sends a
+    # request on a connection the server is closing at that moment (the client sees a reset).
+    http_keep_alive_seconds: int = Field(default=75, ge=1)
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     log_format: Literal["json", "console"] | None = None
