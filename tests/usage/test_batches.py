@@ -20,6 +20,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 
 from parley.accounts.models import User
 from parley.core.db import Database, build_engine
+from parley.core.errors import BudgetExceeded
 from parley.settings import Settings
 from parley.usage.service import Reservation, UsageEntry, UsageMeter
 from tests.conftest import TestUser
@@ -129,3 +130,32 @@ async def test_a_settle_counts_in_the_month_its_call_ended(
     assert [record["created_at"] for record in records["items"]] == ["2026-10-31T23:59:59Z"]
     usage = (await client.get("/api/usage", headers=user.headers)).json()["data"]
     assert usage["budget"]["spent_usd"] == 0  # this month's: the cost went to October
+
+
+async def test_holds_of_a_batch_keep_each_users_order_and_reach_their_callers(
+    app: FastAPI, user: TestUser, other_user: TestUser
+) -> None:
+    """A batch takes holds user by user (one lock order for every worker), each user's in the
+    order they came: the third of `first`'s holds finds the budget held and is refused."""
+    meter: UsageMeter = app.state.usage_meter
+    first = User(id=uuid.UUID(user.id), monthly_budget_usd=Decimal(10))
+    second = User(id=uuid.UUID(other_user.id), monthly_budget_usd=Decimal(10))
+    outcomes = await asyncio.gather(
+        meter.reserve(first, Decimal(6)),
+        meter.reserve(second, Decimal(2)),
+        meter.reserve(first, Decimal(5)),
+        meter.reserve(second, Decimal(3)),
+        meter.reserve(first, Decimal(1)),
+        return_exceptions=True,
+    )
+    held = [
+        (outcome.user_id, outcome.amount_usd) if isinstance(outcome, Reservation) else outcome
+        for outcome in outcomes
+    ]
+    assert held[:4] == [
+        (first.id, Decimal(6)),
+        (second.id, Decimal(2)),
+        (first.id, Decimal(5)),
+        (second.id, Decimal(3)),
+    ]
+    assert isinstance(held[4], BudgetExceeded)

@@ -199,26 +199,12 @@ class UsageMeter:
         budget = self.budget_of(user)
         if budget is None:
             return Reservation(user.id, Decimal(0))
-        now = utcnow()
-        period = period_of(now)
-        amount = max(estimate_usd, Decimal(0))
-        if not await repository.hold(session, user.id, period, amount, budget):
-            raise _budget_exceeded(budget, now)
-        reservation_id = new_id()
-        await repository.add_reservations(
-            session,
-            [
-                {
-                    "id": reservation_id,
-                    "user_id": user.id,
-                    "period": period,
-                    "amount_usd": amount,
-                    "expires_at": now
-                    + timedelta(seconds=self.settings.budget_reservation_ttl_seconds),
-                }
-            ],
+        [outcome] = await self._hold_in(
+            session, [Hold(user.id, budget, max(estimate_usd, Decimal(0)))]
         )
-        return Reservation(user.id, amount, reservation_id)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
 
     @traced(name="usage.reserve")
     async def reserve(self, user: User, estimate_usd: Decimal) -> Reservation:
@@ -254,29 +240,38 @@ class UsageMeter:
             return outcomes
 
     async def _hold_batch(self, holds: Sequence[Hold]) -> list[Reservation | Exception]:
+        async with self.database.sessionmaker() as session:
+            outcomes = await self._hold_in(session, holds)
+            await session.commit()
+        return outcomes
+
+    async def _hold_in(
+        self, session: AsyncSession, holds: Sequence[Hold]
+    ) -> list[Reservation | Exception]:
+        """Take each hold that its budget allows, in the caller's transaction; each hold's
+        reservation, or the `BudgetExceeded` it gets. Holds are taken in user order (a user's own
+        in arrival order), so that batches of several workers lock the month rows in the same
+        order as each other and as the settles, and cannot deadlock on PostgreSQL."""
         now = utcnow()
         period = period_of(now)
         expires_at = now + timedelta(seconds=self.settings.budget_reservation_ttl_seconds)
-        outcomes: list[Reservation | Exception] = []
+        outcomes: list[Reservation | Exception] = [_budget_exceeded(h.budget, now) for h in holds]
         rows: list[dict[str, object]] = []
-        async with self.database.sessionmaker() as session:
-            for hold in holds:
-                if await repository.hold(session, hold.user_id, period, hold.amount, hold.budget):
-                    reservation_id = new_id()
-                    rows.append(
-                        {
-                            "id": reservation_id,
-                            "user_id": hold.user_id,
-                            "period": period,
-                            "amount_usd": hold.amount,
-                            "expires_at": expires_at,
-                        }
-                    )
-                    outcomes.append(Reservation(hold.user_id, hold.amount, reservation_id))
-                else:
-                    outcomes.append(_budget_exceeded(hold.budget, now))
-            await repository.add_reservations(session, rows)
-            await session.commit()
+        for index in sorted(range(len(holds)), key=lambda i: holds[i].user_id.bytes):
+            hold = holds[index]
+            if await repository.hold(session, hold.user_id, period, hold.amount, hold.budget):
+                reservation_id = new_id()
+                rows.append(
+                    {
+                        "id": reservation_id,
+                        "user_id": hold.user_id,
+                        "period": period,
+                        "amount_usd": hold.amount,
+                        "expires_at": expires_at,
+                    }
+                )
+                outcomes[index] = Reservation(hold.user_id, hold.amount, reservation_id)
+        await repository.add_reservations(session, rows)
         return outcomes
 
     async def settle_in(
