@@ -4,6 +4,7 @@ was made."""
 from __future__ import annotations
 
 import platform
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -45,6 +46,19 @@ def machine() -> str:
     return f"{cpus} cores ({model}), Python {platform.python_version()}, {system}"
 
 
+def reference_loop_seconds(iterations: int = 10_000_000) -> float:
+    """The machine's single-thread Python speed: the best of three runs of a loop of additions.
+    Absolute figures (CPU seconds, start-up) scale with it; the ratios to the relay do not."""
+    best = float("inf")
+    for _ in range(3):
+        started = time.perf_counter()
+        total = 0
+        for number in range(iterations):
+            total += number
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
 def write(
     path: Path,
     *,
@@ -53,6 +67,7 @@ def write(
     command: str,
     seconds: float,
     preamble: str,
+    reference_seconds: float | None = None,
 ) -> None:
     """Write the report."""
     met = sum(1 for check in checks if check.met)
@@ -65,6 +80,16 @@ def write(
         f"Run on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {machine()}, with `{command}` "
         f"({seconds / 60:.1f} minutes). Targets met: **{met} of {measured}**.",
         "",
+        *(
+            [
+                f"This machine's speed: a loop of 10 million Python additions takes "
+                f"{reference_seconds:.2f} s (best of three). Absolute figures scale with it; "
+                "the ratios to the relay measured beside them do not.",
+                "",
+            ]
+            if reference_seconds is not None
+            else []
+        ),
         "## Targets",
         "",
         table(

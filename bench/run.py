@@ -23,7 +23,7 @@ from bench import profile as bench_profile
 from bench.load import percentile
 from bench.pg import postgres_database
 from bench.proc import rss_bytes, wait_until_idle
-from bench.report import Check, table, write
+from bench.report import Check, reference_loop_seconds, table, write
 from bench.scenarios import Point
 from bench.servers import (
     create_bench_user,
@@ -144,6 +144,7 @@ def main() -> None:
     streams = 200
     cpu_concurrency = 16
     started = time.perf_counter()
+    reference = reference_loop_seconds()
     workdir = Path(tempfile.mkdtemp(prefix="parley-bench-"))
     logs = workdir / "logs"
     logs.mkdir()
@@ -280,5 +281,6 @@ def main() -> None:
         command=command,
         seconds=time.perf_counter() - started,
         preamble=PREAMBLE,
+        reference_seconds=reference,
     )
     print(f"bench: wrote {args.output}", file=sys.stderr)

@@ -33,6 +33,7 @@ from sqlalchemy.exc import DBAPIError
 from parley import migrate
 from parley.accounts.models import User
 from parley.app import create_app
+from parley.llm.cache import catalog_changed
 from parley.models import Base
 from parley.settings import Settings
 
@@ -185,6 +186,7 @@ async def _clean_state(app: FastAPI) -> AsyncIterator[None]:
     """Every test leaves empty tables and fresh rate-limit counters behind it."""
     yield
     await _empty_tables(app)
+    catalog_changed()  # the catalog table was emptied under the workers' caches
     await app.state.rate_limiter.reset()
 
 

@@ -42,6 +42,7 @@ from parley.core.telemetry import configure_tracing
 from parley.gateway.errors import render_openai_error
 from parley.gateway.router import gateway_router
 from parley.health import health_router
+from parley.llm.cache import CatalogCache
 from parley.llm.providers import (
     ModelProviders,
     create_provider_http_client,
@@ -117,6 +118,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # Model providers share one HTTP client (timeouts from settings), closed on shutdown.
         provider_http = create_provider_http_client(settings)
         app.state.model_providers = ModelProviders(settings, provider_http)
+        app.state.catalog_cache = CatalogCache(settings.catalog_cache_seconds)
         app.state.tool_registry = tool_registry
         # Budgets and usage records of chat replies and /v1 calls.
         usage_meter = UsageMeter(database, settings)

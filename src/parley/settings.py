@@ -116,6 +116,9 @@ class Settings(BaseSettings):
     gemini_models: Annotated[list[str], NoDecode] = Field(default_factory=list)
     models_file: Path | None = Field(default=None, validation_alias="PARLEY_MODELS_FILE")
     default_model: str | None = None
+    # How long a worker serves the catalog from memory before reading it again (its own changes
+    # are seen at once; another worker's within this).
+    catalog_cache_seconds: float = Field(default=5.0, ge=0, le=3600)
     # A catalog id that answers a chat turn when its model fails (after the provider's retries).
     fallback_model: str | None = None
     offline_model_delay_ms: int = Field(default=20, ge=0, le=10_000)

@@ -16,7 +16,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import StatementError
 
 from parley.accounts.models import User
-from parley.core.db import UTCDateTime, contains_pattern, new_id, utcnow
+from parley.core.db import SQLITE_POOL_SIZE, UTCDateTime, contains_pattern, new_id, utcnow
 from tests.conftest import make_settings, running_app
 
 
@@ -31,6 +31,25 @@ async def test_sqlite_pragmas_are_applied_to_the_apps_engine(app: FastAPI, db_ki
     assert str(journal_mode).lower() == "wal"
     assert busy_timeout == app.state.settings.sqlite_busy_timeout_ms
     assert busy_timeout > 0
+
+
+async def test_the_pool_keeps_its_connections(app: FastAPI, db_kind: str) -> None:
+    """With SQLAlchemy's default SQLite pool (5 kept, 10 more closed on return), a busy worker
+    opened and closed a connection (and aiosqlite's thread) per checkout. Twelve sessions at
+    once, returned: the pool keeps them all for the next ones."""
+    settings = app.state.settings
+    pool = app.state.database.engine.pool
+    kept = SQLITE_POOL_SIZE if db_kind == "sqlite" else settings.db_pool_size
+    assert pool.size() == kept
+    assert kept >= 10
+    sessions = [app.state.database.sessionmaker() for _ in range(kept)]
+    try:
+        for session in sessions:
+            await session.execute(text("SELECT 1"))
+    finally:
+        for session in sessions:
+            await session.close()
+    assert pool.checkedin() == kept
 
 
 async def test_timestamps_come_back_aware_and_in_utc(app: FastAPI) -> None:
@@ -138,3 +157,27 @@ async def test_a_database_busy_past_its_timeout_is_a_503_not_a_500(
         assert listed.json()["data"]["items"] == []
         created = await http.post("/api/tasks", json={"title": "free"}, headers=user.headers)
         assert created.status_code == 201
+
+
+async def test_a_pool_exhausted_past_its_timeout_is_a_503_not_a_500(
+    database_url: str, tmp_path: Path, make_user: Any
+) -> None:
+    """Every connection taken for longer than `DB_POOL_TIMEOUT_SECONDS` (an overloaded worker):
+    the request waiting for one fails as a retryable 503, and succeeds once they are back."""
+    user = await make_user()
+    settings = make_settings(
+        database_url, tmp_path, db_pool_size=2, db_max_overflow=0, db_pool_timeout_seconds=0.3
+    )
+    async with running_app(settings) as (application, http):
+        pool = application.state.database.engine.pool
+        holders = [await application.state.database.engine.connect() for _ in range(pool.size())]
+        try:
+            starved = await http.get("/api/tasks", headers=user.headers)
+        finally:
+            for holder in holders:
+                await holder.close()
+        assert starved.status_code == 503, starved.text
+        assert starved.json()["error"]["code"] == "service_unavailable"
+        assert starved.headers["Retry-After"] == "1"
+        listed = await http.get("/api/tasks", headers=user.headers)
+        assert listed.status_code == 200, listed.text

@@ -10,6 +10,7 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import delete
 
+from parley.llm.cache import catalog_changed
 from parley.llm.models import CatalogModel
 from parley.llm.offline import OfflineModel
 from parley.llm.service import LLMService, ModelUnavailable
@@ -20,7 +21,7 @@ from tests.llm.conftest import Seeder
 @pytest.fixture
 async def llm(app: FastAPI) -> AsyncIterator[LLMService]:
     async with app.state.database.sessionmaker() as session:
-        yield LLMService(session, app.state.model_providers)
+        yield LLMService(session, app.state.model_providers, app.state.catalog_cache)
 
 
 async def test_no_model_id_means_the_default(llm: LLMService, seed: Seeder) -> None:
@@ -62,6 +63,7 @@ async def test_an_empty_catalog_still_offers_the_offline_model(
     async with app.state.database.sessionmaker() as session:
         await session.execute(delete(CatalogModel))
         await session.commit()
+    catalog_changed()
     entry = await llm.resolve(None)
     assert entry.id == "offline:parley"
     assert await llm.resolve("offline:parley") == entry

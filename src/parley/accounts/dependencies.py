@@ -23,14 +23,14 @@ bearer_scheme = OAuth2PasswordBearer(
 )
 
 
-def get_account_service(
+async def get_account_service(
     session: SessionDep, settings: SettingsDep, limiter: RateLimiterDep, codec: CursorCodecDep
 ) -> AccountService:
     """Account use cases over the route's session."""
     return AccountService(session, settings, limiter, codec)
 
 
-def get_api_key_service(session: SessionDep, codec: CursorCodecDep) -> ApiKeyService:
+async def get_api_key_service(session: SessionDep, codec: CursorCodecDep) -> ApiKeyService:
     """API key use cases over the route's session."""
     return ApiKeyService(session, codec)
 
@@ -55,7 +55,7 @@ async def get_current_principal(
 CurrentPrincipal = Annotated[Principal, Depends(get_current_principal)]
 
 
-def get_current_user(principal: CurrentPrincipal) -> User:
+async def get_current_user(principal: CurrentPrincipal) -> User:
     """The authenticated user."""
     return principal.user
 
@@ -63,7 +63,7 @@ def get_current_user(principal: CurrentPrincipal) -> User:
 CurrentUser = Annotated[User, Depends(get_current_user)]
 
 
-def get_admin_user(user: CurrentUser) -> User:
+async def get_admin_user(user: CurrentUser) -> User:
     """The authenticated user, who must be an admin (403 otherwise)."""
     if not user.is_admin:
         raise Forbidden("Admins only.")

@@ -19,13 +19,13 @@ from parley.tools.registry import ToolRegistry
 from parley.usage.dependencies import UsageMeterDep
 
 
-def get_generation_manager(request: Request) -> GenerationManager:
+async def get_generation_manager(request: Request) -> GenerationManager:
     """The running app's replies in progress."""
     manager: GenerationManager = request.app.state.generations
     return manager
 
 
-def get_tool_registry(request: Request) -> ToolRegistry:
+async def get_tool_registry(request: Request) -> ToolRegistry:
     """The tools the assistant may call."""
     registry: ToolRegistry = request.app.state.tool_registry
     return registry
@@ -34,7 +34,7 @@ def get_tool_registry(request: Request) -> ToolRegistry:
 GenerationManagerDep = Annotated[GenerationManager, Depends(get_generation_manager)]
 
 
-def get_turn_service(
+async def get_turn_service(
     session: SessionDep,
     settings: SettingsDep,
     manager: GenerationManagerDep,

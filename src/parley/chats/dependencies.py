@@ -10,7 +10,7 @@ from parley.chats.service import ChatService
 from parley.core.dependencies import CursorCodecDep, SessionDep
 
 
-def get_chat_service(session: SessionDep, codec: CursorCodecDep) -> ChatService:
+async def get_chat_service(session: SessionDep, codec: CursorCodecDep) -> ChatService:
     """Chat use cases over the route's session."""
     return ChatService(session, codec)
 

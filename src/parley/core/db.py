@@ -85,6 +85,10 @@ class IdTimestampMixin:
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
+# Connections kept open to a SQLite file (see `build_engine`).
+SQLITE_POOL_SIZE = 15
+
+
 def _sqlite_pragmas(busy_timeout_ms: int) -> Any:
     def on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
         cursor = dbapi_connection.cursor()
@@ -108,7 +112,20 @@ def build_engine(settings: Settings, url: str | None = None) -> AsyncEngine:
     if url.startswith("sqlite"):
         if ":memory:" not in url and "///" in url:
             settings.ensure_data_dir()
-        engine = create_async_engine(url, connect_args={"timeout": 30}, hide_parameters=True)
+        pool: dict[str, Any] = {}
+        if ":memory:" not in url:
+            # As many connections as SQLAlchemy's default allows (5 kept, 10 more on demand), all
+            # kept: the default closed each extra connection on its return, so a busy worker
+            # opened one (a thread, and the pragmas) per checkout. No more than that: SQLite has
+            # one writer, and more connections only queue for it.
+            pool = {
+                "pool_size": SQLITE_POOL_SIZE,
+                "max_overflow": 0,
+                "pool_timeout": settings.db_pool_timeout_seconds,
+            }
+        engine = create_async_engine(
+            url, connect_args={"timeout": 30}, hide_parameters=True, **pool
+        )
         event.listen(
             engine.sync_engine, "connect", _sqlite_pragmas(settings.sqlite_busy_timeout_ms)
         )

@@ -17,16 +17,43 @@ from parley.core.ratelimit import RateLimiter
 from parley.settings import Settings
 
 
-def get_settings(request: Request) -> Settings:
+def settings_of(request: Request) -> Settings:
     """The running app's settings."""
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_database(request: Request) -> Database:
+def database_of(request: Request) -> Database:
     """The running app's database."""
     database: Database = request.app.state.database
     return database
+
+
+def rate_limiter_of(request: Request) -> RateLimiter:
+    """The running app's rate limiter."""
+    limiter: RateLimiter = request.app.state.rate_limiter
+    return limiter
+
+
+def cursor_codec_of(request: Request) -> CursorCodec:
+    """The running app's cursor codec (signs and checks list cursors)."""
+    codec: CursorCodec = request.app.state.cursor_codec
+    return codec
+
+
+# The dependencies below are `async def` although none awaits: FastAPI runs a plain `def`
+# dependency in its thread pool, a thread hop per dependency per request (tests/test_app.py
+# checks that every route's dependencies are coroutines).
+
+
+async def get_settings(request: Request) -> Settings:
+    """The running app's settings."""
+    return settings_of(request)
+
+
+async def get_database(request: Request) -> Database:
+    """The running app's database."""
+    return database_of(request)
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
@@ -37,7 +64,7 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     short would leave the connection's state unknown, and on SQLite a transaction left open holds
     the one write lock.
     """
-    session = get_database(request).sessionmaker()
+    session = database_of(request).sessionmaker()
     try:
         yield session
     finally:
@@ -45,19 +72,17 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
             await session.close()
 
 
-def get_rate_limiter(request: Request) -> RateLimiter:
+async def get_rate_limiter(request: Request) -> RateLimiter:
     """The running app's rate limiter."""
-    limiter: RateLimiter = request.app.state.rate_limiter
-    return limiter
+    return rate_limiter_of(request)
 
 
-def get_cursor_codec(request: Request) -> CursorCodec:
+async def get_cursor_codec(request: Request) -> CursorCodec:
     """Signs and checks list cursors."""
-    codec: CursorCodec = request.app.state.cursor_codec
-    return codec
+    return cursor_codec_of(request)
 
 
-def get_client_ip(request: Request) -> str:
+async def get_client_ip(request: Request) -> str:
     """The client's address (behind a proxy, run uvicorn with `--forwarded-allow-ips`)."""
     return request.client.host if request.client else "unknown"
 
@@ -70,7 +95,7 @@ class PageParams:
     cursor: str | None
 
 
-def get_page_params(
+async def get_page_params(
     limit: Annotated[
         int, Query(ge=1, le=MAX_LIMIT, description="Items per page (1..100).")
     ] = DEFAULT_LIMIT,

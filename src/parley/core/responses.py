@@ -22,6 +22,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from parley.core.errors import (
@@ -245,13 +246,23 @@ async def _handle_database_error(request: Request, exc: Exception) -> Response:
         # unavailable for the moment, which a client can retry; nothing was half-written (the
         # transaction rolled back).
         logger.warning("database unavailable: %s", type(exc.orig).__name__)
-        error = ServiceUnavailable(
-            "The database is busy or unavailable; try again in a moment.",
-            headers={"Retry-After": "1"},
-        )
-        return render_error(request, ErrorReport.of(error, cause=exc))
+        return render_error(request, ErrorReport.of(_database_unavailable(), cause=exc))
     logger.error("database error", exc_info=exc)
     return render_error(request, ErrorReport.of(InternalError(), cause=exc))
+
+
+def _database_unavailable() -> ServiceUnavailable:
+    return ServiceUnavailable(
+        "The database is busy or unavailable; try again in a moment.",
+        headers={"Retry-After": "1"},
+    )
+
+
+async def _handle_pool_timeout(request: Request, exc: Exception) -> Response:
+    # Every connection of the pool stayed taken past DB_POOL_TIMEOUT_SECONDS: the worker is
+    # overloaded for the moment, and the request had not begun to write.
+    logger.warning("database pool exhausted: %s", exc)
+    return render_error(request, ErrorReport.of(_database_unavailable(), cause=exc))
 
 
 def install_error_handlers(
@@ -280,6 +291,7 @@ def install_error_handlers(
     app.add_exception_handler(RequestValidationError, _handle_validation_error)
     app.add_exception_handler(StarletteHTTPException, _handle_http_exception)
     app.add_exception_handler(DBAPIError, _handle_database_error)
+    app.add_exception_handler(PoolTimeoutError, _handle_pool_timeout)
     if redis_errors:
         from redis.exceptions import ConnectionError as RedisConnectionError
         from redis.exceptions import TimeoutError as RedisTimeoutError

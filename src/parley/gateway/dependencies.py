@@ -12,7 +12,7 @@ from parley.llm.dependencies import LLMServiceDep, ModelProvidersDep
 from parley.usage.dependencies import UsageMeterDep
 
 
-def get_gateway_service(
+async def get_gateway_service(
     session: SessionDep,
     settings: SettingsDep,
     llm: LLMServiceDep,

@@ -8,11 +8,12 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from parley.core.dependencies import CursorCodecDep, SessionDep
+from parley.llm.cache import CatalogCache
 from parley.llm.providers import ModelProviders
 from parley.llm.service import CatalogService, LLMService
 
 
-def get_model_providers(request: Request) -> ModelProviders:
+async def get_model_providers(request: Request) -> ModelProviders:
     """The running app's model providers (they share its HTTP client)."""
     providers: ModelProviders = request.app.state.model_providers
     return providers
@@ -21,14 +22,17 @@ def get_model_providers(request: Request) -> ModelProviders:
 ModelProvidersDep = Annotated[ModelProviders, Depends(get_model_providers)]
 
 
-def get_catalog_service(session: SessionDep, codec: CursorCodecDep) -> CatalogService:
+async def get_catalog_service(session: SessionDep, codec: CursorCodecDep) -> CatalogService:
     """Catalog use cases over the route's session."""
     return CatalogService(session, codec)
 
 
-def get_llm_service(session: SessionDep, providers: ModelProvidersDep) -> LLMService:
-    """Entries and models over the route's session."""
-    return LLMService(session, providers)
+async def get_llm_service(
+    request: Request, session: SessionDep, providers: ModelProvidersDep
+) -> LLMService:
+    """Entries and models over the route's session and the worker's catalog cache."""
+    cache: CatalogCache = request.app.state.catalog_cache
+    return LLMService(session, providers, cache)
 
 
 CatalogServiceDep = Annotated[CatalogService, Depends(get_catalog_service)]

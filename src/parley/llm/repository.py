@@ -57,6 +57,12 @@ async def list_enabled(session: AsyncSession) -> list[CatalogModel]:
     return list((await session.execute(statement)).scalars().all())
 
 
+async def list_visible(session: AsyncSession) -> list[CatalogModel]:
+    """Every visible entry, enabled or not, in catalog order (the catalog cache's snapshot)."""
+    statement = visible().order_by(CatalogModel.position, CatalogModel.id)
+    return list((await session.execute(statement)).scalars().all())
+
+
 async def get_visible(session: AsyncSession, model_id: str) -> CatalogModel | None:
     """The visible entry with this catalog id."""
     statement = visible().where(CatalogModel.model_id == model_id)

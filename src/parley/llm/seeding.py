@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from parley.core.db import Database
 from parley.llm import repository
+from parley.llm.cache import catalog_changed
 from parley.llm.catalog_config import CatalogPlan, CatalogSpec, load_models_file, plan_catalog
 from parley.llm.discovery import discover_models
 from parley.llm.models import CatalogModel
@@ -100,6 +101,7 @@ async def seed_catalog(session: AsyncSession, plan: CatalogPlan) -> None:
     await session.flush()
     await repository.move_default(session, _choose_default(rows, plan))
     await session.commit()
+    catalog_changed()
 
 
 async def prepare_catalog(

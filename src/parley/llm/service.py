@@ -19,8 +19,8 @@ from parley.core.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from parley.core.pagination import CursorCodec
 from parley.core.telemetry import traced
 from parley.llm import repository
+from parley.llm.cache import CatalogCache, catalog_changed
 from parley.llm.catalog_config import OFFLINE_CONTEXT_WINDOW, OFFLINE_NAME
-from parley.llm.models import CatalogModel
 from parley.llm.providers import ModelProviders
 from parley.llm.schemas import OFFLINE_MODEL_ID, OFFLINE_PROVIDER, CatalogEntry
 
@@ -113,6 +113,7 @@ class CatalogService:
                 overrides.append("is_default")
             row.admin_overrides = sorted(set(overrides))
             await self.session.commit()
+            catalog_changed()
         except IntegrityError as exc:
             # Another admin moved the default at the same moment; the unique index kept one.
             await self.session.rollback()
@@ -125,21 +126,25 @@ class LLMService:
     """What the chat engine asks of the catalog: which entry a chat uses, and its model.
 
     Args:
-        session: a database session (only read).
+        session: a database session (only read, and only when the catalog cache is stale).
         providers: builds Pydantic AI models (app-wide, shares the HTTP client).
+        catalog: the worker's catalog cache.
     """
 
-    def __init__(self, session: AsyncSession, providers: ModelProviders) -> None:
+    def __init__(
+        self, session: AsyncSession, providers: ModelProviders, catalog: CatalogCache
+    ) -> None:
         self.session = session
         self.providers = providers
+        self.catalog = catalog
 
     async def default_entry(self) -> CatalogEntry:
-        """The default entry; the offline model if the catalog has none (it is not seeded)."""
-        row = await repository.get_default(self.session)
-        if row is None or not (row.available and row.enabled):
-            enabled = await repository.list_enabled(self.session)
-            row = enabled[0] if enabled else None
-        return CatalogEntry.from_row(row) if row is not None else OFFLINE_ENTRY
+        """The default entry; the first enabled one if the default is unusable; the offline
+        model if the catalog has none (it is not seeded)."""
+        snapshot = await self.catalog.snapshot(self.session)
+        if snapshot.default is not None:
+            return snapshot.default
+        return snapshot.enabled[0] if snapshot.enabled else OFFLINE_ENTRY
 
     async def resolve(self, model_id: str | None, *, field: str = "body.model_id") -> CatalogEntry:
         """The catalog entry a request names, or the default when it names none.
@@ -156,19 +161,19 @@ class LLMService:
         """
         if model_id is None:
             return await self.default_entry()
-        row: CatalogModel | None = await repository.get_visible(self.session, model_id)
-        if row is None and model_id == OFFLINE_MODEL_ID:
+        entry = (await self.catalog.snapshot(self.session)).by_id.get(model_id)
+        if entry is None and model_id == OFFLINE_MODEL_ID:
             return OFFLINE_ENTRY  # always offered, even before the catalog is seeded
-        if row is None or not row.enabled:
+        if entry is None or not entry.enabled:
             raise ModelUnavailable(
                 f"No enabled model has the id {model_id!r}; GET /api/models lists them.",
                 details=[{"field": field, "message": "unknown or disabled model"}],
             )
-        return CatalogEntry.from_row(row)
+        return entry
 
     async def list_enabled(self) -> list[CatalogEntry]:
         """Every enabled entry, in catalog order (the gateway's `/v1/models`)."""
-        return [CatalogEntry.from_row(row) for row in await repository.list_enabled(self.session)]
+        return list((await self.catalog.snapshot(self.session)).enabled)
 
     def model_for(self, entry: CatalogEntry) -> Model:
         """The Pydantic AI model that answers for `entry`."""

@@ -33,10 +33,10 @@ from starlette.types import Receive, Scope, Send
 
 from parley.accounts.service import AccountService, Principal
 from parley.core.dependencies import (
-    get_cursor_codec,
-    get_database,
-    get_rate_limiter,
-    get_settings,
+    cursor_codec_of,
+    database_of,
+    rate_limiter_of,
+    settings_of,
 )
 from parley.core.errors import NotAuthenticated, ParleyError, ServiceUnavailable
 from parley.core.responses import error_response
@@ -190,8 +190,8 @@ class McpEndpoint:
         if scheme.lower() != "bearer" or not token:
             raise NotAuthenticated()
         # A session of its own, closed before the MCP exchange (which may stream) begins.
-        async with get_database(request).sessionmaker() as session:
+        async with database_of(request).sessionmaker() as session:
             accounts = AccountService(
-                session, get_settings(request), get_rate_limiter(request), get_cursor_codec(request)
+                session, settings_of(request), rate_limiter_of(request), cursor_codec_of(request)
             )
             return await accounts.authenticate(token)

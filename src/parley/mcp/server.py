@@ -19,7 +19,7 @@ from starlette.requests import Request
 
 from parley import __version__
 from parley.accounts.service import Principal
-from parley.core.dependencies import get_cursor_codec, get_database
+from parley.core.dependencies import cursor_codec_of, database_of
 from parley.tools.registry import ToolContext, ToolDefinition, ToolRegistry
 
 logger = logging.getLogger(__name__)
@@ -60,8 +60,8 @@ def _tool_context(ctx: McpContext) -> ToolContext:
         raise MCPError(code=types.INTERNAL_ERROR, message="The request is not authenticated.")
     return ToolContext(
         user=principal.user,
-        sessionmaker=get_database(request).sessionmaker,
-        cursor_codec=get_cursor_codec(request),
+        sessionmaker=database_of(request).sessionmaker,
+        cursor_codec=cursor_codec_of(request),
     )
 
 

@@ -14,7 +14,7 @@ from parley.tasks.schemas import SearchText, Tag
 from parley.tasks.service import TaskFilters, TaskService, TaskSort
 
 
-def get_task_service(session: SessionDep, codec: CursorCodecDep) -> TaskService:
+async def get_task_service(session: SessionDep, codec: CursorCodecDep) -> TaskService:
     """Task use cases over the route's session."""
     return TaskService(session, codec)
 
@@ -30,7 +30,7 @@ class TaskListQuery:
     sort: TaskSort
 
 
-def get_task_list_query(
+async def get_task_list_query(
     completed: Annotated[
         bool | None, Query(description="Only done (true) or open (false).")
     ] = None,

@@ -16,13 +16,13 @@ from parley.usage.service import UsageMeter, UsageService, month_start
 MAX_BOUND_CHARS = 64
 
 
-def get_usage_meter(request: Request) -> UsageMeter:
+async def get_usage_meter(request: Request) -> UsageMeter:
     """The running app's usage meter."""
     meter: UsageMeter = request.app.state.usage_meter
     return meter
 
 
-def get_usage_service(
+async def get_usage_service(
     session: SessionDep, settings: SettingsDep, codec: CursorCodecDep
 ) -> UsageService:
     """Usage reports over the route's session."""
@@ -57,7 +57,7 @@ def _parse_bound(value: str, field: str, *, end: bool) -> datetime:
         ) from None
 
 
-def get_usage_window(
+async def get_usage_window(
     from_: Annotated[
         str | None,
         Query(
