@@ -138,6 +138,9 @@ def parley_environment(
         "RATE_LIMIT_LOGIN_PER_MINUTE": "1000000",
         "DB_POOL_SIZE": "20",
         "DB_MAX_OVERFLOW": "20",
+        # A run signs in once per server; filling a million tasks between the first and the
+        # last measurement took longer than the default 15 minutes on a slow machine.
+        "ACCESS_TOKEN_TTL_SECONDS": str(24 * 3600),
     }
     if upstream is not None:
         models_file = data_dir / "models.toml"
