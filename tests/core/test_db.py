@@ -1,10 +1,13 @@
-"""Database plumbing: the SQLite pragmas on the app's engine, timezone-aware UTC timestamps on both
-databases, and the refusal of naive datetimes."""
+"""Database plumbing: the SQLite pragmas on the app's engine, SQLite's writers queueing in order,
+timezone-aware UTC timestamps on both databases, and the refusal of naive datetimes."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -14,9 +17,18 @@ from fastapi import FastAPI
 from sqlalchemy import select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import StatementError
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from parley.accounts.models import User
-from parley.core.db import SQLITE_POOL_SIZE, UTCDateTime, contains_pattern, new_id, utcnow
+from parley.core.db import (
+    SQLITE_POOL_SIZE,
+    UTCDateTime,
+    build_engine,
+    contains_pattern,
+    new_id,
+    utcnow,
+    write_queue_of,
+)
 from tests.conftest import make_settings, running_app
 
 
@@ -181,3 +193,104 @@ async def test_a_pool_exhausted_past_its_timeout_is_a_503_not_a_500(
         assert starved.headers["Retry-After"] == "1"
         listed = await http.get("/api/tasks", headers=user.headers)
         assert listed.status_code == 200, listed.text
+
+
+async def _wait_for_writers(engine: Any, count: int) -> None:
+    queue = write_queue_of(engine)
+    assert queue is not None
+    async with asyncio.timeout(10):
+        while queue.waiting < count:  # noqa: ASYNC110 - the queue has no event to wait on
+            await asyncio.sleep(0.005)
+
+
+@asynccontextmanager
+async def _scratch_sqlite(tmp_path: Path, busy_timeout_ms: int) -> AsyncIterator[AsyncEngine]:
+    """An engine as the app builds it, on a new SQLite file with one table `t (n INTEGER)`."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'scratch.db'}"
+    engine = build_engine(make_settings(url, tmp_path, sqlite_busy_timeout_ms=busy_timeout_ms), url)
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(text("CREATE TABLE t (n INTEGER NOT NULL)"))
+        yield engine
+    finally:
+        await engine.dispose()
+
+
+async def test_sqlite_writers_take_the_write_lock_in_arrival_order(
+    db_kind: str, tmp_path: Path
+) -> None:
+    """Six transactions wanting to write while another holds the lock each write once it is
+    free, in the order they asked, with no `database is locked`: SQLite's own busy handler
+    polls and favours no one, and under load starved some writers into 503s."""
+    if db_kind != "sqlite":
+        pytest.skip("SQLite's single write lock")
+    async with _scratch_sqlite(tmp_path, busy_timeout_ms=10_000) as engine:
+        holder = await engine.connect()
+        await holder.execute(text("INSERT INTO t VALUES (0)"))
+
+        async def write(n: int) -> None:
+            async with engine.connect() as connection:
+                await connection.execute(text("INSERT INTO t VALUES (:n)"), {"n": n})
+                await asyncio.sleep(0.01)  # still in the transaction: the others wait
+                await connection.commit()
+
+        writers = []
+        for n in range(1, 7):
+            writers.append(asyncio.create_task(write(n)))
+            await _wait_for_writers(engine, n)
+        # Reads do not queue behind the writers.
+        async with asyncio.timeout(2), engine.connect() as reader:
+            assert (await reader.execute(text("SELECT count(*) FROM t"))).scalar() == 0
+        await holder.commit()
+        await holder.close()
+        await asyncio.gather(*writers)
+        async with engine.connect() as connection:
+            rows = await connection.execute(text("SELECT n FROM t ORDER BY rowid"))
+            assert [n for (n,) in rows] == [0, 1, 2, 3, 4, 5, 6]
+
+
+async def test_the_sqlite_write_lock_comes_back_on_rollback_and_on_a_broken_connection(
+    db_kind: str, tmp_path: Path
+) -> None:
+    """A transaction that rolls back, and a connection invalidated mid-transaction, give the
+    lock back at once: the next writer does not wait out the busy timeout."""
+    if db_kind != "sqlite":
+        pytest.skip("SQLite's single write lock")
+    async with _scratch_sqlite(tmp_path, busy_timeout_ms=30_000) as engine:
+        async with engine.connect() as first:
+            await first.execute(text("INSERT INTO t VALUES (1)"))
+            await first.rollback()
+        broken = await engine.connect()
+        await broken.execute(text("INSERT INTO t VALUES (2)"))
+        await broken.invalidate()
+        async with asyncio.timeout(5), engine.begin() as connection:
+            await connection.execute(text("INSERT INTO t VALUES (3)"))
+        await broken.close()
+        async with engine.connect() as connection:
+            assert [n for (n,) in await connection.execute(text("SELECT n FROM t"))] == [3]
+
+
+async def test_a_writer_queued_past_the_busy_timeout_is_a_503_not_a_500(
+    db_kind: str, database_url: str, tmp_path: Path, make_user: Any
+) -> None:
+    """A request whose write waits behind this worker's own writer for longer than
+    `SQLITE_BUSY_TIMEOUT_MS` fails as a retryable 503 with nothing stored, as when another
+    process holds the lock; once the lock is free the same request succeeds."""
+    if db_kind != "sqlite":
+        pytest.skip("SQLite's single write lock")
+    user = await make_user()
+    settings = make_settings(database_url, tmp_path, sqlite_busy_timeout_ms=200)
+    async with running_app(settings) as (application, http):
+        holder = await application.state.database.engine.connect()
+        try:
+            await holder.execute(text("UPDATE users SET display_name = display_name WHERE 0"))
+            busy = await http.post("/api/tasks", json={"title": "queued"}, headers=user.headers)
+        finally:
+            await holder.close()
+        assert busy.status_code == 503, busy.text
+        assert busy.json()["error"]["code"] == "service_unavailable"
+        assert busy.headers["Retry-After"] == "1"
+        listed = await http.get("/api/tasks", headers=user.headers)
+        assert listed.json()["data"]["items"] == []
+        created = await http.post("/api/tasks", json={"title": "free"}, headers=user.headers)
+        assert created.status_code == 201, created.text

@@ -1,10 +1,12 @@
 """A turn, orchestrated across domains: chats (the tree), llm (the model), tools (tasks), and the
 generation that streams the reply.
 
-Sending checks the chat, the rate limit and the idempotency key (`turn_keys`), then in one
-transaction commits the user message and the `streaming` assistant message, holds the turn's
-estimated cost against the user's budget and claims the chat's single reply slot, then starts the
-generation, which holds no request session (and settles the hold with its final save).
+Sending checks the chat, the rate limit and the idempotency key (`turn_keys`) and plans the turn
+(the branch as the model's context), then in one short transaction records the key, commits the
+user message and the `streaming` assistant message, holds the turn's estimated cost against the
+user's budget and claims the chat's single reply slot, then starts the generation, which holds no
+request session (and settles the hold with its final save). Every read comes before the first
+write: on SQLite that write takes the database's one write lock until the commit.
 Regenerating does the same without a new user message. Stopping and resuming act on the chat's
 reply in progress.
 """
@@ -135,6 +137,7 @@ class TurnService:
         chat: Chat,
         *,
         user_message: Message,
+        new_user_message: bool,
         assistant_id: uuid.UUID,
         entry: CatalogEntry,
         first_exchange: bool,
@@ -144,9 +147,21 @@ class TurnService:
         ensure_imported("parley.assistant.context", "pydantic_ai.models.fallback")
         from parley.assistant.context import bind_tools, build_context
 
-        path, _ = await chats.path_to(
-            self.session, user.id, chat.id, user_message.id, limit=MAX_CONTEXT_MESSAGES
-        )
+        if new_user_message:  # not written yet: the branch up to its parent, then it
+            earlier: list[Message] = []
+            if user_message.parent_id is not None:
+                earlier, _ = await chats.path_to(
+                    self.session,
+                    user.id,
+                    chat.id,
+                    user_message.parent_id,
+                    limit=MAX_CONTEXT_MESSAGES - 1,
+                )
+            path = [*earlier, user_message]
+        else:
+            path, _ = await chats.path_to(
+                self.session, user.id, chat.id, user_message.id, limit=MAX_CONTEXT_MESSAGES
+            )
         context = build_context(
             path, context_window=entry.context_window, system_prompt=chat.system_prompt
         )
@@ -181,37 +196,32 @@ class TurnService:
         user_message: Message,
         entry: CatalogEntry,
         *,
+        new_user_message: bool,
         assistant_id: uuid.UUID,
         first_exchange: bool,
         api_key_id: uuid.UUID | None,
+        idempotency_key: str | None,
+        fingerprint: str,
     ) -> StartedTurn:
-        """Add the `streaming` assistant message answering `user_message`, hold the turn's
-        estimated cost against the user's budget, claim the chat, commit, and start the
-        generation.
+        """Plan the reply to `user_message`, then in one transaction record the idempotency key,
+        add the user message (if `new_user_message`) and the `streaming` assistant message, hold
+        the turn's estimated cost against the user's budget and claim the chat; commit, and start
+        the generation.
+
+        Returns:
+            The turn started, or that of a concurrent request that took the same key first.
 
         Raises:
             BudgetExceeded: the user's monthly budget is spent (nothing is kept).
             ReplyInProgress: the chat already has a reply in progress (nothing is kept).
         """
-        assistant = chats.add_message(
-            self.session,
-            Message(
-                id=assistant_id,
-                chat_id=chat.id,
-                user_id=user.id,
-                parent_id=user_message.id,
-                role="assistant",
-                parts=[],
-                status="streaming",
-                model_id=entry.id,
-            ),
-        )
-        await self.session.flush()
+        user_id = user.id  # kept: a rolled-back race expires the loaded user
         plan = await self._plan(
             user,
             chat,
             user_message=user_message,
-            assistant_id=assistant.id,
+            new_user_message=new_user_message,
+            assistant_id=assistant_id,
             entry=entry,
             first_exchange=first_exchange,
             api_key_id=api_key_id,
@@ -221,8 +231,27 @@ class TurnService:
             input_tokens=plan.prompt_chars // CHARS_PER_TOKEN,
             output_tokens=self.settings.budget_reserve_output_tokens,
         )
+        # The writes, back to back from here to the commit.
+        turn = StartedTurn(user_id, chat.id, user_message.id, assistant_id)
+        if not await self.keys.reserve(user_id, idempotency_key, fingerprint, turn):
+            return await self.keys.replay_after_race(user_id, idempotency_key, fingerprint)
+        if new_user_message:
+            chats.add_message(self.session, user_message)
+        chats.add_message(
+            self.session,
+            Message(
+                id=assistant_id,
+                chat_id=chat.id,
+                user_id=user_id,
+                parent_id=user_message.id,
+                role="assistant",
+                parts=[],
+                status="streaming",
+                model_id=entry.id,
+            ),
+        )
+        await self.session.flush()
         plan.reservation = await self.meter.reserve_in(self.session, user, estimate)
-        turn = StartedTurn(user.id, chat.id, user_message.id, assistant.id)
         await self._claim_and_commit(chat.id, turn)
         await self.manager.start(plan)
         return turn
@@ -266,32 +295,28 @@ class TurnService:
                     "parent's id.",
                 )
         entry = await self.llm.resolve(model_id or chat.model_id)
-        turn = StartedTurn(user_id, chat.id, new_id(), new_id())
-        if not await self.keys.reserve(user_id, idempotency_key, fingerprint, turn):
-            return await self.keys.replay_after_race(user_id, idempotency_key, fingerprint)
         text = "\n".join(part["text"] for part in parts if part.get("type") == "text")
-        user_message = chats.add_message(
-            self.session,
-            Message(
-                id=turn.user_message_id,
-                chat_id=chat.id,
-                user_id=user.id,
-                parent_id=parent,
-                role="user",
-                parts=parts,
-                search_text=text,
-                status="complete",
-            ),
+        user_message = Message(
+            id=new_id(),
+            chat_id=chat.id,
+            user_id=user_id,
+            parent_id=parent,
+            role="user",
+            parts=parts,
+            search_text=text,
+            status="complete",
         )
-        await self.session.flush()
         return await self._start_reply(
             user,
             chat,
             user_message,
             entry,
-            assistant_id=turn.assistant_message_id,
+            new_user_message=True,
+            assistant_id=new_id(),
             first_exchange=parent is None,
             api_key_id=api_key_id,
+            idempotency_key=idempotency_key,
+            fingerprint=fingerprint,
         )
 
     @traced(name="turns.regenerate")
@@ -332,17 +357,17 @@ class TurnService:
             )
         default_model = target.model_id if target.role == "assistant" else None
         entry = await self.llm.resolve(model_id or default_model or chat.model_id)
-        turn = StartedTurn(user_id, chat.id, user_message.id, new_id())
-        if not await self.keys.reserve(user_id, idempotency_key, fingerprint, turn):
-            return await self.keys.replay_after_race(user_id, idempotency_key, fingerprint)
         return await self._start_reply(
             user,
             chat,
             user_message,
             entry,
-            assistant_id=turn.assistant_message_id,
+            new_user_message=False,
+            assistant_id=new_id(),
             first_exchange=False,
             api_key_id=api_key_id,
+            idempotency_key=idempotency_key,
+            fingerprint=fingerprint,
         )
 
     # -- a turn in progress -----------------------------------------------------------------

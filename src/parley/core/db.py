@@ -3,18 +3,22 @@
 Every table inherits `Base` (stable constraint names for SQLite batch migrations and PostgreSQL
 alike) and `IdTimestampMixin` (a UUIDv7 primary key, timezone-aware `created_at`/`updated_at`).
 The engine is built from settings with the pragmas SQLite needs (WAL, foreign keys, busy timeout)
-and the pool options PostgreSQL wants (size, timeout, pre-ping).
+and the pool options PostgreSQL wants (size, timeout, pre-ping). On SQLite, a process's writers
+queue for the one write lock in order (`SQLiteWriteQueue`), not in SQLite's busy handler.
 """
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
 import uuid
+import weakref
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import uuid_utils.compat as uuid_compat
 from sqlalchemy import DateTime, MetaData, event
-from sqlalchemy.engine import Dialect
+from sqlalchemy.engine import AdaptedConnection, Connection, Dialect, ExecutionContext
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     async_sessionmaker,
@@ -101,6 +105,103 @@ def _sqlite_pragmas(busy_timeout_ms: int) -> Any:
     return on_connect
 
 
+# Statements after which SQLite holds the write lock until the transaction ends: those before
+# which Python's sqlite3 opens a transaction itself (a read runs outside one).
+_SQLITE_WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE")
+_HOLDS_WRITE_LOCK = "parley_holds_write_lock"
+
+
+class SQLiteWriteQueue:
+    """Writers of one SQLite engine take the database's write lock in turn, in arrival order.
+
+    SQLite lets one transaction write at a time; the others wait in its busy handler, which
+    sleeps and retries (up to 100 ms between tries) and favours no one. Under load a writer could
+    lose every retry for the whole busy timeout and fail with `database is locked` while the
+    others went through: a 503 for a request that asked nothing unusual. So a transaction's first
+    write first takes this process's asyncio lock, which queues fairly and wakes the next writer
+    as soon as the last one's connection is back in the pool (a session gives it back when it
+    commits, rolls back or closes); the busy handler then only arbitrates between processes. The
+    wait is bounded by the busy timeout and fails the same way (a 503).
+
+    A lock per event loop: an engine may outlive the loop it was first used in (tests).
+    """
+
+    def __init__(self, timeout_seconds: float) -> None:
+        self.timeout_seconds = timeout_seconds
+        self._locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._waiting = 0
+
+    def _lock(self) -> asyncio.Lock:
+        loop = asyncio.get_running_loop()
+        lock = self._locks.get(loop)
+        if lock is None:
+            lock = self._locks[loop] = asyncio.Lock()
+        return lock
+
+    @property
+    def waiting(self) -> int:
+        """How many writers wait for the lock now."""
+        return self._waiting
+
+    async def _acquire(self, _driver_connection: Any) -> asyncio.Lock:
+        lock = self._lock()
+        self._waiting += 1
+        try:
+            async with asyncio.timeout(self.timeout_seconds):
+                await lock.acquire()
+        except TimeoutError:
+            raise sqlite3.OperationalError("database is locked") from None
+        finally:
+            self._waiting -= 1
+        return lock
+
+    def install(self, engine: AsyncEngine) -> None:
+        """Listen on the engine's connections: take the lock before a transaction's first write,
+        give it back when the connection returns to the pool (committed or rolled back)."""
+
+        def before_cursor_execute(
+            conn: Connection,
+            _cursor: Any,
+            statement: str,
+            parameters: Any,
+            context: ExecutionContext | None,
+            _executemany: bool,
+        ) -> tuple[str, Any]:
+            info = conn.connection.info
+            if _HOLDS_WRITE_LOCK not in info and _is_write(statement):
+                adapted = cast(AdaptedConnection, conn.connection.dbapi_connection)
+                info[_HOLDS_WRITE_LOCK] = adapted.run_async(self._acquire)
+            return statement, parameters
+
+        def give_back(_dbapi_connection: Any, record: ConnectionPoolEntry, *_: Any) -> None:
+            lock = record.info.pop(_HOLDS_WRITE_LOCK, None)
+            if lock is not None:
+                lock.release()
+
+        event.listen(
+            engine.sync_engine, "before_cursor_execute", before_cursor_execute, retval=True
+        )
+        # Back in the pool (after its reset's rollback), or closed as broken: either way its
+        # transaction is over.
+        event.listen(engine.sync_engine.pool, "checkin", give_back)
+        event.listen(engine.sync_engine.pool, "invalidate", give_back)
+        _WRITE_QUEUES[engine.sync_engine] = self
+
+
+_WRITE_QUEUES: weakref.WeakKeyDictionary[Any, SQLiteWriteQueue] = weakref.WeakKeyDictionary()
+
+
+def write_queue_of(engine: AsyncEngine) -> SQLiteWriteQueue | None:
+    """The writers' queue of a SQLite engine (None for PostgreSQL)."""
+    return _WRITE_QUEUES.get(engine.sync_engine)
+
+
+def _is_write(statement: str) -> bool:
+    return statement.lstrip()[:7].upper().startswith(_SQLITE_WRITES)
+
+
 def build_engine(settings: Settings, url: str | None = None) -> AsyncEngine:
     """Create the async engine for `url` (default: the configured database).
 
@@ -129,6 +230,7 @@ def build_engine(settings: Settings, url: str | None = None) -> AsyncEngine:
         event.listen(
             engine.sync_engine, "connect", _sqlite_pragmas(settings.sqlite_busy_timeout_ms)
         )
+        SQLiteWriteQueue(settings.sqlite_busy_timeout_ms / 1000).install(engine)
         return engine
     return create_async_engine(
         url,
