@@ -3,15 +3,17 @@ ownership."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Callable
 from datetime import timedelta
 
 import httpx
 from fastapi import FastAPI
-from sqlalchemy import select, update
+from sqlalchemy import event, select, update
 
 from parley.accounts.models import ApiKey
+from parley.accounts.service import API_KEY_TOUCH_INTERVAL
 from parley.core.db import utcnow
 from tests.accounts.test_auth import assert_error
 from tests.conftest import TestUser
@@ -144,3 +146,38 @@ async def test_list_pages_with_a_cursor(
             if cursor is None:
                 break
     assert seen == list(reversed(created))
+
+
+async def test_a_busy_key_is_touched_once_per_interval_not_once_per_request(
+    client: httpx.AsyncClient, user: TestUser, app: FastAPI
+) -> None:
+    """Twenty calls in flight when `last_used_at` goes stale write it once between them: a write
+    each would queue them all for the database (SQLite's one writer) while holding pooled
+    connections."""
+    created = await _create_key(client, user)
+    secret = str(created["key"])
+    stale = utcnow() - API_KEY_TOUCH_INTERVAL * 2
+    async with app.state.database.sessionmaker() as session:
+        await session.execute(update(ApiKey).values(last_used_at=stale))
+        await session.commit()
+    touches: list[str] = []
+
+    def count(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        if statement.lstrip().upper().startswith("UPDATE API_KEYS"):
+            touches.append(statement)
+
+    engine = app.state.database.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        headers = {"Authorization": f"Bearer {secret}"}
+        calls = await asyncio.gather(
+            *(client.get("/api/users/me", headers=headers) for _ in range(20))
+        )
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    assert [call.status_code for call in calls] == [200] * 20
+    assert len(touches) == 1
+    async with app.state.database.sessionmaker() as session:
+        touched = (await session.execute(select(ApiKey.last_used_at))).scalar_one()
+    assert touched is not None
+    assert touched > stale

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
@@ -45,6 +45,29 @@ GUEST_DISPLAY_NAME = "Guest"
 MAX_TOKEN_CHARS = 4096
 # `last_used_at` is written at most this often per key, so a busy key does not write on every call.
 API_KEY_TOUCH_INTERVAL = timedelta(seconds=60)
+# The keys whose `last_used_at` this worker last wrote, and when (bounded: cleared when full).
+_RECENT_TOUCHES: dict[uuid.UUID, datetime] = {}
+_RECENT_TOUCHES_MAX = 10_000
+
+
+def _claim_touch(key_id: uuid.UUID, last_used_at: datetime | None, now: datetime) -> bool:
+    """Whether this request should write the key's `last_used_at`.
+
+    Every request in flight when the interval lapses read the same stale value; had each written
+    it, a busy key would have sent a burst of identical updates to the database (on SQLite, each
+    queued for the one write lock while holding a pooled connection, which starved 200 concurrent
+    `/v1` streams of connections into 503s). The first request of the worker claims the write and
+    the worker's others skip it: a key is written at most once an interval per worker.
+    """
+    if last_used_at is not None and now - last_used_at < API_KEY_TOUCH_INTERVAL:
+        return False
+    claimed = _RECENT_TOUCHES.get(key_id)
+    if claimed is not None and now - claimed < API_KEY_TOUCH_INTERVAL:
+        return False
+    if len(_RECENT_TOUCHES) >= _RECENT_TOUCHES_MAX:
+        _RECENT_TOUCHES.clear()
+    _RECENT_TOUCHES[key_id] = now
+    return True
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,7 +272,7 @@ class AccountService:
         if key.expires_at is not None and key.expires_at <= now:
             raise InvalidToken("The API key has expired.")
         user = self._usable(owner)
-        if key.last_used_at is None or now - key.last_used_at >= API_KEY_TOUCH_INTERVAL:
+        if _claim_touch(key.id, key.last_used_at, now):
             key.last_used_at = now
             await self.session.commit()
         return Principal(user, api_key_id=key.id)
