@@ -40,7 +40,7 @@ FINDINGS = Path(__file__).with_name("findings.md")
 PREAMBLE = """
 What Parley costs beyond the model: the CPU, latency and memory of its gateway and chat turns,
 measured against the floor of forwarding a stream in Python, and how its reads grow with history.
-`uv run python -m bench` (about 15 minutes on 2 cores; `--quick` for a smaller run) starts a fake
+`uv run python -m bench` (about 25 minutes on 2 cores; `--quick` for a smaller run) starts a fake
 OpenAI-compatible upstream (64-token replies, no model delay), a minimal relay and Parley on
 loopback, runs every point and rewrites this file. The method and the scenarios are in
 [docs/benchmarks.md](docs/benchmarks.md).
