@@ -183,10 +183,12 @@ class SQLiteWriteQueue:
         event.listen(
             engine.sync_engine, "before_cursor_execute", before_cursor_execute, retval=True
         )
-        # Back in the pool (after its reset's rollback), or closed as broken: either way its
-        # transaction is over.
-        event.listen(engine.sync_engine.pool, "checkin", give_back)
-        event.listen(engine.sync_engine.pool, "invalidate", give_back)
+        # Back in the pool (after its reset's rollback), closed as broken, or dropped by the
+        # pool (a connection left to the garbage collector is detached, and its record's info
+        # cleared on the next checkout): either way its transaction is over. A lock left held
+        # would make every later write of the worker wait out the timeout.
+        for name in ("checkin", "invalidate", "detach", "close"):
+            event.listen(engine.sync_engine.pool, name, give_back)
         _WRITE_QUEUES[engine.sync_engine] = self
 
 
