@@ -5,12 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
 from fastapi import FastAPI
+from sqlalchemy import event, select, update
 
 from parley.app import create_app
+from parley.assistant.models import IDEMPOTENCY_WINDOW, IdempotencyRecord
+from parley.core.db import utcnow
 from tests.accounts.test_auth import assert_error
 from tests.assistant.conftest import (
     ANTHROPIC_MODEL,
@@ -396,6 +401,67 @@ async def test_idempotent_retry_makes_one_message_and_one_upstream_call(
         headers={**user.headers, "Idempotency-Key": "k" * 256},
     )
     assert_error(too_long, 422, "validation_error")
+
+
+async def test_an_expired_idempotency_key_starts_a_new_turn_writing_only_after_its_reads(
+    api: httpx.AsyncClient, user: TestUser, upstream: FaultyOpenAI, upstream_app: FastAPI
+) -> None:
+    """A key older than the idempotency window is free again: the same key with another body
+    starts a new turn. The old record is replaced in the turn's write transaction, after the
+    turn's reads: on SQLite the first write takes the one write lock until the commit, and
+    deleting it on sight held that lock through the branch's read and the planning."""
+    upstream.script.push(Reply(text="First."))
+    upstream.script.push(Reply(text="Second."))
+    chat_id = await new_chat(api, user)
+    headers = {**user.headers, "Idempotency-Key": "daily"}
+    first = await api.post(
+        f"/api/chats/{chat_id}/messages", json={"content": "Hi"}, headers=headers
+    )
+    assert first.status_code == 200, first.text
+    async with upstream_app.state.database.sessionmaker() as session:
+        aged = utcnow() - IDEMPOTENCY_WINDOW - timedelta(minutes=1)
+        await session.execute(
+            update(IdempotencyRecord)
+            .where(IdempotencyRecord.user_id == uuid.UUID(user.id))
+            .values(created_at=aged)
+        )
+        await session.commit()
+    statements: list[str] = []
+
+    def record(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        statements.append(" ".join(statement.split()).upper())
+
+    engine = upstream_app.state.database.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        second = await api.post(
+            f"/api/chats/{chat_id}/messages", json={"content": "Again"}, headers=headers
+        )
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    assert second.status_code == 200, second.text
+    first_id = parse_sse(first.text)[0].chunk["messageId"]
+    second_id = parse_sse(second.text)[0].chunk["messageId"]
+    assert second_id != first_id
+    writes = [
+        i for i, sql in enumerate(statements) if sql.startswith(("INSERT", "UPDATE", "DELETE"))
+    ]
+    branch_read = max(i for i, sql in enumerate(statements) if "WITH RECURSIVE PATH" in sql)
+    assert statements[writes[0]].startswith("DELETE FROM IDEMPOTENCY_KEYS")
+    assert writes[0] > branch_read
+    messages = await _messages(api, user, chat_id)
+    assert [m["parts"][0]["text"] for m in messages if m["role"] == "user"] == ["Hi", "Again"]
+    async with upstream_app.state.database.sessionmaker() as session:
+        kept = (
+            (
+                await session.execute(
+                    select(IdempotencyRecord).where(IdempotencyRecord.user_id == uuid.UUID(user.id))
+                )
+            )
+            .scalars()
+            .all()
+        )
+    assert [str(r.assistant_message_id) for r in kept] == [second_id]
 
 
 async def test_stream_false_answers_with_both_messages(

@@ -274,7 +274,11 @@ class AccountService:
         user = self._usable(owner)
         if _claim_touch(key.id, key.last_used_at, now):
             key.last_used_at = now
-            await self.session.commit()
+            try:
+                await self.session.commit()
+            except BaseException:
+                _RECENT_TOUCHES.pop(key.id, None)  # not written: the next call may try again
+                raise
         return Principal(user, api_key_id=key.id)
 
     @staticmethod

@@ -59,6 +59,10 @@ class TurnKeys:
 
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
+        # An expired record of the key `replay` found: `reserve` replaces it. Not deleted there:
+        # on SQLite a write takes the one write lock until the commit, and the turn's reads
+        # come between the two.
+        self._expired_record_id: uuid.UUID | None = None
 
     async def replay(
         self, user_id: uuid.UUID, key: str | None, fingerprint: str
@@ -74,8 +78,7 @@ class TurnKeys:
         if record is None:
             return None
         if record.created_at < utcnow() - IDEMPOTENCY_WINDOW:
-            await idempotency.delete_idempotency_record(self.session, record.id)
-            await self.session.flush()
+            self._expired_record_id = record.id
             return None
         if record.request_hash != fingerprint:
             raise IdempotencyKeyReused()
@@ -93,6 +96,9 @@ class TurnKeys:
         with the same key won (this transaction is then rolled back)."""
         if key is None:
             return True
+        if self._expired_record_id is not None:
+            await idempotency.delete_idempotency_record(self.session, self._expired_record_id)
+            self._expired_record_id = None
         idempotency.add_idempotency_record(
             self.session,
             IdempotencyRecord(

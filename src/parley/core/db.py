@@ -10,6 +10,7 @@ queue for the one write lock in order (`SQLiteWriteQueue`), not in SQLite's busy
 from __future__ import annotations
 
 import asyncio
+import re
 import sqlite3
 import uuid
 import weakref
@@ -200,8 +201,14 @@ def write_queue_of(engine: AsyncEngine) -> SQLiteWriteQueue | None:
     return _WRITE_QUEUES.get(engine.sync_engine)
 
 
+_LEADING_COMMENTS = re.compile(r"\s*(?:(?:--[^\n]*(?:\n|$)|/\*.*?\*/)\s*)*", re.DOTALL)
+
+
 def _is_write(statement: str) -> bool:
-    return statement.lstrip()[:7].upper().startswith(_SQLITE_WRITES)
+    """Whether sqlite3 opens a transaction before this statement (it skips leading comments)."""
+    start = _LEADING_COMMENTS.match(statement)
+    head = statement[start.end() if start else 0 :][:7].upper()
+    return head.startswith(_SQLITE_WRITES)
 
 
 def build_engine(settings: Settings, url: str | None = None) -> AsyncEngine:
