@@ -55,9 +55,9 @@ def _claim_touch(key_id: uuid.UUID, last_used_at: datetime | None, now: datetime
 
     Every request in flight when the interval lapses read the same stale value; had each written
     it, a busy key would have sent a burst of identical updates to the database (on SQLite, each
-    queued for the one write lock while holding a pooled connection, which starved 200 concurrent
-    `/v1` streams of connections into 503s). The first request of the worker claims the write and
-    the worker's others skip it: a key is written at most once an interval per worker.
+    queued for the one write lock while holding a pooled connection). The first request of the
+    worker claims the write and the worker's others skip it: a key is written at most once an
+    interval per worker.
     """
     if last_used_at is not None and now - last_used_at < API_KEY_TOUCH_INTERVAL:
         return False
