@@ -76,10 +76,14 @@ class Settings(BaseSettings):
     # Budgets (README "Usage and budgets"): the monthly budget of users without their own (None:
     # unlimited); what a request reserves while it runs (its prompt plus this many output tokens
     # when it names no `max_tokens`), and how long a reservation whose request never settled it
-    # (its worker died) holds before the sweep releases it.
+    # (its worker died) holds before the sweep releases it. A worker serves a user's `/v1` holds
+    # from a lease of this many calls' estimates (0: every call holds on its own), taken for new
+    # calls during this many seconds (see parley.usage.service).
     default_monthly_budget_usd: Decimal | None = Field(default=None, ge=0)
     budget_reserve_output_tokens: int = Field(default=1024, ge=0)
     budget_reservation_ttl_seconds: int = Field(default=3600, ge=60)
+    budget_lease_calls: int = Field(default=32, ge=0, le=10_000)
+    budget_lease_seconds: float = Field(default=10.0, gt=0, le=300)
 
     # The streaming turn: steps per reply (model calls), how often a growing reply is saved, the
     # heartbeat that tells a live reply from one whose worker died, and how long a finished

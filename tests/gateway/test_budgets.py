@@ -1,5 +1,7 @@
 """Budgets on `/v1`: a spent monthly budget is a 402 (`insufficient_quota`, `budget_exceeded`), and
-concurrent calls at a nearly spent budget overspend it by at most what was in flight."""
+concurrent calls at a nearly spent budget overspend it by at most what was in flight. Far from
+the end of a budget, a worker's calls hold from one lease (the lease's own lifecycle is in
+tests/usage/test_leases.py)."""
 
 from __future__ import annotations
 
@@ -10,6 +12,11 @@ from typing import Any
 import httpx
 import openai
 import pytest
+from fastapi import FastAPI
+from sqlalchemy import select
+
+from parley.usage.models import BudgetReservation
+from parley.usage.service import LEASE_BUDGET_SHARE
 from tests.assistant.conftest import FaultyOpenAI
 from tests.conftest import TestUser
 from tests.fakes import Reply
@@ -130,3 +137,75 @@ async def test_concurrent_calls_overspend_at_most_what_was_in_flight(
     status = await budget_status(client, user)
     assert status["reserved_usd"] == 0  # every hold was released
     assert status["spent_usd"] == pytest.approx(float(spent))
+
+
+# What a lease holds for such calls: BUDGET_LEASE_CALLS (32) of their holds.
+LEASE = RESERVATION * 32
+
+
+async def reservations(app: FastAPI) -> list[Decimal]:
+    """The amounts of every reservation row (holds and leases)."""
+    async with app.state.database.sessionmaker() as session:
+        rows = await session.execute(select(BudgetReservation.amount_usd))
+        return [Decimal(str(amount)) for amount in rows.scalars()]
+
+
+async def test_calls_far_from_the_budget_hold_from_one_lease(
+    app: FastAPI,
+    oai: openai.AsyncOpenAI,
+    client: httpx.AsyncClient,
+    admin: TestUser,
+    user: TestUser,
+) -> None:
+    await set_budget(client, admin, user, Decimal(1))
+    assert LEASE < Decimal(1) * LEASE_BUDGET_SHARE
+    for _ in range(5):
+        await oai.chat.completions.create(model=OPENAI_MODEL, messages=HI, max_tokens=MAX_TOKENS)
+    await usage_records(client, user, expected=5)
+    # One reservation, the lease, less what its five calls cost; spent plus reserved is the
+    # lease, as if it had been spent whole.
+    assert await reservations(app) == [pytest.approx(LEASE - CALL_COST * 5)]
+    status = await budget_status(client, user)
+    assert status["spent_usd"] == pytest.approx(float(CALL_COST * 5))
+    assert status["reserved_usd"] == pytest.approx(float(LEASE - CALL_COST * 5))
+
+    async def stream() -> None:
+        chunks = await oai.chat.completions.create(
+            model=OPENAI_MODEL, messages=HI, max_tokens=MAX_TOKENS, stream=True
+        )
+        _ = [chunk async for chunk in chunks]
+
+    await asyncio.gather(*(stream() for _ in range(10)))
+    await usage_records(client, user, expected=15)
+    assert await reservations(app) == [pytest.approx(LEASE - CALL_COST * 15)]
+    status = await budget_status(client, user)
+    assert status["spent_usd"] == pytest.approx(float(CALL_COST * 15))
+
+
+async def test_a_budget_lowered_under_a_lease_refuses_the_next_call(
+    app: FastAPI,
+    oai: openai.AsyncOpenAI,
+    openai_fake: FaultyOpenAI,
+    client: httpx.AsyncClient,
+    admin: TestUser,
+    user: TestUser,
+) -> None:
+    await set_budget(client, admin, user, Decimal(1))
+    await oai.chat.completions.create(model=OPENAI_MODEL, messages=HI, max_tokens=MAX_TOKENS)
+    await usage_records(client, user, expected=1)
+    assert len(await reservations(app)) == 1  # the lease, with room for 31 more such calls
+    await set_budget(client, admin, user, CALL_COST / 2)  # already spent
+    requests_before = len(openai_fake.script.requests)
+    with pytest.raises(openai.APIStatusError) as caught:
+        await oai.chat.completions.create(model=OPENAI_MODEL, messages=HI, max_tokens=MAX_TOKENS)
+    assert caught.value.status_code == 402
+    assert len(openai_fake.script.requests) == requests_before
+    # The lease was closed by the change, and with no call in flight it is released at once.
+    for _ in range(100):
+        if not await reservations(app):
+            break
+        await asyncio.sleep(0.05)
+    assert await reservations(app) == []
+    status = await budget_status(client, user)
+    assert status["reserved_usd"] == 0
+    assert status["spent_usd"] == pytest.approx(float(CALL_COST))

@@ -51,6 +51,11 @@ class GroupCommit(Generic[T, R]):
         Raises:
             Exception: what `write` gave or raised for this item.
         """
+        return await asyncio.shield(self.post(item))
+
+    def post(self, item: T) -> asyncio.Future[R]:
+        """Queue `item` for the next batch without waiting: the future of its result (an
+        error in it is marked as seen, so nobody has to read it)."""
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         # A submitter cancelled meanwhile never reads its outcome: mark an error as seen, or
         # asyncio logs "exception was never retrieved" (`write` logs what matters itself).
@@ -62,7 +67,7 @@ class GroupCommit(Generic[T, R]):
             self._writer = asyncio.create_task(
                 self._drain(), name=self._name, context=contextvars.Context()
             )
-        return await asyncio.shield(future)
+        return future
 
     async def _drain(self) -> None:
         while self._pending:

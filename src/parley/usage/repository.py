@@ -11,13 +11,25 @@ from __future__ import annotations
 
 import typing
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Literal, TypeVar
 
-from sqlalchemy import ARRAY, Date, Select, Table, any_, bindparam, cast, delete, func, select
+from sqlalchemy import (
+    ARRAY,
+    Date,
+    Select,
+    Table,
+    any_,
+    bindparam,
+    cast,
+    delete,
+    func,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -59,15 +71,25 @@ _RECORDS = typing.cast(Table, UsageRecord.__table__)
 
 
 async def hold(
-    session: AsyncSession, user_id: uuid.UUID, period: str, amount: Decimal, budget: Decimal
+    session: AsyncSession,
+    user_id: uuid.UUID,
+    period: str,
+    amount: Decimal,
+    budget: Decimal,
+    *,
+    fit: bool = False,
 ) -> bool:
     """Add `amount` to the period's reservations if spent and reserved are below `budget`, in one
     upsert (creating the month's row with the hold as its first reservation).
 
+    Args:
+        fit: only if `amount` fits whole under the budget besides (a lease, which must not
+            take the budget past its end; an `amount` above the budget is then refused).
+
     Returns:
         Whether the reservation was taken (False: the budget is spent or fully reserved).
     """
-    if budget <= 0:
+    if budget <= 0 or (fit and amount > budget):
         return False
     now = utcnow()
     insert = _insert(session)(_PERIODS).values(
@@ -85,7 +107,11 @@ async def hold(
             "reserved_usd": _PERIODS.c.reserved_usd + insert.excluded.reserved_usd,
             "updated_at": now,
         },
-        where=_PERIODS.c.spent_usd + _PERIODS.c.reserved_usd < budget,
+        where=(
+            _PERIODS.c.spent_usd + _PERIODS.c.reserved_usd + amount <= budget
+            if fit and amount > 0
+            else _PERIODS.c.spent_usd + _PERIODS.c.reserved_usd < budget
+        ),
     ).returning(_PERIODS.c.id)
     return (await session.execute(statement)).first() is not None
 
@@ -126,6 +152,34 @@ async def take_reservations(
         .returning(_RESERVATIONS.c.user_id, _RESERVATIONS.c.period, _RESERVATIONS.c.amount_usd)
     )
     return [(row[0], row[1], row[2]) for row in result]
+
+
+async def consume_reservations(
+    session: AsyncSession, amounts: Mapping[uuid.UUID, Decimal]
+) -> list[tuple[uuid.UUID, str, Decimal]]:
+    """Take `amount` off each reservation (a lease whose calls spent it), one statement each, in
+    a fixed order; a reservation already gone (the sweep released it) is skipped.
+
+    Returns:
+        `(user_id, period, amount)` of each reservation found, to take off its month's
+        reservations as well.
+    """
+    consumed = []
+    for reservation_id, amount in sorted(amounts.items(), key=lambda item: item[0].bytes):
+        row = (
+            await session.execute(
+                update(_RESERVATIONS)
+                .where(_RESERVATIONS.c.id == reservation_id)
+                .values(
+                    amount_usd=_RESERVATIONS.c.amount_usd - amount,
+                    updated_at=utcnow(),
+                )
+                .returning(_RESERVATIONS.c.user_id, _RESERVATIONS.c.period)
+            )
+        ).first()
+        if row is not None:
+            consumed.append((row[0], row[1], amount))
+    return consumed
 
 
 async def adjust_period(

@@ -10,12 +10,24 @@ hold whose request never settles (its worker died) is released by the sweep afte
 
 Users with no budget (none of their own, and no `DEFAULT_MONTHLY_BUDGET_USD`) hold nothing; their
 spending is still added to the month's total, so a budget set mid-month counts it.
+
+`/v1` calls hold from a *lease*: instead of a transaction before each call's first token, a worker
+holds `BUDGET_LEASE_CALLS` times a call's estimate for a user at once (the same conditional upsert,
+which must fit whole under the budget and takes at most an eighth of it), and serves that user's
+next calls' holds from it in memory for `BUDGET_LEASE_SECONDS`. A call's settle takes its cost off
+the lease's reservation (so spent plus reserved stays what it was), and the lease's remainder is
+released once its time is up and its last call has settled. Near the end of a budget a lease does
+not fit, and each call holds on its own as above; a changed budget or a new month closes the
+lease at once. A lease is an ordinary reservation row: the sweep releases it if its worker dies.
 """
 
 from __future__ import annotations
 
+import asyncio
 import calendar
+import contextvars
 import logging
+import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -48,6 +60,11 @@ logger = logging.getLogger(__name__)
 MILLION = Decimal(1_000_000)
 # The most holds or settles one transaction writes (a batch's reservation ids go in one IN list).
 BATCH_MAX = 200
+# The most of a budget one worker's lease takes.
+LEASE_BUDGET_SHARE = Decimal("0.125")
+# How many users whose last lease did not fit are remembered (so that their calls do not try a
+# lease each before their own hold).
+UNLEASABLE_MAX = 10_000
 
 
 def period_of(moment: datetime) -> str:
@@ -83,14 +100,54 @@ def monthly_budget(user: User, settings: Settings) -> Decimal | None:
     return settings.default_monthly_budget_usd
 
 
+@dataclass(eq=False, slots=True)
+class Lease:
+    """A slice of a user's budget that this worker holds (one reservation row) and serves its
+    `/v1` calls' holds from, in memory.
+
+    Attributes:
+        granted: what its reservation row holds now: what was leased, less what its settled
+            calls cost.
+        drawn: the estimates of its calls in flight.
+        closes_at: the monotonic time after which it serves no new call.
+        open: whether it still serves new calls.
+        returned: whether its release has been sent.
+    """
+
+    user_id: uuid.UUID
+    period: str
+    budget: Decimal
+    reservation_id: uuid.UUID
+    granted: Decimal
+    closes_at: float
+    drawn: Decimal = Decimal(0)
+    in_flight: int = 0
+    open: bool = True
+    returned: bool = False
+    released: asyncio.Future[None] | None = None
+    timer: asyncio.TimerHandle | None = None
+
+    def serves(self, period: str, budget: Decimal, amount: Decimal, now: float) -> bool:
+        """Whether a call of this user can hold `amount` from it now."""
+        return (
+            self.open
+            and now < self.closes_at
+            and self.period == period
+            and self.budget == budget
+            and self.granted - self.drawn >= amount
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class Reservation:
-    """An estimate held against a user's budget; `id` is None when nothing was held (the user
-    has no budget)."""
+    """An estimate held against a user's budget; `id` is None when nothing was held of its own
+    (the user has no budget, or the hold was drawn from `lease`)."""
 
     user_id: uuid.UUID
     amount_usd: Decimal
     id: uuid.UUID | None = None
+    lease: Lease | None = None
+    period: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,19 +172,22 @@ class UsageEntry:
 
 @dataclass(frozen=True, slots=True)
 class Hold:
-    """A hold to take: `amount` against `budget`."""
+    """A hold to take: `amount` against `budget` (`fit`: only if it fits whole, for a lease)."""
 
     user_id: uuid.UUID
     budget: Decimal
     amount: Decimal
+    fit: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class Settle:
-    """A call to settle: its hold (if any) and what it used."""
+    """A call to settle: its hold (if any) and what it used; or (`entry` None) only a lease to
+    release, `returned`, which a call's settle can carry too."""
 
     reservation: Reservation | None
-    entry: UsageEntry
+    entry: UsageEntry | None
+    returned: uuid.UUID | None = None
 
 
 async def _release_and_spend(
@@ -160,8 +220,11 @@ def _budget_exceeded(budget: Decimal, now: datetime) -> BudgetExceeded:
     )
 
 
-def _log_lost(entry: UsageEntry) -> None:
-    logger.exception("could not record usage", extra={"user_id": str(entry.user_id)})
+def _log_lost(settle: Settle) -> None:
+    if settle.entry is not None:
+        logger.exception("could not record usage", extra={"user_id": str(settle.entry.user_id)})
+    else:  # the sweep releases it after BUDGET_RESERVATION_TTL_SECONDS
+        logger.exception("could not release a budget lease")
 
 
 class UsageMeter:
@@ -182,6 +245,12 @@ class UsageMeter:
         self._settles: GroupCommit[Settle, None] = GroupCommit(
             self._write_settles, max_batch=BATCH_MAX, name="usage-settles"
         )
+        # Each user's open lease in this worker, the leases being taken, and the users whose
+        # last lease did not fit (until when no lease is tried for them).
+        self._leases: dict[uuid.UUID, Lease] = {}
+        self._leasing: dict[uuid.UUID, asyncio.Task[None]] = {}
+        self._unleasable: dict[uuid.UUID, float] = {}
+        self._closing = False
 
     def budget_of(self, user: User) -> Decimal | None:
         """The user's monthly budget (see `monthly_budget`)."""
@@ -208,9 +277,10 @@ class UsageMeter:
 
     @traced(name="usage.reserve")
     async def reserve(self, user: User, estimate_usd: Decimal) -> Reservation:
-        """`reserve_in`, committed before it returns, in a transaction shared with the holds
-        of other calls that arrive meanwhile (each hold is still its own conditional upsert, in
-        order, so the budget check is the same).
+        """`reserve_in`, committed before it returns: drawn from this worker's lease on the
+        user's budget when one serves it (see the module), else held on its own in a
+        transaction shared with the holds of other calls that arrive meanwhile (each hold is
+        still its own conditional upsert, in order, so the budget check is the same).
 
         Raises:
             BudgetExceeded: this month's budget is spent.
@@ -218,7 +288,119 @@ class UsageMeter:
         budget = self.budget_of(user)
         if budget is None:
             return Reservation(user.id, Decimal(0))
-        return await self._holds.submit(Hold(user.id, budget, max(estimate_usd, Decimal(0))))
+        amount = max(estimate_usd, Decimal(0))
+        if self.settings.budget_lease_calls and not self._closing:
+            drawn = await self._draw(user.id, budget, amount)
+            if drawn is not None:
+                return drawn
+        return await self._holds.submit(Hold(user.id, budget, amount))
+
+    # -- leases -------------------------------------------------------------------------------
+
+    async def _draw(
+        self, user_id: uuid.UUID, budget: Decimal, amount: Decimal
+    ) -> Reservation | None:
+        """Hold `amount` from the user's lease, taking a new one if needed (calls that come
+        while it is taken wait for it); None when no lease can serve the call."""
+        for attempt in range(3):
+            now = time.monotonic()
+            lease = self._leases.get(user_id)
+            if lease is not None:
+                if lease.serves(period_of(utcnow()), budget, amount, now):
+                    lease.drawn += amount
+                    lease.in_flight += 1
+                    return Reservation(user_id, amount, lease=lease, period=lease.period)
+                self._close(lease)
+                if lease.released is not None and not lease.released.done():
+                    # Its remainder is released before a new lease is taken, which would
+                    # otherwise hold the same room twice.
+                    await asyncio.shield(lease.released)
+                    continue
+            if self._unleasable.get(user_id, 0.0) > now:
+                return None
+            taking = self._leasing.get(user_id)
+            if taking is None:
+                size = min(amount * self.settings.budget_lease_calls, budget * LEASE_BUDGET_SHARE)
+                if attempt == 2 or size < amount or self._closing:
+                    return None
+                # A task of its own (and a context of its own): the lease is recorded even if
+                # the call that started it is cancelled meanwhile.
+                taking = asyncio.create_task(
+                    self._take_lease(user_id, budget, size),
+                    name="usage-lease",
+                    context=contextvars.Context(),
+                )
+                self._leasing[user_id] = taking
+                taking.add_done_callback(lambda task: self._lease_taken(user_id, task))
+            await asyncio.shield(taking)
+        return None
+
+    async def _take_lease(self, user_id: uuid.UUID, budget: Decimal, size: Decimal) -> None:
+        try:
+            reservation = await self._holds.submit(Hold(user_id, budget, size, fit=True))
+        except BudgetExceeded:
+            if len(self._unleasable) >= UNLEASABLE_MAX:
+                now = time.monotonic()
+                self._unleasable = {u: t for u, t in self._unleasable.items() if t > now}
+            self._unleasable[user_id] = time.monotonic() + self.settings.budget_lease_seconds
+            return
+        if reservation.id is None or reservation.period is None:  # a taken hold has both
+            raise RuntimeError("a lease's hold came back without its reservation")
+        lease = Lease(
+            user_id=user_id,
+            period=reservation.period,
+            budget=budget,
+            reservation_id=reservation.id,
+            granted=size,
+            closes_at=time.monotonic() + self.settings.budget_lease_seconds,
+        )
+        previous = self._leases.get(user_id)
+        if previous is not None:
+            self._close(previous)
+        self._leases[user_id] = lease
+        lease.timer = asyncio.get_running_loop().call_later(
+            self.settings.budget_lease_seconds, self._close, lease
+        )
+        if self._closing:
+            self._close(lease)
+
+    def _lease_taken(self, user_id: uuid.UUID, task: asyncio.Task[None]) -> None:
+        if self._leasing.get(user_id) is task:
+            del self._leasing[user_id]
+        if not task.cancelled():
+            task.exception()  # seen: the calls that waited for it got it
+
+    def _close(self, lease: Lease) -> None:
+        """Serve no new call from `lease`; release it now if none is in flight (else the last
+        one's settle does). It stays the user's lease until that release is written, so that
+        no new lease holds the same room meanwhile."""
+        lease.open = False
+        if lease.timer is not None:
+            lease.timer.cancel()
+            lease.timer = None
+        if lease.in_flight == 0 and not lease.returned:
+            lease.returned = True
+            lease.released = self._settles.post(Settle(None, None, returned=lease.reservation_id))
+            lease.released.add_done_callback(lambda _: self._forget(lease))
+        elif lease.released is None or lease.released.done():
+            self._forget(lease)
+
+    def _forget(self, lease: Lease) -> None:
+        if self._leases.get(lease.user_id) is lease:
+            del self._leases[lease.user_id]
+
+    def _settled_from_lease(
+        self, lease: Lease, reservation: Reservation, cost: Decimal
+    ) -> uuid.UUID | None:
+        """A lease's call ended: its estimate is free again and its cost is spent from the
+        lease. The lease's reservation id when this settle must also release it."""
+        lease.drawn -= reservation.amount_usd
+        lease.granted -= cost
+        lease.in_flight -= 1
+        if not lease.open and lease.in_flight == 0 and not lease.returned:
+            lease.returned = True
+            return lease.reservation_id
+        return None
 
     async def _write_holds(self, holds: Sequence[Hold]) -> Sequence[Reservation | Exception]:
         try:
@@ -259,7 +441,9 @@ class UsageMeter:
         rows: list[dict[str, object]] = []
         for index in sorted(range(len(holds)), key=lambda i: holds[i].user_id.bytes):
             hold = holds[index]
-            if await repository.hold(session, hold.user_id, period, hold.amount, hold.budget):
+            if await repository.hold(
+                session, hold.user_id, period, hold.amount, hold.budget, fit=hold.fit
+            ):
                 reservation_id = new_id()
                 rows.append(
                     {
@@ -270,7 +454,9 @@ class UsageMeter:
                         "expires_at": expires_at,
                     }
                 )
-                outcomes[index] = Reservation(hold.user_id, hold.amount, reservation_id)
+                outcomes[index] = Reservation(
+                    hold.user_id, hold.amount, reservation_id, period=period
+                )
         await repository.add_reservations(session, rows)
         return outcomes
 
@@ -282,16 +468,28 @@ class UsageMeter:
         await self.settle_many_in(session, [(reservation, entry)])
 
     async def settle_many_in(
-        self, session: AsyncSession, items: Sequence[tuple[Reservation | None, UsageEntry]]
+        self,
+        session: AsyncSession,
+        items: Sequence[tuple[Reservation | None, UsageEntry]],
+        *,
+        returned: Sequence[uuid.UUID] = (),
     ) -> None:
-        """`settle_in` for many calls at once: one delete takes their reservations, one upsert
-        per user and month adjusts spent and reserved (in a fixed order, so that concurrent
+        """`settle_in` for many calls at once: one update per lease takes its calls' costs off
+        it, one delete takes their own reservations and the leases `returned`, one upsert per
+        user and month adjusts spent and reserved (in a fixed order, so that concurrent
         batches of several workers cannot deadlock on PostgreSQL), one insert writes the
         records."""
+        consumed: dict[uuid.UUID, Decimal] = {}
+        for reservation, entry in items:
+            if reservation is not None and reservation.lease is not None:
+                lease_id = reservation.lease.reservation_id
+                consumed[lease_id] = consumed.get(lease_id, Decimal(0)) + entry.cost_usd
         held = [r.id for r, _ in items if r is not None and r.id is not None]
+        released = await repository.consume_reservations(session, consumed)
+        released += await repository.take_reservations(session, [*held, *returned])
         await _release_and_spend(
             session,
-            await repository.take_reservations(session, held),
+            released,
             [(entry.user_id, period_of(entry.at), entry.cost_usd) for _, entry in items],
         )
         await repository.add_records(
@@ -324,14 +522,17 @@ class UsageMeter:
         (group commit): under load, one transaction settles many calls, and the writes go on
         even if the caller is cancelled.
         """
-        await self._settles.submit(Settle(reservation, entry))
+        returned = None
+        if reservation is not None and reservation.lease is not None:
+            returned = self._settled_from_lease(reservation.lease, reservation, entry.cost_usd)
+        await self._settles.submit(Settle(reservation, entry, returned))
 
     async def _write_settles(self, settles: Sequence[Settle]) -> list[None]:
         try:
             await self._settle_batch(settles)
         except IntegrityError:
             if len(settles) == 1:
-                _log_lost(settles[0].entry)
+                _log_lost(settles[0])
                 return [None]
             # One refused entry (its user deleted meanwhile, say) must not lose the rest. Only
             # then: a database that is down or locked would make each retry wait its timeout.
@@ -342,21 +543,30 @@ class UsageMeter:
                 try:
                     await self._settle_batch([settle])
                 except Exception:
-                    _log_lost(settle.entry)
+                    _log_lost(settle)
         except Exception:
             for settle in settles:
-                _log_lost(settle.entry)
+                _log_lost(settle)
         return [None] * len(settles)
 
     async def _settle_batch(self, settles: Sequence[Settle]) -> None:
         async with self.database.sessionmaker() as session:
             await self.settle_many_in(
-                session, [(settle.reservation, settle.entry) for settle in settles]
+                session,
+                [(s.reservation, s.entry) for s in settles if s.entry is not None],
+                returned=[s.returned for s in settles if s.returned is not None],
             )
             await session.commit()
 
     async def aclose(self) -> None:
-        """Wait for the holds and settles in progress to be written (at shutdown)."""
+        """Release the leases no call is using, and wait for the holds and settles in progress
+        to be written (at shutdown; a lease still in use is released by its last call's
+        settle)."""
+        self._closing = True
+        if self._leasing:
+            await asyncio.wait(list(self._leasing.values()))
+        for lease in list(self._leases.values()):
+            self._close(lease)
         await self._holds.aclose()
         await self._settles.aclose()
 
