@@ -85,6 +85,26 @@ async def test_streams_text_and_saves_the_reply(
     assert request["messages"][-1] == {"role": "user", "content": "Hi!"}
 
 
+async def test_a_server_chunk_off_openais_schema_still_streams(
+    api: httpx.AsyncClient, user: TestUser, upstream: FaultyOpenAI
+) -> None:
+    """Chunks are validated by pydantic-core (parley.llm.openai_client); one the schema refuses,
+    here a finish reason of the server's own, is built leniently as the SDK does."""
+    upstream.script.push(Reply(text="Made by llama.", finish_reason="eos"))
+    chat_id = await new_chat(api, user)
+    response = await api.post(
+        f"/api/chats/{chat_id}/messages", json={"content": "Hi!"}, headers=user.headers
+    )
+    assert response.status_code == 200, response.text
+    events = parse_sse(response.text)
+    text = "".join(e.chunk["delta"] for e in events[:-1] if e.chunk["type"] == "text-delta")
+    assert text == "Made by llama."
+    assert chunk_types(events)[-1] == "finish"
+    reply = (await _messages(api, user, chat_id))[1]
+    assert reply["status"] == "complete"
+    assert reply["parts"] == [{"type": "text", "text": "Made by llama."}]
+
+
 async def test_tool_calls_over_several_steps(
     api: httpx.AsyncClient, user: TestUser, upstream: FaultyOpenAI
 ) -> None:

@@ -45,6 +45,8 @@ class Reply:
         delay: seconds to wait before answering at all.
         chunk_delay: seconds between streamed chunks.
         input_tokens / output_tokens: the usage reported.
+        finish_reason: the finish reason sent instead of OpenAI's own (some servers send
+            values of their own, such as llama.cpp's `eos`).
     """
 
     text: str | None = None
@@ -55,6 +57,7 @@ class Reply:
     chunk_delay: float = 0.0
     input_tokens: int = 11
     output_tokens: int = 7
+    finish_reason: str | None = None
 
 
 @dataclass

@@ -47,6 +47,8 @@ def _tool_calls(reply: Reply) -> list[dict[str, Any]]:
 
 
 def _finish_reason(reply: Reply) -> str:
+    if reply.finish_reason is not None:
+        return reply.finish_reason
     return "tool_calls" if reply.tool_calls else "stop"
 
 

@@ -90,11 +90,12 @@ class ProviderNotConfigured(ServiceUnavailable):
 def _openai_provider(
     config: ProviderConfig, settings: Settings, http_client: httpx2.AsyncClient
 ) -> Provider[AsyncOpenAI]:
-    from openai import AsyncOpenAI
     from pydantic_ai.providers.openai import OpenAIProvider
     from pydantic_ai.providers.openai_compatible import OpenAICompatibleProvider
 
-    client = AsyncOpenAI(
+    from parley.llm.openai_client import ParleyOpenAI
+
+    client = ParleyOpenAI(
         api_key=config.api_key or PLACEHOLDER_API_KEY,
         base_url=config.base_url,
         http_client=http_client,
