@@ -138,3 +138,16 @@ def test_configure_logging_keeps_one_handler_and_sets_the_level(
     assert logging.getLogger().level == logging.ERROR
     # uvicorn's access line would repeat Parley's own request line.
     assert logging.getLogger("uvicorn.access").disabled
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_provider_calls_are_logged_only_at_debug(database_url: str, tmp_path: Path) -> None:
+    """The HTTP clients' INFO line per provider call (with the provider's URL) is left out,
+    their warnings kept; LOG_LEVEL=DEBUG shows everything."""
+    configure_logging(make_settings(database_url, tmp_path, log_level="info"))
+    client_log = logging.getLogger("httpx2")
+    assert not client_log.isEnabledFor(logging.INFO)
+    assert client_log.isEnabledFor(logging.WARNING)
+    assert logging.getLogger("parley.request").isEnabledFor(logging.INFO)
+    configure_logging(make_settings(database_url, tmp_path, log_level="debug"))
+    assert client_log.isEnabledFor(logging.DEBUG)

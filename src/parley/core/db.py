@@ -29,6 +29,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.pool import ConnectionPoolEntry
 from sqlalchemy.types import TypeDecorator
 
+from parley.core import sqlite_driver
 from parley.settings import Settings
 
 NAMING_CONVENTION = {
@@ -234,11 +235,18 @@ def build_engine(settings: Settings, url: str | None = None) -> AsyncEngine:
                 "pool_timeout": settings.db_pool_timeout_seconds,
             }
         engine = create_async_engine(
-            url, connect_args={"timeout": 30}, hide_parameters=True, **pool
+            url,
+            connect_args={"timeout": 30},
+            hide_parameters=True,
+            # The reset of a connection given back to the pool is sqlite_driver's: a rollback
+            # only when a transaction is open.
+            pool_reset_on_return=None,
+            **pool,
         )
         event.listen(
             engine.sync_engine, "connect", _sqlite_pragmas(settings.sqlite_busy_timeout_ms)
         )
+        sqlite_driver.install(engine)
         SQLiteWriteQueue(settings.sqlite_busy_timeout_ms / 1000).install(engine)
         return engine
     return create_async_engine(

@@ -79,6 +79,9 @@ class ConsoleFormatter(logging.Formatter):
         return line
 
 
+HTTP_CLIENT_LOGGERS = ("httpx", "httpx2", "httpcore", "httpcore2")
+
+
 def configure_logging(settings: Settings) -> None:
     """Send every logger's records through one handler in the configured format and level."""
     handler = logging.StreamHandler()
@@ -99,3 +102,9 @@ def configure_logging(settings: Settings) -> None:
         logger.propagate = True
     # Parley logs each request itself, with its trace id; uvicorn's access line would repeat it.
     logging.getLogger("uvicorn.access").disabled = True
+    # The HTTP clients log every provider call at INFO ("HTTP Request: POST <provider URL> 200"):
+    # a second line per request, naming the provider's URL, that costs a formatted record on
+    # every /v1 call and model step. Their warnings stay; LOG_LEVEL=DEBUG shows it all.
+    chatty = logging.NOTSET if root.level <= logging.DEBUG else logging.WARNING
+    for name in HTTP_CLIENT_LOGGERS:
+        logging.getLogger(name).setLevel(chatty)
