@@ -144,6 +144,16 @@ class Settings(BaseSettings):
         return value.upper() if isinstance(value, str) else value
 
     @model_validator(mode="after")
+    def _check_budget_lease(self) -> Settings:
+        # The sweep releases reservations older than the TTL: a lease still serving calls then
+        # would hold nothing in the database.
+        if self.budget_lease_seconds * 2 > self.budget_reservation_ttl_seconds:
+            raise SettingsError(
+                "BUDGET_LEASE_SECONDS must be at most half of BUDGET_RESERVATION_TTL_SECONDS"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _check_production(self) -> Settings:
         if self.environment == "production":
             secret = self.jwt_secret.get_secret_value() if self.jwt_secret else ""

@@ -199,3 +199,13 @@ def test_workers_starting_at_once_agree_on_the_generated_secret(tmp_path: Path) 
     assert len(keys) == 8
     assert len(set(keys)) == 1
     assert (tmp_path / "jwt_secret").stat().st_mode & 0o777 == 0o600
+
+
+def test_a_budget_lease_must_end_well_before_the_sweep(clean_env: pytest.MonkeyPatch) -> None:
+    """The sweep would release a lease still serving calls: then they would hold nothing."""
+    clean_env.setenv("BUDGET_RESERVATION_TTL_SECONDS", "60")
+    clean_env.setenv("BUDGET_LEASE_SECONDS", "31")
+    with pytest.raises(ValidationError, match="BUDGET_LEASE_SECONDS must be at most half"):
+        Settings(_env_file=None)
+    clean_env.setenv("BUDGET_LEASE_SECONDS", "30")
+    assert Settings(_env_file=None).budget_lease_seconds == 30

@@ -14,13 +14,13 @@ import openai
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import select
-
-from parley.usage.models import BudgetReservation
-from parley.usage.service import LEASE_BUDGET_SHARE
 from tests.assistant.conftest import FaultyOpenAI
 from tests.conftest import TestUser
 from tests.fakes import Reply
 from tests.gateway.conftest import OFFLINE_MODEL, OPENAI_MODEL, usage_records
+
+from parley.usage.models import BudgetReservation
+from parley.usage.service import LEASE_BUDGET_SHARE
 
 # The fake answers 11 tokens in and 7 out; the model costs $2/M in and $8/M out.
 CALL_COST = Decimal(11 * 2 + 7 * 8) / 1_000_000
@@ -158,7 +158,7 @@ async def test_calls_far_from_the_budget_hold_from_one_lease(
     user: TestUser,
 ) -> None:
     await set_budget(client, admin, user, Decimal(1))
-    assert LEASE < Decimal(1) * LEASE_BUDGET_SHARE
+    assert Decimal(1) * LEASE_BUDGET_SHARE > LEASE
     for _ in range(5):
         await oai.chat.completions.create(model=OPENAI_MODEL, messages=HI, max_tokens=MAX_TOKENS)
     await usage_records(client, user, expected=5)

@@ -7,19 +7,25 @@ tests/gateway/test_budgets.py.)"""
 from __future__ import annotations
 
 import asyncio
+import logging
+import sqlite3
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import select, update
+from sqlalchemy.exc import OperationalError
 
 from parley.accounts.models import User
 from parley.core.db import utcnow
+from parley.core.errors import BudgetExceeded
+from parley.usage import repository
 from parley.usage import service as usage_service
 from parley.usage.models import BudgetPeriod, BudgetReservation
 from parley.usage.service import UsageEntry, UsageMeter
@@ -74,12 +80,18 @@ async def _month(app: FastAPI, user: TestUser, period: str) -> tuple[Decimal, De
         return Decimal(str(row[0])), Decimal(str(row[1]))
 
 
-async def _until_released(app: FastAPI) -> None:
+async def _until_rows(app: FastAPI, expected: list[tuple[str, Decimal]]) -> None:
+    """Wait (a little) until the reservations are `expected`: releases are written after the
+    call that made them returns."""
     for _ in range(200):
-        if not await _rows(app):
+        if await _rows(app) == expected:
             return
         await asyncio.sleep(0.02)
-    raise AssertionError(f"the lease was not released: {await _rows(app)}")
+    raise AssertionError(f"reservations {await _rows(app)}, expected {expected}")
+
+
+async def _until_released(app: FastAPI) -> None:
+    await _until_rows(app, [])
 
 
 @pytest.fixture
@@ -117,11 +129,12 @@ async def test_a_lease_in_use_is_released_by_its_last_call(
     period = usage_service.period_of(utcnow())
     first = await meter.reserve(owner, HOLD)
     await asyncio.sleep(1.2)  # its time is up, with a call in flight
-    assert await _rows(short_leases) == [(period, 32 * HOLD)]
+    # Its unused part is released at once; what its call holds, when the call ends.
+    await _until_rows(short_leases, [(period, HOLD)])
     second = await meter.reserve(owner, HOLD)  # a new lease for a new call
     assert second.lease is not None
     assert second.lease is not first.lease
-    assert len(await _rows(short_leases)) == 2
+    assert sorted(await _rows(short_leases)) == [(period, HOLD), (period, 32 * HOLD)]
     await meter.settle(first, _entry(owner.id))  # the old lease's last call: released with it
     assert await _rows(short_leases) == [(period, 32 * HOLD)]
     await meter.settle(second, _entry(owner.id))
@@ -205,3 +218,87 @@ async def test_no_lease_near_the_end_of_a_budget(app: FastAPI, user: TestUser) -
     assert all(r.lease is None and r.id is not None for r in held)
     assert sorted(amount for _, amount in await _rows(app)) == [HOLD] * 3
     assert await _month(app, user, period) == (Decimal("0.44"), 3 * HOLD)
+
+
+async def test_leases_closed_with_calls_in_flight_keep_only_what_those_calls_hold(
+    database_url: str, tmp_path: Path, user: TestUser
+) -> None:
+    """Long calls, each started after the last one's lease closed: every closed lease gives its
+    unused room back at once, so eight calls of 0.01 in flight hold 0.08 of a $1 budget, not
+    eight leases' worth (which refused the ninth call, with nothing spent)."""
+    settings = make_settings(database_url, tmp_path, budget_lease_seconds=0.2)
+    async with running_app(settings) as (application, _):
+        meter: UsageMeter = application.state.usage_meter
+        owner = await _user(application, user, Decimal(1))
+        period = usage_service.period_of(utcnow())
+        in_flight = []
+        for _ in range(8):
+            in_flight.append(await meter.reserve(owner, HOLD))
+            await asyncio.sleep(0.3)  # its lease's time is up; the next call takes a new one
+        await _until_rows(application, [(period, HOLD)] * 8)
+        assert await _month(application, user, period) == (0, 8 * HOLD)
+        ninth = await meter.reserve(owner, HOLD)
+        for reservation in [*in_flight, ninth]:
+            await meter.settle(reservation, _entry(owner.id))
+        await _until_released(application)
+        assert await _month(application, user, period) == (9 * COST, 0)
+
+
+async def test_a_call_costing_more_than_its_hold_cannot_hide_spending(
+    app: FastAPI, user: TestUser
+) -> None:
+    """A lease's call that costs more than it held takes only its hold off the lease (the rest
+    is spent, as with a hold of its own): the lease's row never goes below zero, so spent plus
+    reserved never understates what is committed, and later calls stop at the budget."""
+    meter: UsageMeter = app.state.usage_meter
+    owner = await _user(app, user, Decimal("0.5"))
+    period = usage_service.period_of(utcnow())
+    costly = await meter.reserve(owner, HOLD)
+    running = await meter.reserve(owner, HOLD)  # keeps the lease alive
+    assert costly.lease is running.lease is not None
+    await meter.settle(costly, _entry(owner.id, cost=Decimal("0.44")))
+    assert await _rows(app) == [(period, Decimal("0.0625") - HOLD)]
+    admitted = []
+    for _ in range(60):
+        try:
+            admitted.append(await meter.reserve(owner, HOLD))
+        except BudgetExceeded:
+            break
+    # 0.44 spent and 0.01 running: room for five more calls of 0.01, as without leases (the
+    # spent lease closed and gave back all but the running call's hold).
+    assert len(admitted) == 5
+    for reservation in [running, *admitted]:
+        await meter.settle(reservation, _entry(owner.id, cost=Decimal(0)))
+    await _until_released(app)
+    assert await _month(app, user, period) == (Decimal("0.44"), 0)
+
+
+async def test_a_release_that_fails_is_tried_again(
+    short_leases: FastAPI,
+    user: TestUser,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The database refused a lease's release (locked, say): it is tried again a few seconds
+    later, not left to the sweep an hour later with up to an eighth of the budget held."""
+    meter: UsageMeter = short_leases.state.usage_meter
+    owner = await _user(short_leases, user, Decimal(10))
+    period = usage_service.period_of(utcnow())
+    monkeypatch.setattr(usage_service, "LEASE_RELEASE_RETRY_SECONDS", 0.1)
+    real = repository.take_reservations
+    failures = []
+
+    async def refuse_once(session: Any, ids: Any) -> Any:
+        if ids and not failures:
+            failures.append(ids)
+            raise OperationalError("DELETE", {}, sqlite3.OperationalError("database is locked"))
+        return await real(session, ids)
+
+    monkeypatch.setattr(repository, "take_reservations", refuse_once)
+    reservation = await meter.reserve(owner, HOLD)
+    await meter.settle(reservation, _entry(owner.id))
+    with caplog.at_level(logging.ERROR, logger="parley.usage.service"):
+        await _until_released(short_leases)  # its time (1 s), the failure, the retry
+    assert failures
+    assert "could not release a budget lease" in caplog.text
+    assert await _month(short_leases, user, period) == (COST, 0)

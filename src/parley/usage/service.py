@@ -15,10 +15,12 @@ spending is still added to the month's total, so a budget set mid-month counts i
 holds `BUDGET_LEASE_CALLS` times a call's estimate for a user at once (the same conditional upsert,
 which must fit whole under the budget and takes at most an eighth of it), and serves that user's
 next calls' holds from it in memory for `BUDGET_LEASE_SECONDS`. A call's settle takes its cost off
-the lease's reservation (so spent plus reserved stays what it was), and the lease's remainder is
-released once its time is up and its last call has settled. Near the end of a budget a lease does
-not fit, and each call holds on its own as above; a changed budget or a new month closes the
-lease at once. A lease is an ordinary reservation row: the sweep releases it if its worker dies.
+the lease's reservation, at most its own estimate (so spent plus reserved stays what it was, and a
+costlier call's excess is spent beyond the lease as beyond a hold of its own). When its time is up
+the lease's unused room is released at once, and the rest as its calls in flight settle. Near
+the end of a budget a lease does not fit, and each call holds on its own as above; a changed
+budget or a new month closes the lease at once. A lease is an ordinary reservation row: the
+sweep releases it if its worker dies.
 """
 
 from __future__ import annotations
@@ -65,6 +67,9 @@ LEASE_BUDGET_SHARE = Decimal("0.125")
 # How many users whose last lease did not fit are remembered (so that their calls do not try a
 # lease each before their own hold).
 UNLEASABLE_MAX = 10_000
+# A lease's release that could not be written is tried again this many times, after 5 s, 10 s...
+LEASE_RELEASE_ATTEMPTS = 3
+LEASE_RELEASE_RETRY_SECONDS = 5.0
 
 
 def period_of(moment: datetime) -> str:
@@ -106,8 +111,9 @@ class Lease:
     `/v1` calls' holds from, in memory.
 
     Attributes:
-        granted: what its reservation row holds now: what was leased, less what its settled
-            calls cost.
+        granted: what was leased, less what its settled calls cost: what it can still serve.
+        held: what its reservation row holds now: what was leased, less what its settled calls
+            took off it (each at most its estimate) and the room given back when it closed.
         drawn: the estimates of its calls in flight.
         closes_at: the monotonic time after which it serves no new call.
         open: whether it still serves new calls.
@@ -119,6 +125,7 @@ class Lease:
     budget: Decimal
     reservation_id: uuid.UUID
     granted: Decimal
+    held: Decimal
     closes_at: float
     drawn: Decimal = Decimal(0)
     in_flight: int = 0
@@ -183,11 +190,14 @@ class Hold:
 @dataclass(frozen=True, slots=True)
 class Settle:
     """A call to settle: its hold (if any) and what it used; or (`entry` None) only a lease to
-    release, `returned`, which a call's settle can carry too."""
+    release, `returned` (which a call's settle can carry too), or room to give back from a
+    lease, `shrink`."""
 
     reservation: Reservation | None
     entry: UsageEntry | None
     returned: uuid.UUID | None = None
+    shrink: tuple[uuid.UUID, Decimal] | None = None
+    attempt: int = 0  # of a lease's release that failed before
 
 
 async def _release_and_spend(
@@ -223,7 +233,7 @@ def _budget_exceeded(budget: Decimal, now: datetime) -> BudgetExceeded:
 def _log_lost(settle: Settle) -> None:
     if settle.entry is not None:
         logger.exception("could not record usage", extra={"user_id": str(settle.entry.user_id)})
-    else:  # the sweep releases it after BUDGET_RESERVATION_TTL_SECONDS
+    else:
         logger.exception("could not release a budget lease")
 
 
@@ -352,6 +362,7 @@ class UsageMeter:
             budget=budget,
             reservation_id=reservation.id,
             granted=size,
+            held=size,
             closes_at=time.monotonic() + self.settings.budget_lease_seconds,
         )
         previous = self._leases.get(user_id)
@@ -382,6 +393,16 @@ class UsageMeter:
             lease.returned = True
             lease.released = self._settles.post(Settle(None, None, returned=lease.reservation_id))
             lease.released.add_done_callback(lambda _: self._forget(lease))
+        elif not lease.returned and lease.held > lease.drawn:
+            # Calls in flight: its unused room is given back now, so that its row holds only
+            # what they hold, as their own holds would (a long call would otherwise keep a
+            # closed lease's room, and leases taken meanwhile would add up).
+            unused = lease.held - lease.drawn
+            lease.held = lease.drawn
+            lease.released = self._settles.post(
+                Settle(None, None, shrink=(lease.reservation_id, unused))
+            )
+            lease.released.add_done_callback(lambda _: self._forget(lease))
         elif lease.released is None or lease.released.done():
             self._forget(lease)
 
@@ -393,9 +414,11 @@ class UsageMeter:
         self, lease: Lease, reservation: Reservation, cost: Decimal
     ) -> uuid.UUID | None:
         """A lease's call ended: its estimate is free again and its cost is spent from the
-        lease. The lease's reservation id when this settle must also release it."""
+        lease (its row gives up at most the call's estimate: see `settle_many_in`). The lease's
+        reservation id when this settle must also release it."""
         lease.drawn -= reservation.amount_usd
         lease.granted -= cost
+        lease.held -= min(cost, reservation.amount_usd)
         lease.in_flight -= 1
         if not lease.open and lease.in_flight == 0 and not lease.returned:
             lease.returned = True
@@ -473,9 +496,14 @@ class UsageMeter:
         items: Sequence[tuple[Reservation | None, UsageEntry]],
         *,
         returned: Sequence[uuid.UUID] = (),
+        shrinks: Sequence[tuple[uuid.UUID, Decimal]] = (),
     ) -> None:
         """`settle_in` for many calls at once: one update per lease takes its calls' costs off
-        it, one delete takes their own reservations and the leases `returned`, one upsert per
+        it (each at most the call's estimate, the rest being spent beyond the lease as beyond a
+        hold of its own: so a lease's row never goes below zero and spent plus reserved never
+        understates what is committed) and the room `shrinks` gives back from leases closed
+        with calls in flight, one delete takes their own reservations and the leases
+        `returned`, one upsert per
         user and month adjusts spent and reserved (in a fixed order, so that concurrent
         batches of several workers cannot deadlock on PostgreSQL), one insert writes the
         records."""
@@ -483,7 +511,10 @@ class UsageMeter:
         for reservation, entry in items:
             if reservation is not None and reservation.lease is not None:
                 lease_id = reservation.lease.reservation_id
-                consumed[lease_id] = consumed.get(lease_id, Decimal(0)) + entry.cost_usd
+                share = min(entry.cost_usd, reservation.amount_usd)
+                consumed[lease_id] = consumed.get(lease_id, Decimal(0)) + share
+        for lease_id, unused in shrinks:
+            consumed[lease_id] = consumed.get(lease_id, Decimal(0)) + unused
         held = [r.id for r, _ in items if r is not None and r.id is not None]
         released = await repository.consume_reservations(session, consumed)
         released += await repository.take_reservations(session, [*held, *returned])
@@ -532,7 +563,7 @@ class UsageMeter:
             await self._settle_batch(settles)
         except IntegrityError:
             if len(settles) == 1:
-                _log_lost(settles[0])
+                self._lost(settles[0])
                 return [None]
             # One refused entry (its user deleted meanwhile, say) must not lose the rest. Only
             # then: a database that is down or locked would make each retry wait its timeout.
@@ -543,11 +574,25 @@ class UsageMeter:
                 try:
                     await self._settle_batch([settle])
                 except Exception:
-                    _log_lost(settle)
+                    self._lost(settle)
         except Exception:
             for settle in settles:
-                _log_lost(settle)
+                self._lost(settle)
         return [None] * len(settles)
+
+    def _lost(self, settle: Settle) -> None:
+        """A settle could not be written: log it, and try its lease's release again later (the
+        lease's room, up to an eighth of the budget, would otherwise wait for the sweep,
+        `BUDGET_RESERVATION_TTL_SECONDS`). A release is safe to repeat: a row already gone is
+        skipped. (A failed `shrink` is not repeated, as it could have been written after all:
+        that room comes back with the lease's last call.)"""
+        _log_lost(settle)
+        if settle.returned is None or settle.attempt >= LEASE_RELEASE_ATTEMPTS:
+            return
+        again = Settle(None, None, returned=settle.returned, attempt=settle.attempt + 1)
+        asyncio.get_running_loop().call_later(
+            LEASE_RELEASE_RETRY_SECONDS * again.attempt, self._settles.post, again
+        )
 
     async def _settle_batch(self, settles: Sequence[Settle]) -> None:
         async with self.database.sessionmaker() as session:
@@ -555,6 +600,7 @@ class UsageMeter:
                 session,
                 [(s.reservation, s.entry) for s in settles if s.entry is not None],
                 returned=[s.returned for s in settles if s.returned is not None],
+                shrinks=[s.shrink for s in settles if s.shrink is not None],
             )
             await session.commit()
 
