@@ -230,13 +230,6 @@ def _budget_exceeded(budget: Decimal, now: datetime) -> BudgetExceeded:
     )
 
 
-def _log_lost(settle: Settle) -> None:
-    if settle.entry is not None:
-        logger.exception("could not record usage", extra={"user_id": str(settle.entry.user_id)})
-    else:
-        logger.exception("could not release a budget lease")
-
-
 class UsageMeter:
     """Holds and settles budget reservations and records usage (app-wide; stateless).
 
@@ -411,14 +404,14 @@ class UsageMeter:
             del self._leases[lease.user_id]
 
     def _settled_from_lease(
-        self, lease: Lease, reservation: Reservation, cost: Decimal
+        self, lease: Lease, estimate: Decimal, cost: Decimal
     ) -> uuid.UUID | None:
         """A lease's call ended: its estimate is free again and its cost is spent from the
         lease (its row gives up at most the call's estimate: see `settle_many_in`). The lease's
         reservation id when this settle must also release it."""
-        lease.drawn -= reservation.amount_usd
+        lease.drawn -= estimate
         lease.granted -= cost
-        lease.held -= min(cost, reservation.amount_usd)
+        lease.held -= min(cost, estimate)
         lease.in_flight -= 1
         if not lease.open and lease.in_flight == 0 and not lease.returned:
             lease.returned = True
@@ -503,10 +496,9 @@ class UsageMeter:
         hold of its own: so a lease's row never goes below zero and spent plus reserved never
         understates what is committed) and the room `shrinks` gives back from leases closed
         with calls in flight, one delete takes their own reservations and the leases
-        `returned`, one upsert per
-        user and month adjusts spent and reserved (in a fixed order, so that concurrent
-        batches of several workers cannot deadlock on PostgreSQL), one insert writes the
-        records."""
+        `returned`, one upsert per user and month adjusts spent and reserved (in a fixed order,
+        so that concurrent batches of several workers cannot deadlock on PostgreSQL), one
+        insert writes the records."""
         consumed: dict[uuid.UUID, Decimal] = {}
         for reservation, entry in items:
             if reservation is not None and reservation.lease is not None:
@@ -555,7 +547,9 @@ class UsageMeter:
         """
         returned = None
         if reservation is not None and reservation.lease is not None:
-            returned = self._settled_from_lease(reservation.lease, reservation, entry.cost_usd)
+            returned = self._settled_from_lease(
+                reservation.lease, reservation.amount_usd, entry.cost_usd
+            )
         await self._settles.submit(Settle(reservation, entry, returned))
 
     async def _write_settles(self, settles: Sequence[Settle]) -> list[None]:
@@ -586,7 +580,10 @@ class UsageMeter:
         `BUDGET_RESERVATION_TTL_SECONDS`). A release is safe to repeat: a row already gone is
         skipped. (A failed `shrink` is not repeated, as it could have been written after all:
         that room comes back with the lease's last call.)"""
-        _log_lost(settle)
+        if settle.entry is not None:
+            logger.exception("could not record usage", extra={"user_id": str(settle.entry.user_id)})
+        else:
+            logger.exception("could not release a budget lease")
         if settle.returned is None or settle.attempt >= LEASE_RELEASE_ATTEMPTS:
             return
         again = Settle(None, None, returned=settle.returned, attempt=settle.attempt + 1)
