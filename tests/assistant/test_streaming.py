@@ -605,4 +605,8 @@ async def test_the_fallback_model_answers_when_the_first_fails(
     assert reply["parts"] == [{"type": "text", "text": "Claude here."}]
     assert reply["model_id"] == ANTHROPIC_MODEL
     assert abs(reply["usage"]["cost_usd"] - (100 * 3.0 + 10 * 15.0) / 1_000_000) < 1e-9
-    assert len(upstream.script.completions("/chat/completions")) == 3
+    requests = upstream.script.completions("/chat/completions")
+    assert len(requests) == 3
+    # With a fallback, the first model is Pydantic AI's (through the `openai` SDK), which
+    # `FallbackModel` tries first.
+    assert all("x-stainless-lang" in request.headers for request in requests)

@@ -26,10 +26,11 @@ START_TIMEOUT_SECONDS = 20.0
 
 @dataclass(frozen=True)
 class ToolCall:
-    """A tool call the fake model makes."""
+    """A tool call the fake model makes; `arguments` as a string is sent as it is (the OpenAI
+    fake only), such as JSON that does not parse."""
 
     name: str
-    arguments: dict[str, Any]
+    arguments: dict[str, Any] | str
     id: str | None = None
 
 
@@ -47,6 +48,8 @@ class Reply:
         input_tokens / output_tokens: the usage reported.
         finish_reason: the finish reason sent instead of OpenAI's own (some servers send
             values of their own, such as llama.cpp's `eos`).
+        reasoning: thinking streamed before the text, as `reasoning_content` (the OpenAI fake
+            only, when streaming).
     """
 
     text: str | None = None
@@ -58,6 +61,7 @@ class Reply:
     input_tokens: int = 11
     output_tokens: int = 7
     finish_reason: str | None = None
+    reasoning: str | None = None
 
 
 @dataclass

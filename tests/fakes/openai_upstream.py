@@ -40,7 +40,12 @@ def _tool_calls(reply: Reply) -> list[dict[str, Any]]:
         {
             "id": call.id or f"call_{index + 1}",
             "type": "function",
-            "function": {"name": call.name, "arguments": json.dumps(call.arguments)},
+            "function": {
+                "name": call.name,
+                "arguments": call.arguments
+                if isinstance(call.arguments, str)
+                else json.dumps(call.arguments),
+            },
         }
         for index, call in enumerate(reply.tool_calls)
     ]
@@ -129,6 +134,11 @@ class FakeOpenAI(FakeUpstream):
 
     async def _stream(self, model: str, reply: Reply, *, include_usage: bool) -> AsyncIterator[str]:
         chunks: list[dict[str, Any]] = [_chunk(model, {"role": "assistant", "content": ""})]
+        chunks += [  # as vLLM, DeepSeek and llama.cpp stream a reasoning model's thinking
+            _chunk(model, {"reasoning_content": piece})
+            for piece in words(reply.reasoning or "")
+            if piece
+        ]
         chunks += [_chunk(model, {"content": piece}) for piece in words(reply.text or "") if piece]
         for index, call in enumerate(_tool_calls(reply)):
             opening = {"index": index, "id": call["id"], "type": "function"}

@@ -12,9 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
-from pydantic_ai.exceptions import ToolFailed
 from pydantic_ai.messages import (
     ModelMessage,
     ModelRequest,
@@ -24,11 +22,11 @@ from pydantic_ai.messages import (
     ToolReturnPart,
     UserPromptPart,
 )
-from pydantic_ai.tools import Tool
 
+from parley.assistant.loop import BoundTool
 from parley.chats.models import Message
 from parley.llm.tokens import CHARS_PER_TOKEN
-from parley.tools.registry import ToolContext, ToolDefinition, ToolRegistry
+from parley.tools.registry import ToolContext, ToolRegistry
 
 # Room left for the reply itself when trimming the context (a quarter of the window, at most this).
 MAX_REPLY_RESERVE_TOKENS = 8192
@@ -138,25 +136,10 @@ def build_context(
     )
 
 
-def _bind(definition: ToolDefinition[Any], context: ToolContext) -> Tool[Any]:
-    async def call(**arguments: Any) -> Any:
-        result = await definition.run(context, arguments)
-        if result.is_error:
-            raise ToolFailed(result.as_text())
-        return result.content
-
-    return Tool.from_schema(
-        call,
-        name=definition.name,
-        description=definition.description,
-        json_schema=definition.input_schema(),
-    )
-
-
-def bind_tools(registry: ToolRegistry, context: ToolContext) -> list[Tool[Any]]:
-    """Every registry tool as a Pydantic AI tool acting as `context.user`.
+def bind_tools(registry: ToolRegistry, context: ToolContext) -> list[BoundTool]:
+    """Every registry tool acting as `context.user`.
 
     Arguments are validated by the registry (the one place a tool's rules live); a refusal comes
     back to the model as a failed tool result it can read and adapt to.
     """
-    return [_bind(definition, context) for definition in registry]
+    return [BoundTool(definition, context) for definition in registry]

@@ -146,6 +146,7 @@ class TurnService:
         # The model library is imported with the first turn, not at start-up.
         ensure_imported("parley.assistant.context", "pydantic_ai.models.fallback")
         from parley.assistant.context import bind_tools, build_context
+        from parley.assistant.openai_step import compatible_model
 
         if new_user_message:  # not written yet: the branch up to its parent, then it
             earlier: list[Message] = []
@@ -166,6 +167,13 @@ class TurnService:
             path, context_window=entry.context_window, system_prompt=chat.system_prompt
         )
         model, fallback = await self._model_with_fallback(entry)
+        # Without a fallback, whose model Pydantic AI tries in turn, an OpenAI-compatible server
+        # is streamed directly.
+        openai = (
+            compatible_model(self.llm.providers, entry, self.settings.provider_max_retries)
+            if fallback is None
+            else None
+        )
         tool_context = ToolContext(
             user=user, sessionmaker=self.manager.database.sessionmaker, cursor_codec=self.codec
         )
@@ -187,6 +195,7 @@ class TurnService:
             title_from=context.prompt if first_exchange and chat.title is None else None,
             prompt_chars=context.chars,
             api_key_id=api_key_id,
+            openai=openai,
         )
 
     async def _start_reply(

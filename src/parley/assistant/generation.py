@@ -1,10 +1,11 @@
 """One reply being generated: the agent loop, its stream events, and its persistence.
 
-A `Generation` runs in a task of its own, not tied to any HTTP connection. It drives the Pydantic
-AI agent (the model streams, tools run as the calling user, results go back to the model, up to a
-step limit), turns its events into AI SDK UI message stream chunks, appends every chunk to the
-reply's event log for any number of readers, saves the growing message at a bounded rate, and at the
-end stores the final parts, status, usage and cost in one commit before the stream's last line.
+A `Generation` runs in a task of its own, not tied to any HTTP connection. It runs the reply's
+agent loop (`parley.assistant.loop`: the model streams, tools run as the calling user, results go
+back to the model, up to a step limit), which sends AI SDK UI message stream chunks; it appends
+every chunk to the reply's event log for any number of readers, saves the growing message at a
+bounded rate, and at the end sends the usage and the ending (`finish`, `error` or `abort`) and
+stores the final parts, status, usage and cost in one commit before the stream's last line.
 """
 
 from __future__ import annotations
@@ -15,9 +16,8 @@ import logging
 import time
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
-from pydantic_ai import Agent
 from pydantic_ai.ui.vercel_ai.response_types import (
     AbortChunk,
     BaseChunk,
@@ -25,14 +25,15 @@ from pydantic_ai.ui.vercel_ai.response_types import (
     ErrorChunk,
     FinishChunk,
     MessageMetadataChunk,
+    StartChunk,
 )
-from pydantic_ai.usage import RunUsage, UsageLimits
 from sqlalchemy import update
 
 from parley.assistant.event_log import EventLogs
+from parley.assistant.loop import ReplyLoop
 from parley.assistant.plan import TurnPlan, answered_by_fallback, cost_of
 from parley.assistant.sse import SDK_VERSION
-from parley.assistant.stream import PartsAccumulator, ReplyEventStream, ReplyFailure
+from parley.assistant.stream import PartsAccumulator, ReplyFailure
 from parley.chats.models import Chat, Message
 from parley.core.db import Database, utcnow
 from parley.core.telemetry import get_tracer
@@ -40,6 +41,13 @@ from parley.llm.tokens import CHARS_PER_TOKEN
 from parley.usage.service import UsageEntry, UsageMeter
 
 logger = logging.getLogger(__name__)
+
+
+class Tokens(NamedTuple):
+    """A reply's token counts."""
+
+    input_tokens: int
+    output_tokens: int
 
 
 @dataclass
@@ -78,11 +86,13 @@ class Generation:
     usage_meter: UsageMeter | None = None
     task: asyncio.Task[None] | None = None
     done: asyncio.Event = field(default_factory=asyncio.Event)
-    _handle: Any = None
+    _loop: ReplyLoop | None = None
     _stop_requested: bool = False
     _interrupted: bool = False
     _accumulator: PartsAccumulator = field(default_factory=PartsAccumulator)
     _version: int = 0
+    _started: float = 0.0
+    _first_token_ms: int | None = None
 
     @property
     def key(self) -> str:
@@ -90,11 +100,11 @@ class Generation:
         return str(self.plan.assistant_message_id)
 
     def stop(self, *, interrupted: bool = False) -> None:
-        """Cancel the agent run: the upstream request is closed and the partial reply kept."""
+        """Stop the reply: the upstream request is closed and the partial reply kept."""
         self._stop_requested = True
         self._interrupted = self._interrupted or interrupted
-        if self._handle is not None:
-            self._handle.cancel()
+        if self._loop is not None:
+            self._loop.stop()
 
     async def run(self) -> None:
         """Generate, stream and save the reply; never raises (failures end up on the message)."""
@@ -117,97 +127,98 @@ class Generation:
     async def _emit(self, chunk: BaseChunk) -> None:
         await self.logs.append(self.key, chunk.encode(SDK_VERSION))
 
-    def _usage_metadata(self, usage: RunUsage) -> MessageMetadataChunk:
+    def _usage_metadata(self, tokens: Tokens) -> MessageMetadataChunk:
         return MessageMetadataChunk(
             message_metadata={
                 "model_id": self.plan.model_id,
                 "usage": {
-                    "input_tokens": usage.input_tokens,
-                    "output_tokens": usage.output_tokens,
-                    "cost_usd": float(cost_of(self.plan, usage.input_tokens, usage.output_tokens)),
+                    "input_tokens": tokens.input_tokens,
+                    "output_tokens": tokens.output_tokens,
+                    "cost_usd": float(
+                        cost_of(self.plan, tokens.input_tokens, tokens.output_tokens)
+                    ),
                 },
             }
         )
 
-    def _estimated(self, usage: RunUsage | None) -> RunUsage:
-        """The provider's usage, or an estimate from what was streamed when it reported none
-        (a stopped or failed reply ends before the provider's final usage report)."""
-        estimated = RunUsage()
-        if usage is not None:
-            estimated.input_tokens = usage.input_tokens
-            estimated.output_tokens = usage.output_tokens
-        if estimated.input_tokens == 0:
-            estimated.input_tokens = max(1, self.plan.prompt_chars // CHARS_PER_TOKEN)
-        if estimated.output_tokens == 0:
+    def _estimated(self, input_tokens: int = 0, output_tokens: int = 0) -> Tokens:
+        """The provider's counts, or estimates from what was sent and streamed where it reported
+        none (a stopped or failed reply ends before the provider's final usage report)."""
+        if input_tokens == 0:
+            input_tokens = max(1, self.plan.prompt_chars // CHARS_PER_TOKEN)
+        if output_tokens == 0:
             streamed = sum(
                 len(str(part.get("text") or part.get("input") or ""))
                 for part in self._accumulator.parts
             )
-            estimated.output_tokens = (streamed + CHARS_PER_TOKEN - 1) // CHARS_PER_TOKEN
-        return estimated
+            output_tokens = (streamed + CHARS_PER_TOKEN - 1) // CHARS_PER_TOKEN
+        return Tokens(input_tokens, output_tokens)
+
+    async def _send(self, chunk: BaseChunk) -> None:
+        """Fold a chunk into the reply's parts, then append it to the event log."""
+        self._accumulator.add(chunk)
+        self._version += 1
+        if self._first_token_ms is None and self._accumulator.first_token:
+            self._first_token_ms = int((time.monotonic() - self._started) * 1000)
+        await self._emit(chunk)
 
     async def _run(self) -> None:
         plan = self.plan
-        started = time.monotonic()
-        first_token_ms: int | None = None
-        stream = ReplyEventStream(
-            sdk_version=SDK_VERSION,
-            server_message_id=self.key,
-            start_metadata={
-                "chat_id": str(plan.chat_id),
-                "user_message_id": str(plan.user_message_id),
-                "model_id": plan.model_id,
-            },
+        self._started = time.monotonic()
+        loop = ReplyLoop(
+            model=plan.model,
+            instructions=plan.instructions,
+            history=plan.history,
+            prompt=plan.prompt,
+            tools=plan.tools,
+            max_steps=plan.max_steps,
+            openai=plan.openai,
         )
-        agent: Agent[None, str] = Agent(
-            plan.model, tools=plan.tools, instructions=plan.instructions
-        )
+        self._loop = loop
+        if self._stop_requested:
+            loop.stop()
         saver = asyncio.create_task(self._save_periodically())
-        status = "complete"
-        usage: RunUsage | None = None
         try:
-            async with agent.run_stream_events(
-                plan.prompt,
-                message_history=plan.history,
-                usage_limits=UsageLimits(request_limit=plan.max_steps),
-            ) as events:
-                self._handle = events
-                if self._stop_requested:
-                    events.cancel()
-                async for chunk in stream.transform_stream(events):
-                    if isinstance(chunk, DoneChunk):
-                        continue  # sent after the final save
-                    if isinstance(chunk, FinishChunk):
-                        self.plan = plan = answered_by_fallback(plan, stream.answered_by)
-                    if isinstance(chunk, FinishChunk | AbortChunk | ErrorChunk):
-                        usage = self._estimated(
-                            stream.result_usage if isinstance(chunk, FinishChunk) else _live(events)
-                        )
-                        await self._emit(self._usage_metadata(usage))
-                    self._accumulator.add(chunk)
-                    self._version += 1
-                    if first_token_ms is None and self._accumulator.first_token:
-                        first_token_ms = int((time.monotonic() - started) * 1000)
-                    await self._emit(chunk)
-                if stream.failure is not None:
-                    status = "error"
-                elif stream.cancelled is not None:
-                    status = "interrupted" if self._interrupted else "cancelled"
+            await self._send(
+                StartChunk(
+                    message_id=self.key,
+                    message_metadata={
+                        "chat_id": str(plan.chat_id),
+                        "user_message_id": str(plan.user_message_id),
+                        "model_id": plan.model_id,
+                    },
+                )
+            )
+            await loop.run(self._send)
         finally:
             saver.cancel()
             # A save in flight must end before the final save, or it could land after it.
             with contextlib.suppress(asyncio.CancelledError):
                 await saver
-        final_usage = usage or self._estimated(None)
+        # Priced as the model that answered: the fallback's prices when it did.
+        self.plan = plan = answered_by_fallback(plan, loop.model_name)
+        tokens = self._estimated(loop.input_tokens, loop.output_tokens)
+        await self._emit(self._usage_metadata(tokens))
+        status: str = loop.status
+        failure: ReplyFailure | None = None
+        if loop.status == "complete":
+            await self._send(FinishChunk(finish_reason=loop.finish_reason))
+        elif loop.status == "error":
+            failure = loop.failure or ReplyFailure("provider_error", "The reply failed.")
+            await self._send(ErrorChunk(error_text=failure.message))
+            await self._send(FinishChunk(finish_reason="error"))
+        else:
+            status = "interrupted" if self._interrupted else "cancelled"
+            await self._send(AbortChunk(reason="The reply was stopped."))
         outcome = ReplyOutcome(
             status=status,
             parts=self._accumulator.snapshot(),
-            input_tokens=final_usage.input_tokens,
-            output_tokens=final_usage.output_tokens,
-            cost_usd=cost_of(plan, final_usage.input_tokens, final_usage.output_tokens),
-            failure=stream.failure,
-            time_to_first_token_ms=first_token_ms,
-            duration_ms=int((time.monotonic() - started) * 1000),
+            input_tokens=tokens.input_tokens,
+            output_tokens=tokens.output_tokens,
+            cost_usd=cost_of(plan, tokens.input_tokens, tokens.output_tokens),
+            failure=failure,
+            time_to_first_token_ms=self._first_token_ms,
+            duration_ms=int((time.monotonic() - self._started) * 1000),
         )
         await self._save_final(outcome)
         await self._emit(DoneChunk())
@@ -312,7 +323,7 @@ class Generation:
         failure = ReplyFailure("internal_error", "The reply failed unexpectedly.")
         try:
             await self._emit(ErrorChunk(error_text=failure.message))
-            usage = self._estimated(None)
+            usage = self._estimated()
             await self._save_final(
                 ReplyOutcome(
                     status="error",
@@ -333,12 +344,3 @@ class Generation:
                 await self.logs.close(self.key)
             except Exception:
                 logger.exception("could not close a reply's event log")
-
-
-def _live(events: Any) -> RunUsage | None:
-    """The run's usage so far, when the run has started."""
-    try:
-        usage: RunUsage = events.usage
-    except Exception:  # the run never started (stopped before its first event)
-        return None
-    return usage

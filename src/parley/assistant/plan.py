@@ -11,14 +11,16 @@ import dataclasses
 import uuid
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from parley.usage.service import Reservation
 
 if TYPE_CHECKING:
     from pydantic_ai.messages import ModelMessage
     from pydantic_ai.models import Model
-    from pydantic_ai.tools import Tool
+
+    from parley.assistant.loop import BoundTool
+    from parley.assistant.openai_step import OpenAICompatibleModel
 
 MILLION = Decimal(1_000_000)
 
@@ -38,7 +40,7 @@ class TurnPlan:
     instructions: str | None
     history: list[ModelMessage]
     prompt: str
-    tools: list[Tool[Any]]
+    tools: list[BoundTool]
     max_steps: int
     title_from: str | None = None
     prompt_chars: int = 0
@@ -47,6 +49,8 @@ class TurnPlan:
     # the turn was started with, for the usage record.
     reservation: Reservation | None = None
     api_key_id: uuid.UUID | None = None
+    # The model as an OpenAI-compatible server's, streamed without Pydantic AI's model.
+    openai: OpenAICompatibleModel | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,9 +1,7 @@
-"""From agent events to AI SDK UI message stream chunks, and from chunks to stored parts.
+"""A reply's failures and stored parts.
 
-`ReplyEventStream` is Pydantic AI's Vercel AI (AI SDK UI message stream protocol v1) transformer
-with Parley's additions: the `start` chunk carries the assistant message id and the chat and user
-message ids as metadata, a `message-metadata` chunk carries usage and the model, and provider
-failures become a clean `error` chunk with a stable code instead of the provider's raw text.
+`classify_failure` turns a model's or the loop's failure into a stable code and a sentence for a
+person, as the `error` chunk and the stored message carry it, never the provider's raw text.
 
 `PartsAccumulator` rebuilds the contract's message parts from the very chunks the clients receive,
 so what is saved is exactly what was streamed.
@@ -12,8 +10,6 @@ so what is saved is exactly what was streamed.
 from __future__ import annotations
 
 import json
-import logging
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,15 +23,10 @@ from pydantic_ai.exceptions import (
     ModelUnavailableError,
     UsageLimitExceeded,
 )
-from pydantic_ai.run import AgentRunResultEvent
-from pydantic_ai.ui.vercel_ai import VercelAIEventStream
 from pydantic_ai.ui.vercel_ai.response_types import (
     BaseChunk,
-    ErrorChunk,
-    MessageMetadataChunk,
     ReasoningDeltaChunk,
     ReasoningStartChunk,
-    StartChunk,
     TextDeltaChunk,
     TextStartChunk,
     ToolInputAvailableChunk,
@@ -43,7 +34,8 @@ from pydantic_ai.ui.vercel_ai.response_types import (
     ToolOutputErrorChunk,
 )
 
-logger = logging.getLogger(__name__)
+from parley.core.errors import ParleyError, ProviderTimeout, ProviderUnavailable
+from parley.gateway.errors import InvalidRequest
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +48,8 @@ class ReplyFailure:
 
 def classify_failure(error: BaseException) -> ReplyFailure:
     """A stable code and a sentence for a person, never the provider's raw response."""
+    if isinstance(error, ParleyError):  # from an OpenAI-compatible server, through the relay
+        return _from_relay(error)
     if isinstance(error, ModelContextWindowExceededError):
         return ReplyFailure(
             "context_too_long", "The conversation is too long for this model's context window."
@@ -73,35 +67,20 @@ def classify_failure(error: BaseException) -> ReplyFailure:
     return ReplyFailure("provider_error", "The reply failed.")
 
 
-@dataclass
-class ReplyEventStream(VercelAIEventStream[Any, Any]):
-    """The Vercel AI transformer with Parley's start metadata, usage metadata and error codes."""
-
-    start_metadata: dict[str, Any] = field(default_factory=dict)
-    failure: ReplyFailure | None = None
-    result_usage: Any = None
-    answered_by: str | None = None
-
-    async def before_stream(self) -> AsyncIterator[BaseChunk]:
-        yield StartChunk(message_id=self.server_message_id, message_metadata=self.start_metadata)
-
-    async def handle_run_result(self, event: AgentRunResultEvent[Any]) -> AsyncIterator[BaseChunk]:
-        self.result_usage = event.result.usage
-        self.answered_by = event.result.response.model_name
-        async for chunk in super().handle_run_result(event):
-            # Usage and the model go in one metadata chunk of Parley's own, sent by the generation.
-            if not isinstance(chunk, MessageMetadataChunk):
-                yield chunk
-
-    async def on_error(self, error: Exception) -> AsyncIterator[BaseChunk]:
-        self.failure = classify_failure(error)
-        if not isinstance(error, ModelAPIError | UsageLimitExceeded | TimeoutError):
-            logger.error("a reply failed", exc_info=error)
-        async for chunk in super().on_error(error):
-            if isinstance(chunk, ErrorChunk):
-                yield ErrorChunk(error_text=self.failure.message)
-            else:
-                yield chunk
+def _from_relay(error: ParleyError) -> ReplyFailure:
+    if isinstance(error, ProviderTimeout):
+        return ReplyFailure("provider_timeout", "The model provider did not answer in time.")
+    if isinstance(error, ProviderUnavailable):
+        return ReplyFailure(
+            "provider_unavailable", "The model provider is unavailable; try again shortly."
+        )
+    if isinstance(error, InvalidRequest) and (
+        error.openai_code == "context_length_exceeded" or "context" in error.message.lower()
+    ):
+        return ReplyFailure(
+            "context_too_long", "The conversation is too long for this model's context window."
+        )
+    return ReplyFailure("provider_error", "The model provider returned an error.")
 
 
 def _parse_json(text: str) -> Any:

@@ -102,7 +102,8 @@ def _rejection(status: int, content: bytes, config: ProviderConfig) -> ParleyErr
     return ProviderError()
 
 
-def _transport_error(error: httpx2.TransportError) -> ParleyError:
+def transport_failure(error: httpx2.TransportError) -> ParleyError:
+    """The Parley error for a provider connection's failure (no detail of the provider's)."""
     if isinstance(error, httpx2.ConnectTimeout | httpx2.PoolTimeout | httpx2.ConnectError):
         return ProviderUnavailable()
     if isinstance(error, httpx2.TimeoutException):
@@ -144,7 +145,7 @@ class OpenAIRelay:
             except httpx2.TransportError as exc:
                 if attempt >= self.max_retries:
                     logger.warning("provider request failed: %s", type(exc).__name__)
-                    raise _transport_error(exc) from None
+                    raise transport_failure(exc) from None
             else:
                 if response.status_code == 200:
                     return response
@@ -170,7 +171,7 @@ class OpenAIRelay:
         try:
             content = await response.aread()
         except httpx2.TransportError as exc:
-            raise _transport_error(exc) from None
+            raise transport_failure(exc) from None
         finally:
             await response.aclose()
         try:
@@ -261,7 +262,7 @@ class StreamRelay:
             except httpx2.TransportError as exc:
                 status = "error"
                 logger.warning("provider stream broke off: %s", type(exc).__name__)
-                yield openai_error_event(_transport_error(exc))
+                yield openai_error_event(transport_failure(exc))
         finally:
             with anyio.CancelScope(shield=True):
                 await self.response.aclose()

@@ -167,6 +167,10 @@ class ModelProviders:
         self._anthropic: AnthropicProvider | None = None
         self._gemini: GoogleProvider | None = None
 
+    def config(self, name: str) -> ProviderConfig | None:
+        """A configured provider's URL and key, by name (`openai`, `anthropic`, `gemini`)."""
+        return self._configs.get(name)
+
     def _config(self, name: str) -> ProviderConfig:
         config = self._configs.get(name)
         if config is None:

@@ -1,0 +1,320 @@
+"""One model step of a reply, streamed straight from an OpenAI-compatible server (Ollama, vLLM,
+llama.cpp, OpenRouter...), read as Pydantic AI's stream events.
+
+The reply's loop (`parley.assistant.loop`) takes a step's events from Pydantic AI's model by
+default. For an OpenAI-compatible server other than OpenAI's own, whose request and stream are
+plain `/chat/completions` JSON, this does the same for a fraction of the CPU: the request is built
+from the conversation directly, sent by the `/v1` gateway's relay (one shared HTTP client, the
+same retries before the first byte: connection errors, 408, 409, 429 and 5xx, up to
+`PROVIDER_MAX_RETRIES`), and each streamed line is parsed once with `json.loads`, reading only
+the fields a reply needs (text, reasoning, tool calls, the finish reason and usage). Pydantic AI
+spent about four CPU-milliseconds a step more on the same stream through the `openai` SDK's
+models, its parts manager and its locks (bench/findings.md).
+
+OpenAI's own service keeps Pydantic AI's model, with OpenAI's model profiles; so does a turn with a
+fallback model, which Pydantic AI's `FallbackModel` tries in turn.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import anyio
+import httpx2
+from pydantic_ai.messages import (
+    FinishReason,
+    ModelMessage,
+    ModelRequest,
+    ModelResponse,
+    ModelResponsePart,
+    ModelResponseStreamEvent,
+    PartDeltaEvent,
+    PartStartEvent,
+    SystemPromptPart,
+    TextPart,
+    TextPartDelta,
+    ThinkingPart,
+    ThinkingPartDelta,
+    ToolCallPart,
+    ToolCallPartDelta,
+    ToolReturnPart,
+    UserPromptPart,
+)
+from pydantic_ai.tools import ToolDefinition
+from pydantic_ai.usage import RequestUsage
+
+from parley.core.errors import ProviderError
+from parley.gateway.passthrough import OpenAIRelay, transport_failure
+from parley.llm.providers import OPENAI_HOST, ModelProviders
+from parley.llm.schemas import CatalogEntry
+
+PROVIDER_NAME = "openai"
+_FINISH_REASONS: dict[str, FinishReason] = {
+    "stop": "stop",
+    "length": "length",
+    "tool_calls": "tool_call",
+    "function_call": "tool_call",
+    "content_filter": "content_filter",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class OpenAICompatibleModel:
+    """A catalog model served by an OpenAI-compatible server, reached through `relay`."""
+
+    relay: OpenAIRelay
+    model_name: str
+
+
+def compatible_model(
+    providers: ModelProviders, entry: CatalogEntry, max_retries: int
+) -> OpenAICompatibleModel | None:
+    """The entry as an OpenAI-compatible server's model, if it is one (and not OpenAI's own)."""
+    if entry.provider != "openai":
+        return None
+    config = providers.config("openai")
+    if config is None or urlsplit(config.base_url).hostname == OPENAI_HOST:
+        return None
+    relay = OpenAIRelay(providers.http_client, config, max_retries)
+    return OpenAICompatibleModel(relay, entry.model_name)
+
+
+def request_body(
+    model_name: str,
+    messages: Sequence[ModelMessage],
+    instructions: str | None,
+    tools: Sequence[ToolDefinition],
+) -> dict[str, Any]:
+    """The streamed `/chat/completions` request for a conversation, as Pydantic AI's OpenAI model
+    sends it to such a server: the instructions as the system message, tool results as `tool`
+    messages (a failed one as `{"error": ...}`), usage asked for at the end of the stream."""
+    wire: list[dict[str, Any]] = []
+    if instructions:
+        wire.append({"role": "system", "content": instructions})
+    for message in messages:
+        if isinstance(message, ModelRequest):
+            for part in message.parts:
+                if isinstance(part, UserPromptPart):
+                    if not isinstance(part.content, str):
+                        raise ProviderError("Only text can be sent to this model.")
+                    wire.append({"role": "user", "content": part.content})
+                elif isinstance(part, ToolReturnPart):
+                    wire.append(
+                        {
+                            "role": "tool",
+                            "tool_call_id": part.tool_call_id,
+                            "content": part.model_response_str(),
+                        }
+                    )
+                elif isinstance(part, SystemPromptPart):
+                    wire.append({"role": "system", "content": part.content})
+        else:
+            text = "\n\n".join(p.content for p in message.parts if isinstance(p, TextPart))
+            calls = [
+                {
+                    "id": p.tool_call_id,
+                    "type": "function",
+                    "function": {"name": p.tool_name, "arguments": p.args_as_json_str()},
+                }
+                for p in message.parts
+                if isinstance(p, ToolCallPart)
+            ]
+            assistant: dict[str, Any] = {"role": "assistant", "content": text or None}
+            if calls:
+                assistant["tool_calls"] = calls
+            wire.append(assistant)
+    body: dict[str, Any] = {
+        "model": model_name,
+        "messages": wire,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    if tools:
+        body["tools"] = [
+            {
+                "type": "function",
+                "function": {
+                    "name": tool.name,
+                    "description": tool.description or "",
+                    "parameters": tool.parameters_json_schema,
+                },
+            }
+            for tool in tools
+        ]
+    return body
+
+
+@dataclass
+class _Call:
+    index: int
+    part: ToolCallPart
+    arguments: list[str] = field(default_factory=list)
+
+
+@dataclass
+class OpenAIChatStream:
+    """A streamed chat completion, as Pydantic AI's stream events (`PartStartEvent` and
+    `PartDeltaEvent` of text, reasoning and tool call parts); `get()` is the response so far.
+
+    Attributes:
+        usage: the tokens the server reported (none until its usage chunk).
+    """
+
+    response: httpx2.Response
+    model_name: str
+    usage: RequestUsage = field(default_factory=RequestUsage)
+    finish_reason: FinishReason | None = None
+    _parts: list[ModelResponsePart] = field(default_factory=list)
+    _texts: dict[int, list[str]] = field(default_factory=dict)  # part index: pieces
+    _current: tuple[str, int] | None = None  # the text or reasoning part being streamed
+    _calls: dict[int, _Call] = field(default_factory=dict)  # OpenAI's call index: the call
+
+    def __aiter__(self) -> AsyncIterator[ModelResponseStreamEvent]:
+        return self._events()
+
+    async def _events(self) -> AsyncIterator[ModelResponseStreamEvent]:
+        try:
+            async for line in self.response.aiter_lines():
+                if not line.startswith("data:"):
+                    continue
+                data = line[5:].strip()
+                if data == "[DONE]":
+                    break
+                try:
+                    payload = json.loads(data)
+                except ValueError:
+                    raise ProviderError(
+                        "The model provider streamed something that is not JSON."
+                    ) from None
+                if not isinstance(payload, dict):
+                    continue
+                for event in self._read(payload):
+                    yield event
+        except httpx2.TransportError as exc:
+            raise transport_failure(exc) from None
+
+    def _read(self, payload: dict[str, Any]) -> list[ModelResponseStreamEvent]:
+        if isinstance(payload.get("error"), dict) and not payload.get("choices"):
+            raise ProviderError()
+        usage = payload.get("usage")
+        if isinstance(usage, dict):
+            self.usage = RequestUsage(
+                input_tokens=int(usage.get("prompt_tokens") or 0),
+                output_tokens=int(usage.get("completion_tokens") or 0),
+            )
+        if isinstance(payload.get("model"), str):
+            self.model_name = payload["model"]
+        events: list[ModelResponseStreamEvent] = []
+        for choice in payload.get("choices") or ():
+            if not isinstance(choice, dict) or choice.get("index", 0) != 0:
+                continue
+            delta = choice.get("delta")
+            if isinstance(delta, dict):
+                reasoning = delta.get("reasoning_content") or delta.get("reasoning")
+                if isinstance(reasoning, str) and reasoning:
+                    events.append(self._text("reasoning", reasoning))
+                content = delta.get("content")
+                if isinstance(content, str) and content:
+                    events.append(self._text("text", content))
+                for call in delta.get("tool_calls") or ():
+                    if isinstance(call, dict):
+                        events.extend(self._call(call))
+            finish = choice.get("finish_reason")
+            if isinstance(finish, str):
+                self.finish_reason = _FINISH_REASONS.get(finish)
+        return events
+
+    def _text(self, kind: str, text: str) -> ModelResponseStreamEvent:
+        if self._current is not None and self._current[0] == kind:
+            index = self._current[1]
+            self._texts[index].append(text)
+            if kind == "text":
+                return PartDeltaEvent(index=index, delta=TextPartDelta(content_delta=text))
+            return PartDeltaEvent(index=index, delta=ThinkingPartDelta(content_delta=text))
+        index = len(self._parts)
+        self._current = (kind, index)
+        self._texts[index] = [text]
+        part: ModelResponsePart = (
+            TextPart(content=text) if kind == "text" else ThinkingPart(content=text)
+        )
+        self._parts.append(part)
+        return PartStartEvent(index=index, part=part)
+
+    def _call(self, delta: dict[str, Any]) -> list[ModelResponseStreamEvent]:
+        function = delta.get("function") if isinstance(delta.get("function"), dict) else {}
+        arguments = function.get("arguments") if isinstance(function, dict) else None
+        arguments = arguments if isinstance(arguments, str) else ""
+        key = delta.get("index", 0) if isinstance(delta.get("index"), int) else 0
+        known = self._calls.get(key)
+        if known is None:
+            self._current = None
+            index = len(self._parts)
+            part = ToolCallPart(
+                tool_name=str(function.get("name") or "") if isinstance(function, dict) else "",
+                args=arguments,
+                tool_call_id=str(delta.get("id") or f"call_{index}"),
+            )
+            self._parts.append(part)
+            self._calls[key] = _Call(index, part, [arguments])
+            return [PartStartEvent(index=index, part=part)]
+        if not arguments:
+            return []
+        known.arguments.append(arguments)
+        return [
+            PartDeltaEvent(
+                index=known.index,
+                delta=ToolCallPartDelta(args_delta=arguments, tool_call_id=known.part.tool_call_id),
+            )
+        ]
+
+    def get(self) -> ModelResponse:
+        """The response streamed so far."""
+        parts: list[ModelResponsePart] = []
+        calls = {call.index: call for call in self._calls.values()}
+        for index, part in enumerate(self._parts):
+            if isinstance(part, TextPart):
+                parts.append(TextPart(content="".join(self._texts[index])))
+            elif isinstance(part, ThinkingPart):
+                parts.append(ThinkingPart(content="".join(self._texts[index])))
+            elif index in calls:
+                call = calls[index]
+                parts.append(
+                    ToolCallPart(
+                        tool_name=call.part.tool_name,
+                        args="".join(call.arguments) or "{}",
+                        tool_call_id=call.part.tool_call_id,
+                    )
+                )
+        return ModelResponse(
+            parts=parts,
+            usage=self.usage,
+            model_name=self.model_name,
+            provider_name=PROVIDER_NAME,
+            finish_reason=self.finish_reason,
+        )
+
+
+@asynccontextmanager
+async def openai_chat_stream(
+    model: OpenAICompatibleModel,
+    messages: Sequence[ModelMessage],
+    instructions: str | None,
+    tools: Sequence[ToolDefinition],
+) -> AsyncIterator[OpenAIChatStream]:
+    """Open the step's stream (retried before its first byte by the relay); closed on exit.
+
+    Raises:
+        ParleyError: the server failed or refused the request (after retries).
+    """
+    body = request_body(model.model_name, messages, instructions, tools)
+    response = await model.relay.open(body, stream=True)
+    try:
+        yield OpenAIChatStream(response, model.model_name)
+    finally:
+        with anyio.CancelScope(shield=True):
+            await response.aclose()
