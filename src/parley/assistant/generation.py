@@ -172,6 +172,7 @@ class Generation:
             prompt=plan.prompt,
             tools=plan.tools,
             max_steps=plan.max_steps,
+            prompt_chars=plan.prompt_chars,
             openai=plan.openai,
         )
         self._loop = loop

@@ -63,6 +63,7 @@ from pydantic_ai.ui.vercel_ai.response_types import (
     TextStartChunk,
     ToolInputAvailableChunk,
     ToolInputDeltaChunk,
+    ToolInputErrorChunk,
     ToolInputStartChunk,
     ToolOutputAvailableChunk,
     ToolOutputErrorChunk,
@@ -70,6 +71,8 @@ from pydantic_ai.ui.vercel_ai.response_types import (
 
 from parley.assistant.openai_step import OpenAICompatibleModel, openai_chat_stream
 from parley.assistant.stream import ReplyFailure, classify_failure
+from parley.core.errors import ParleyError
+from parley.llm.tokens import CHARS_PER_TOKEN
 from parley.tools.registry import ToolContext, ToolDefinition, ToolResult
 
 logger = logging.getLogger(__name__)
@@ -80,6 +83,8 @@ T = TypeVar("T")
 STEP_LIMIT = ReplyFailure("step_limit", "The assistant reached its limit of steps for one reply.")
 # What a tool call that was announced but never answered gets, when the reply ends early.
 INTERRUPTED_TOOL_TEXT = "Tool execution was interrupted."
+# What a tool call gets whose input was still streaming when the reply ended.
+CUT_TOOL_TEXT = "The tool call was cut off before its input was complete."
 _FINISH_REASONS: dict[str, FinishReason] = {
     "stop": "stop",
     "length": "length",
@@ -125,6 +130,15 @@ class _Usage:
 
 
 @dataclass
+class _StreamedCall:
+    """A tool call of the step being streamed: its input so far."""
+
+    tool_call_id: str
+    tool_name: str
+    arguments: list[str]
+
+
+@dataclass
 class ReplyLoop:
     """The steps of one reply. `run` streams them through `emit`; `stop` ends them early, closing
     the model's stream at once when it is waiting on it.
@@ -134,8 +148,9 @@ class ReplyLoop:
         failure: why it failed (`error` only).
         finish_reason: the last step's, as the stream's `finish` chunk carries it.
         model_name: the name of the model that answered last (the fallback's when it answered).
-        input_tokens, output_tokens: the provider's counts over every step so far (0 when it
-            reported none, such as for a step cut short).
+        input_tokens, output_tokens: the provider's counts over every step so far; for a step
+            it did not count (cut short, or a server that reports no usage), an estimate from the
+            characters sent and streamed (`CHARS_PER_TOKEN`). 0 when nothing was streamed.
     """
 
     model: Model
@@ -144,30 +159,41 @@ class ReplyLoop:
     prompt: str
     tools: Sequence[BoundTool]
     max_steps: int
+    # The size of the history, instructions and question, for estimates of the input tokens.
+    prompt_chars: int = 0
     # The same model, reached without Pydantic AI's model (see `parley.assistant.openai_step`).
     openai: OpenAICompatibleModel | None = None
     status: Literal["complete", "error", "cancelled"] = "complete"
     failure: ReplyFailure | None = None
     finish_reason: FinishReason = None
     model_name: str | None = None
-    _usage: _Usage = field(default_factory=_Usage)
-    _stream_usage: Any = None
+    _usage: _Usage = field(default_factory=_Usage)  # of the steps done
+    _stream_usage: Any = None  # the step in progress: what the provider reported so far
+    _in_step: bool = False
+    _step_chars: int = 0  # streamed by the step in progress
+    _context_chars: int = 0  # sent to the model at the step in progress
     _stopped: bool = False
     _reading: bool = False
     _cancelling: bool = False
     _task: asyncio.Task[Any] | None = None
     # The step's text or reasoning part streaming now (index: kind, UI id), and its tool calls.
     _open: dict[int, tuple[str, str]] = field(default_factory=dict)
-    _calls: dict[int, str] = field(default_factory=dict)  # index: tool call id
+    _calls: dict[int, _StreamedCall] = field(default_factory=dict)  # by part index
     _pending: dict[str, str] = field(default_factory=dict)  # tool call id: name, unanswered
 
     @property
     def input_tokens(self) -> int:
-        return self._usage.input_tokens + _tokens(self._stream_usage, "input_tokens")
+        live = 0
+        if self._in_step and self._step_chars:
+            live = _tokens(self._stream_usage, "input_tokens") or _estimate(self._context_chars)
+        return self._usage.input_tokens + live
 
     @property
     def output_tokens(self) -> int:
-        return self._usage.output_tokens + _tokens(self._stream_usage, "output_tokens")
+        live = 0
+        if self._in_step:
+            live = _tokens(self._stream_usage, "output_tokens") or _estimate(self._step_chars)
+        return self._usage.output_tokens + live
 
     def stop(self) -> None:
         """End the reply: at once if it waits on the model, else at its next step or chunk."""
@@ -180,6 +206,7 @@ class ReplyLoop:
         """Run every step, sending each chunk through `emit`; never raises for a model's or a
         tool's failure (see `status` and `failure`)."""
         self._task = asyncio.current_task()
+        self._context_chars = self.prompt_chars
         messages: list[ModelMessage] = _merged(
             [
                 *self.history,
@@ -221,7 +248,9 @@ class ReplyLoop:
             self.status = "cancelled"
         except Exception as exc:
             self.status, self.failure = "error", classify_failure(exc)
-            if not isinstance(exc, ModelAPIError | TimeoutError) and not self._cancelling:
+            if isinstance(exc, ParleyError):  # the relay's: the provider failed or refused
+                logger.warning("a reply's model step failed: %s", exc.code)
+            elif not isinstance(exc, ModelAPIError | TimeoutError) and not self._cancelling:
                 logger.error("a reply failed", exc_info=exc)
         if self._cancelling:
             # The stop's cancellation is spent (a library may have turned it into an error of
@@ -252,6 +281,7 @@ class ReplyLoop:
         self, messages: list[ModelMessage], parameters: ModelRequestParameters, emit: Emit
     ) -> ModelResponse:
         """One model request, streamed: its chunks sent as its events arrive."""
+        self._in_step, self._step_chars, self._stream_usage = True, 0, None
         async with contextlib.AsyncExitStack() as stack:
             self._check_stopped()
             opening: AbstractAsyncContextManager[Any] = (
@@ -279,9 +309,10 @@ class ReplyLoop:
         for chunk in self._end_texts():
             await emit(chunk)
         self._calls.clear()
-        self._stream_usage = None
-        self._usage.input_tokens += response.usage.input_tokens
-        self._usage.output_tokens += response.usage.output_tokens
+        self._usage.input_tokens += response.usage.input_tokens or _estimate(self._context_chars)
+        self._usage.output_tokens += response.usage.output_tokens or _estimate(self._step_chars)
+        self._in_step, self._stream_usage = False, None
+        self._context_chars += self._step_chars
         self.model_name = response.model_name
         return response
 
@@ -294,16 +325,17 @@ class ReplyLoop:
             if isinstance(delta, ThinkingPartDelta) and delta.content_delta:
                 return self._text(event.index, "reasoning", delta.content_delta)
             if isinstance(delta, ToolCallPartDelta) and delta.args_delta:
-                tool_call_id = self._calls.get(event.index)
-                if tool_call_id is None:
+                call = self._calls.get(event.index)
+                if call is None:
                     return []
-                args = delta.args_delta
-                return [
-                    ToolInputDeltaChunk(
-                        tool_call_id=tool_call_id,
-                        input_text_delta=args if isinstance(args, str) else _json(args),
-                    )
-                ]
+                args = (
+                    delta.args_delta
+                    if isinstance(delta.args_delta, str)
+                    else _json(delta.args_delta)
+                )
+                call.arguments.append(args)
+                self._step_chars += len(args)
+                return [ToolInputDeltaChunk(tool_call_id=call.tool_call_id, input_text_delta=args)]
             return []
         if isinstance(event, PartStartEvent):
             part = event.part
@@ -313,18 +345,17 @@ class ReplyLoop:
                 return self._text(event.index, "reasoning", part.content, start=True)
             if isinstance(part, ToolCallPart):
                 chunks = self._end_texts()
-                self._calls[event.index] = part.tool_call_id
+                args = part.args if isinstance(part.args, str) else part.args_as_json_str()
+                if not part.args:
+                    args = ""
+                self._calls[event.index] = _StreamedCall(part.tool_call_id, part.tool_name, [args])
+                self._step_chars += len(args)
                 chunks.append(
                     ToolInputStartChunk(tool_call_id=part.tool_call_id, tool_name=part.tool_name)
                 )
-                if part.args:
+                if args:
                     chunks.append(
-                        ToolInputDeltaChunk(
-                            tool_call_id=part.tool_call_id,
-                            input_text_delta=part.args
-                            if isinstance(part.args, str)
-                            else part.args_as_json_str(),
-                        )
+                        ToolInputDeltaChunk(tool_call_id=part.tool_call_id, input_text_delta=args)
                     )
                 return chunks
             return []
@@ -347,6 +378,7 @@ class ReplyLoop:
         else:
             ui_id = opened[1]
         if text:
+            self._step_chars += len(text)
             chunks.append(
                 TextDeltaChunk(id=ui_id, delta=text)
                 if kind == "text"
@@ -385,6 +417,7 @@ class ReplyLoop:
         for call in calls:
             result = await _call(call, tools)
             del self._pending[call.tool_call_id]
+            self._context_chars += len(result.as_text())
             if result.is_error:
                 text = result.as_text()
                 await emit(ToolOutputErrorChunk(tool_call_id=call.tool_call_id, error_text=text))
@@ -414,6 +447,15 @@ class ReplyLoop:
         were announced but not run, so no client shows them as still running."""
         for chunk in self._end_texts():
             await emit(chunk)
+        for call in self._calls.values():  # cut off while its input streamed
+            await emit(
+                ToolInputErrorChunk(
+                    tool_call_id=call.tool_call_id,
+                    tool_name=call.tool_name,
+                    input="".join(call.arguments),
+                    error_text=CUT_TOOL_TEXT,
+                )
+            )
         self._calls.clear()
         for tool_call_id in list(self._pending):
             await emit(
@@ -447,6 +489,10 @@ def _json(value: Any) -> str:
     from pydantic_core import to_json
 
     return to_json(value).decode()
+
+
+def _estimate(chars: int) -> int:
+    return (chars + CHARS_PER_TOKEN - 1) // CHARS_PER_TOKEN
 
 
 def _tokens(usage: Any, name: str) -> int:

@@ -18,6 +18,7 @@ fallback model, which Pydantic AI's `FallbackModel` tries in turn.
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -54,6 +55,8 @@ from parley.llm.providers import OPENAI_HOST, ModelProviders
 from parley.llm.schemas import CatalogEntry
 
 PROVIDER_NAME = "openai"
+# Reasoning models served without a reasoning parser stream their thinking in these.
+THINK_START, THINK_END = "<think>", "</think>"
 _FINISH_REASONS: dict[str, FinishReason] = {
     "stop": "stop",
     "length": "length",
@@ -96,7 +99,17 @@ def request_body(
     wire: list[dict[str, Any]] = []
     if instructions:
         wire.append({"role": "system", "content": instructions})
-    for message in messages:
+    # Where the turn's question is: the reasoning of its own tool-calling steps goes back with them.
+    question = max(
+        (
+            number
+            for number, message in enumerate(messages)
+            if isinstance(message, ModelRequest)
+            and any(isinstance(part, UserPromptPart) for part in message.parts)
+        ),
+        default=-1,
+    )
+    for number, message in enumerate(messages):
         if isinstance(message, ModelRequest):
             for part in message.parts:
                 if isinstance(part, UserPromptPart):
@@ -127,6 +140,11 @@ def request_body(
             assistant: dict[str, Any] = {"role": "assistant", "content": text or None}
             if calls:
                 assistant["tool_calls"] = calls
+                thinking = [p.content for p in message.parts if isinstance(p, ThinkingPart)]
+                if number > question and any(thinking):
+                    # DeepSeek's thinking mode refuses a tool-calling step of the current
+                    # question sent back without it; other servers ignore the field.
+                    assistant["reasoning_content"] = "\n\n".join(thinking)
             wire.append(assistant)
     body: dict[str, Any] = {
         "model": model_name,
@@ -151,15 +169,35 @@ def request_body(
 
 @dataclass
 class _Call:
-    index: int
-    part: ToolCallPart
+    """A tool call being streamed; it becomes a part once its name is known."""
+
+    tool_call_id: str
+    name: str = ""
     arguments: list[str] = field(default_factory=list)
+    index: int | None = None  # its part's index, once started
+
+
+def _new_call_id() -> str:
+    return f"call_{uuid.uuid4().hex[:24]}"
+
+
+def _held_back(text: str, tag: str) -> int:
+    """How many characters at the end of `text` could be the start of `tag`."""
+    for size in range(min(len(tag) - 1, len(text)), 0, -1):
+        if tag.startswith(text[-size:]):
+            return size
+    return 0
 
 
 @dataclass
 class OpenAIChatStream:
     """A streamed chat completion, as Pydantic AI's stream events (`PartStartEvent` and
     `PartDeltaEvent` of text, reasoning and tool call parts); `get()` is the response so far.
+
+    As Pydantic AI's OpenAI model reads such a stream: reasoning comes as `reasoning_content` (or
+    `reasoning`), or as `<think>...</think>` in the content; a tool call becomes a part once its
+    name is known; calls without an `index` are told apart by their ids; an `error` in a chunk,
+    or a stream that ends without any part, fails the step.
 
     Attributes:
         usage: the tokens the server reported (none until its usage chunk).
@@ -173,6 +211,10 @@ class OpenAIChatStream:
     _texts: dict[int, list[str]] = field(default_factory=dict)  # part index: pieces
     _current: tuple[str, int] | None = None  # the text or reasoning part being streamed
     _calls: dict[int, _Call] = field(default_factory=dict)  # OpenAI's call index: the call
+    _last_call: _Call | None = None
+    _thinking: bool = False  # inside `<think>` in the content
+    _held: str = ""  # content that may be the start of a think tag
+    _after_thinking: bool = False  # text right after `</think>`: its leading space is dropped
 
     def __aiter__(self) -> AsyncIterator[ModelResponseStreamEvent]:
         return self._events()
@@ -197,9 +239,14 @@ class OpenAIChatStream:
                     yield event
         except httpx2.TransportError as exc:
             raise transport_failure(exc) from None
+        if self._held:
+            held, self._held = self._held, ""
+            yield self._text("reasoning" if self._thinking else "text", held)
+        if not self._parts:
+            raise ProviderError("The model provider's stream held no reply.")
 
     def _read(self, payload: dict[str, Any]) -> list[ModelResponseStreamEvent]:
-        if isinstance(payload.get("error"), dict) and not payload.get("choices"):
+        if payload.get("error"):  # OpenRouter's and others' failure mid-stream
             raise ProviderError()
         usage = payload.get("usage")
         if isinstance(usage, dict):
@@ -218,15 +265,41 @@ class OpenAIChatStream:
                 reasoning = delta.get("reasoning_content") or delta.get("reasoning")
                 if isinstance(reasoning, str) and reasoning:
                     events.append(self._text("reasoning", reasoning))
-                content = delta.get("content")
-                if isinstance(content, str) and content:
-                    events.append(self._text("text", content))
+                content = _content_text(delta.get("content"))
+                if content:
+                    events.extend(self._content(content))
                 for call in delta.get("tool_calls") or ():
                     if isinstance(call, dict):
                         events.extend(self._call(call))
             finish = choice.get("finish_reason")
+            if finish == "error":
+                raise ProviderError()
             if isinstance(finish, str):
                 self.finish_reason = _FINISH_REASONS.get(finish)
+        return events
+
+    def _content(self, content: str) -> list[ModelResponseStreamEvent]:
+        """Content, split into text and reasoning at `<think>` and `</think>`."""
+        text, self._held = self._held + content, ""
+        events: list[ModelResponseStreamEvent] = []
+        while text:
+            tag = THINK_END if self._thinking else THINK_START
+            at = text.find(tag)
+            if at == -1:
+                keep = _held_back(text, tag)
+                text, self._held = text[: len(text) - keep], text[len(text) - keep :]
+                at = len(text)
+            piece = text[:at]
+            if self._after_thinking:
+                piece = piece.lstrip()
+                self._after_thinking = not piece
+            if piece:
+                events.append(self._text("reasoning" if self._thinking else "text", piece))
+            if at == len(text):
+                break
+            text = text[at + len(tag) :]
+            self._thinking = not self._thinking
+            self._after_thinking = not self._thinking
         return events
 
     def _text(self, kind: str, text: str) -> ModelResponseStreamEvent:
@@ -246,36 +319,50 @@ class OpenAIChatStream:
         return PartStartEvent(index=index, part=part)
 
     def _call(self, delta: dict[str, Any]) -> list[ModelResponseStreamEvent]:
-        function = delta.get("function") if isinstance(delta.get("function"), dict) else {}
-        arguments = function.get("arguments") if isinstance(function, dict) else None
-        arguments = arguments if isinstance(arguments, str) else ""
-        key = delta.get("index", 0) if isinstance(delta.get("index"), int) else 0
-        known = self._calls.get(key)
-        if known is None:
+        function = delta.get("function")
+        function = function if isinstance(function, dict) else {}
+        name, arguments, call_id = (
+            value if isinstance(value, str) else ""
+            for value in (function.get("name"), function.get("arguments"), delta.get("id"))
+        )
+        position = delta.get("index")
+        if isinstance(position, int):
+            call = self._calls.get(position)
+            if call is None:
+                call = self._calls[position] = _Call(call_id or _new_call_id())
+        else:
+            # No index: each call whole, told apart by its id.
+            call = self._last_call
+            if call is None or (call_id and call_id != call.tool_call_id):
+                call = self._calls[-len(self._calls) - 1] = _Call(call_id or _new_call_id())
+        self._last_call = call
+        if call.index is None:
+            call.name = call.name or name
+            if arguments:
+                call.arguments.append(arguments)
+            if not call.name:
+                return []  # held until its name comes
             self._current = None
-            index = len(self._parts)
+            call.index = len(self._parts)
             part = ToolCallPart(
-                tool_name=str(function.get("name") or "") if isinstance(function, dict) else "",
-                args=arguments,
-                tool_call_id=str(delta.get("id") or f"call_{index}"),
+                tool_name=call.name, args="".join(call.arguments), tool_call_id=call.tool_call_id
             )
             self._parts.append(part)
-            self._calls[key] = _Call(index, part, [arguments])
-            return [PartStartEvent(index=index, part=part)]
+            return [PartStartEvent(index=call.index, part=part)]
         if not arguments:
             return []
-        known.arguments.append(arguments)
+        call.arguments.append(arguments)
         return [
             PartDeltaEvent(
-                index=known.index,
-                delta=ToolCallPartDelta(args_delta=arguments, tool_call_id=known.part.tool_call_id),
+                index=call.index,
+                delta=ToolCallPartDelta(args_delta=arguments, tool_call_id=call.tool_call_id),
             )
         ]
 
     def get(self) -> ModelResponse:
-        """The response streamed so far."""
+        """The response streamed so far (a call whose name never came is left out)."""
         parts: list[ModelResponsePart] = []
-        calls = {call.index: call for call in self._calls.values()}
+        calls = {call.index: call for call in self._calls.values() if call.index is not None}
         for index, part in enumerate(self._parts):
             if isinstance(part, TextPart):
                 parts.append(TextPart(content="".join(self._texts[index])))
@@ -285,9 +372,9 @@ class OpenAIChatStream:
                 call = calls[index]
                 parts.append(
                     ToolCallPart(
-                        tool_name=call.part.tool_name,
+                        tool_name=call.name,
                         args="".join(call.arguments) or "{}",
-                        tool_call_id=call.part.tool_call_id,
+                        tool_call_id=call.tool_call_id,
                     )
                 )
         return ModelResponse(
@@ -297,6 +384,19 @@ class OpenAIChatStream:
             provider_name=PROVIDER_NAME,
             finish_reason=self.finish_reason,
         )
+
+
+def _content_text(content: Any) -> str:
+    """A delta's content: a string, or (as Mistral's API sends it) a list of typed parts."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(
+            str(item.get("text") or "")
+            for item in content
+            if isinstance(item, dict) and item.get("type") == "text"
+        )
+    return ""
 
 
 @asynccontextmanager
