@@ -42,8 +42,16 @@ class EventLogs(ABC):
         """Mark the log complete: followers stop after the last event."""
 
     @abstractmethod
-    def follow(self, key: str, after: int = 0) -> AsyncIterator[tuple[int, str]]:
-        """Every event after id `after`, then new ones as they come, until the log is closed."""
+    def follow_batches(self, key: str, after: int = 0) -> AsyncIterator[list[tuple[int, str]]]:
+        """Every event after id `after`, then new ones as they come, until the log is closed; in
+        batches of those that were there together, so that a reader behind the writer sends
+        them at once."""
+
+    async def follow(self, key: str, after: int = 0) -> AsyncIterator[tuple[int, str]]:
+        """`follow_batches`, one event at a time."""
+        async for batch in self.follow_batches(key, after):
+            for event in batch:
+                yield event
 
     @abstractmethod
     async def exists(self, key: str) -> bool:
@@ -94,7 +102,9 @@ class MemoryEventLogs(EventLogs):
         await asyncio.sleep(self._retention)
         self._logs.pop(key, None)
 
-    async def follow(self, key: str, after: int = 0) -> AsyncIterator[tuple[int, str]]:
+    async def follow_batches(
+        self, key: str, after: int = 0
+    ) -> AsyncIterator[list[tuple[int, str]]]:
         log = self._logs.get(key)
         if log is None:
             return
@@ -105,8 +115,8 @@ class MemoryEventLogs(EventLogs):
                     await log.changed.wait()
                 pending = log.events[position:]
                 closed = log.closed
-            for offset, data in enumerate(pending, start=position + 1):
-                yield offset, data
+            if pending:
+                yield list(enumerate(pending, start=position + 1))
             position += len(pending)
             if closed and position >= len(log.events):
                 return
@@ -166,7 +176,9 @@ class RedisEventLogs(EventLogs):
             await pipe.execute()
         self._counters.pop(key, None)
 
-    async def follow(self, key: str, after: int = 0) -> AsyncIterator[tuple[int, str]]:
+    async def follow_batches(
+        self, key: str, after: int = 0
+    ) -> AsyncIterator[list[tuple[int, str]]]:
         stream = self._stream(key)
         if not await self._redis.exists(stream):
             return
@@ -179,16 +191,23 @@ class RedisEventLogs(EventLogs):
                 if not await self._redis.exists(stream):
                     return  # expired: the generating worker is gone
                 continue
+            batch: list[tuple[int, str]] = []
+            ended = False
             for entry_id, fields in answer[0][1]:
                 last_id = entry_id
                 data = _text(fields.get(b"d", fields.get("d", "")))
                 if data == _END:
-                    return
+                    ended = True
+                    break
                 if data == _OPEN:
                     continue
                 number = int(_text(fields.get(b"n", fields.get("n", "0"))))
                 if number > after:
-                    yield number, data
+                    batch.append((number, data))
+            if batch:
+                yield batch
+            if ended:
+                return
 
     async def exists(self, key: str) -> bool:
         return bool(await self._redis.exists(self._stream(key)))

@@ -131,6 +131,12 @@ class GenerationManager:
         """The reply's events after id `after`, then new ones until it ends."""
         return self.logs.follow(str(message_id), after)
 
+    def follow_batches(
+        self, message_id: uuid.UUID, after: int = 0
+    ) -> AsyncIterator[list[tuple[int, str]]]:
+        """`follow`, in batches of the events that were there together."""
+        return self.logs.follow_batches(str(message_id), after)
+
     async def can_follow(self, message_id: uuid.UUID) -> bool:
         """Whether this process can serve the reply's events."""
         return await self.logs.exists(str(message_id))

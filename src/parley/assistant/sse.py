@@ -23,7 +23,6 @@ def sse_line(number: int, data: str) -> bytes:
     return f"id: {number}\ndata: {data}\n\n".encode()
 
 
-async def numbered(chunks: list[str]) -> AsyncIterator[tuple[int, str]]:
-    """Chunks as `(id, data)` events, numbered from 1."""
-    for number, data in enumerate(chunks, start=1):
-        yield number, data
+async def numbered(chunks: list[str]) -> AsyncIterator[list[tuple[int, str]]]:
+    """Chunks as one batch of `(id, data)` events, numbered from 1."""
+    yield list(enumerate(chunks, start=1))

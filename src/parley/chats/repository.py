@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Select, exists, func, literal, or_, select, update
+from sqlalchemy import Select, Table, exists, func, literal, or_, select, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -187,10 +187,10 @@ async def claim_reply_slot(
 ) -> bool:
     """Make `message_id` the chat's reply in progress and its current leaf, if the chat has no
     reply in progress. A conditional update, so of two concurrent claims exactly one wins."""
+    chats = cast(Table, Chat.__table__)  # a Core statement: no ORM bookkeeping on a hot path
     claimed: CursorResult[Any] = await session.execute(  # type: ignore[assignment]
-        update(Chat)
-        .where(Chat.id == chat_id, Chat.active_message_id.is_(None))
+        update(chats)
+        .where(chats.c.id == chat_id, chats.c.active_message_id.is_(None))
         .values(active_message_id=message_id, current_leaf_id=message_id, updated_at=utcnow())
-        .execution_options(synchronize_session=False)
     )
     return claimed.rowcount == 1
