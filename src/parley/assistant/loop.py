@@ -68,6 +68,7 @@ from pydantic_ai.ui.vercel_ai.response_types import (
     ToolOutputAvailableChunk,
     ToolOutputErrorChunk,
 )
+from pydantic_ai.usage import RequestUsage
 
 from parley.assistant.openai_step import OpenAICompatibleModel, openai_chat_stream
 from parley.assistant.stream import ReplyFailure, classify_failure
@@ -168,7 +169,9 @@ class ReplyLoop:
     finish_reason: FinishReason = None
     model_name: str | None = None
     _usage: _Usage = field(default_factory=_Usage)  # of the steps done
-    _stream_usage: Any = None  # the step in progress: what the provider reported so far
+    _stream_usage: RequestUsage | None = (
+        None  # the step in progress: what the provider reported so far
+    )
     _in_step: bool = False
     _step_chars: int = 0  # streamed by the step in progress
     _context_chars: int = 0  # sent to the model at the step in progress
@@ -495,8 +498,8 @@ def _estimate(chars: int) -> int:
     return (chars + CHARS_PER_TOKEN - 1) // CHARS_PER_TOKEN
 
 
-def _tokens(usage: Any, name: str) -> int:
-    return int(getattr(usage, name, 0) or 0) if usage is not None else 0
+def _tokens(usage: RequestUsage | None, name: str) -> int:
+    return int(getattr(usage, name) or 0) if usage is not None else 0
 
 
 def _merged(messages: list[ModelMessage]) -> list[ModelMessage]:

@@ -21,7 +21,6 @@ from pydantic_ai.exceptions import (
     ModelRequestTimeout,
     ModelTimeoutError,
     ModelUnavailableError,
-    UsageLimitExceeded,
 )
 from pydantic_ai.ui.vercel_ai.response_types import (
     BaseChunk,
@@ -60,8 +59,6 @@ def classify_failure(error: BaseException) -> ReplyFailure:
         return ReplyFailure(
             "provider_unavailable", "The model provider is unavailable; try again shortly."
         )
-    if isinstance(error, UsageLimitExceeded):
-        return ReplyFailure("step_limit", "The assistant reached its limit of steps for one reply.")
     if isinstance(error, ModelAPIError):
         return ReplyFailure("provider_error", "The model provider returned an error.")
     return ReplyFailure("provider_error", "The reply failed.")
