@@ -37,7 +37,7 @@ from parley.assistant.stream import PartsAccumulator, ReplyFailure
 from parley.chats.models import Chat, Message
 from parley.core.db import Database, utcnow
 from parley.core.telemetry import get_tracer
-from parley.llm.tokens import CHARS_PER_TOKEN
+from parley.llm.tokens import CHARS_PER_TOKEN, tokens_for_chars
 from parley.usage.service import UsageEntry, UsageMeter
 
 logger = logging.getLogger(__name__)
@@ -155,7 +155,7 @@ class Generation:
                 len(str(part.get("text") or part.get("input") or ""))
                 for part in self._accumulator.parts
             )
-            output_tokens = (streamed + CHARS_PER_TOKEN - 1) // CHARS_PER_TOKEN
+            output_tokens = tokens_for_chars(streamed)
         return Tokens(input_tokens, output_tokens)
 
     async def _send(self, chunk: BaseChunk) -> None:

@@ -69,11 +69,12 @@ from pydantic_ai.ui.vercel_ai.response_types import (
     ToolOutputErrorChunk,
 )
 from pydantic_ai.usage import RequestUsage
+from pydantic_core import to_json
 
 from parley.assistant.openai_step import OpenAICompatibleModel, openai_chat_stream
 from parley.assistant.stream import ReplyFailure, classify_failure
 from parley.core.errors import ParleyError
-from parley.llm.tokens import CHARS_PER_TOKEN
+from parley.llm.tokens import tokens_for_chars
 from parley.tools.registry import ToolContext, ToolDefinition, ToolResult
 
 logger = logging.getLogger(__name__)
@@ -169,9 +170,8 @@ class ReplyLoop:
     finish_reason: FinishReason = None
     model_name: str | None = None
     _usage: _Usage = field(default_factory=_Usage)  # of the steps done
-    _stream_usage: RequestUsage | None = (
-        None  # the step in progress: what the provider reported so far
-    )
+    # The step in progress: what the provider reported so far.
+    _stream_usage: RequestUsage | None = None
     _in_step: bool = False
     _step_chars: int = 0  # streamed by the step in progress
     _context_chars: int = 0  # sent to the model at the step in progress
@@ -188,14 +188,18 @@ class ReplyLoop:
     def input_tokens(self) -> int:
         live = 0
         if self._in_step and self._step_chars:
-            live = _tokens(self._stream_usage, "input_tokens") or _estimate(self._context_chars)
+            live = _tokens(self._stream_usage, "input_tokens") or tokens_for_chars(
+                self._context_chars
+            )
         return self._usage.input_tokens + live
 
     @property
     def output_tokens(self) -> int:
         live = 0
         if self._in_step:
-            live = _tokens(self._stream_usage, "output_tokens") or _estimate(self._step_chars)
+            live = _tokens(self._stream_usage, "output_tokens") or tokens_for_chars(
+                self._step_chars
+            )
         return self._usage.output_tokens + live
 
     def stop(self) -> None:
@@ -312,8 +316,12 @@ class ReplyLoop:
         for chunk in self._end_texts():
             await emit(chunk)
         self._calls.clear()
-        self._usage.input_tokens += response.usage.input_tokens or _estimate(self._context_chars)
-        self._usage.output_tokens += response.usage.output_tokens or _estimate(self._step_chars)
+        self._usage.input_tokens += response.usage.input_tokens or tokens_for_chars(
+            self._context_chars
+        )
+        self._usage.output_tokens += response.usage.output_tokens or tokens_for_chars(
+            self._step_chars
+        )
         self._in_step, self._stream_usage = False, None
         self._context_chars += self._step_chars
         self.model_name = response.model_name
@@ -348,9 +356,9 @@ class ReplyLoop:
                 return self._text(event.index, "reasoning", part.content, start=True)
             if isinstance(part, ToolCallPart):
                 chunks = self._end_texts()
+                # The raw text as streamed (`args_as_json_str` would wrap a partial one).
                 args = part.args if isinstance(part.args, str) else part.args_as_json_str()
-                if not part.args:
-                    args = ""
+                args = args if part.args else ""
                 self._calls[event.index] = _StreamedCall(part.tool_call_id, part.tool_name, [args])
                 self._step_chars += len(args)
                 chunks.append(
@@ -489,13 +497,7 @@ def _arguments_shown(call: ToolCallPart) -> Any:
 
 
 def _json(value: Any) -> str:
-    from pydantic_core import to_json
-
     return to_json(value).decode()
-
-
-def _estimate(chars: int) -> int:
-    return (chars + CHARS_PER_TOKEN - 1) // CHARS_PER_TOKEN
 
 
 def _tokens(usage: RequestUsage | None, name: str) -> int:

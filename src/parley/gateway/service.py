@@ -24,7 +24,6 @@ from parley.gateway.errors import InvalidRequest, ModelNotFound
 from parley.gateway.metering import CallStatus, MeteredCall, estimate_prompt_tokens
 from parley.gateway.passthrough import OpenAIRelay, StreamRelay
 from parley.gateway.schemas import ChatCompletionRequest
-from parley.llm.catalog_config import configured_providers
 from parley.llm.providers import ModelProviders, ProviderNotConfigured
 from parley.llm.schemas import CatalogEntry
 from parley.llm.service import LLMService, ModelUnavailable
@@ -182,10 +181,7 @@ class GatewayService:
             raise
 
     def _relay(self) -> OpenAIRelay:
-        config = next(
-            (c for c in configured_providers(self.settings) if c.name == PASS_THROUGH_PROVIDER),
-            None,
-        )
+        config = self.providers.config(PASS_THROUGH_PROVIDER)
         if config is None:
             raise ProviderNotConfigured()
         return OpenAIRelay(self.providers.http_client, config, self.settings.provider_max_retries)

@@ -11,4 +11,9 @@ CHARS_PER_TOKEN = 4
 
 def estimate_tokens(text: str) -> int:
     """The tokens `text` takes, rounded up."""
-    return -(-len(text) // CHARS_PER_TOKEN)
+    return tokens_for_chars(len(text))
+
+
+def tokens_for_chars(count: int) -> int:
+    """The tokens `count` characters take, rounded up."""
+    return -(-count // CHARS_PER_TOKEN)
