@@ -32,7 +32,6 @@ from parley.core.memory import trim_heap, trim_periodically
 from parley.core.middleware import (
     BodyLimitMiddleware,
     RequestContextMiddleware,
-    SecurityHeadersMiddleware,
 )
 from parley.core.pagination import CursorCodec
 from parley.core.ratelimit import RateLimiter
@@ -203,7 +202,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         Route("/mcp", endpoint=mcp_endpoint, methods=["GET", "POST", "DELETE"])
     )
 
-    # Added innermost first: requests pass RequestContext -> SecurityHeaders -> CORS -> BodyLimit.
+    # Added innermost first: requests pass RequestContext -> CORS -> BodyLimit.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     if settings.cors_origins:
         app.add_middleware(
@@ -221,6 +220,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             ],
             expose_headers=["X-Trace-Id", "X-Request-Id", "Retry-After"],
         )
-    app.add_middleware(SecurityHeadersMiddleware, hsts=settings.is_production)
-    app.add_middleware(RequestContextMiddleware)
+    app.add_middleware(RequestContextMiddleware, hsts=settings.is_production)
     return app

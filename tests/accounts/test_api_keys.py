@@ -9,6 +9,7 @@ from collections.abc import Callable
 from datetime import timedelta
 
 import httpx
+import pytest
 from fastapi import FastAPI
 from sqlalchemy import event, select, update
 
@@ -148,8 +149,13 @@ async def test_list_pages_with_a_cursor(
     assert seen == list(reversed(created))
 
 
+@pytest.mark.parametrize(
+    # `/v1` authenticates on its own path (plain rows on a connection of its own).
+    "path",
+    ["/api/users/me", "/v1/models/offline:parley"],
+)
 async def test_a_busy_key_is_touched_once_per_interval_not_once_per_request(
-    client: httpx.AsyncClient, user: TestUser, app: FastAPI
+    client: httpx.AsyncClient, user: TestUser, app: FastAPI, path: str
 ) -> None:
     """Twenty calls in flight when `last_used_at` goes stale write it once between them: a write
     each would queue them all for the database (SQLite's one writer) while holding pooled
@@ -170,9 +176,7 @@ async def test_a_busy_key_is_touched_once_per_interval_not_once_per_request(
     event.listen(engine, "before_cursor_execute", count)
     try:
         headers = {"Authorization": f"Bearer {secret}"}
-        calls = await asyncio.gather(
-            *(client.get("/api/users/me", headers=headers) for _ in range(20))
-        )
+        calls = await asyncio.gather(*(client.get(path, headers=headers) for _ in range(20)))
     finally:
         event.remove(engine, "before_cursor_execute", count)
     assert [call.status_code for call in calls] == [200] * 20

@@ -120,6 +120,8 @@ async def test_unhandled_exception_is_a_bare_500_with_the_trace_id(
 
     error = assert_error(response, 500, "internal_error")
     assert "details" not in error
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert "default-src 'none'" in response.headers["content-security-policy"]
     for secret in ("SELECT", "password_hash", "victim", "Traceback", "RuntimeError"):
         assert secret not in response.text
     # The operator still gets the whole story, under the same trace id, in the logs.

@@ -170,6 +170,16 @@ async def test_docs_page_keeps_headers_but_not_the_api_csp(client: httpx.AsyncCl
     assert "default-src 'none'" not in response.headers.get("content-security-policy", "")
 
 
+async def test_a_page_keeps_its_own_csp_and_gets_the_rest(client: httpx.AsyncClient) -> None:
+    response = await client.get("/")
+    assert response.status_code == 200
+    [csp] = response.headers.get_list("content-security-policy")
+    assert "default-src 'none'" not in csp  # the page's own, which lets its script run
+    assert "script-src" in csp
+    assert response.headers.get_list("x-frame-options") == ["DENY"]
+    assert response.headers.get_list("x-trace-id") == [response.headers["x-trace-id"]]
+
+
 async def test_production_adds_hsts(database_url: str, tmp_path: Path) -> None:
     production = make_settings(database_url, tmp_path, environment="production")
     async with running_app(production) as (_, http):

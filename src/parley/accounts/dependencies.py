@@ -1,5 +1,6 @@
-"""Who is calling: `CurrentPrincipal` (user and API key), `CurrentUser`, `AdminUser`, and the
-account services for a route."""
+"""Who is calling: `CurrentPrincipal` (user and API key), `CurrentUser`, `AdminUser`,
+`CurrentCaller` (`/v1`: the user's standing as plain values), and the account services for a
+route."""
 
 from __future__ import annotations
 
@@ -7,11 +8,18 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from parley.accounts.api_key_service import ApiKeyService
 from parley.accounts.models import User
-from parley.accounts.service import AccountService, Principal
-from parley.core.dependencies import CursorCodecDep, RateLimiterDep, SessionDep, SettingsDep
+from parley.accounts.service import AccountService, Caller, Principal, identify_caller
+from parley.core.dependencies import (
+    SessionDep,
+    cursor_codec_of,
+    database_of,
+    rate_limiter_of,
+    settings_of,
+)
 from parley.core.errors import Forbidden, NotAuthenticated
 
 # One scheme serves access tokens and API keys alike (both are `Authorization: Bearer ...`);
@@ -23,16 +31,21 @@ bearer_scheme = OAuth2PasswordBearer(
 )
 
 
-async def get_account_service(
-    session: SessionDep, settings: SettingsDep, limiter: RateLimiterDep, codec: CursorCodecDep
-) -> AccountService:
+def account_service_of(request: Request, session: AsyncSession) -> AccountService:
+    """Account use cases over `session`."""
+    return AccountService(
+        session, settings_of(request), rate_limiter_of(request), cursor_codec_of(request)
+    )
+
+
+async def get_account_service(request: Request, session: SessionDep) -> AccountService:
     """Account use cases over the route's session."""
-    return AccountService(session, settings, limiter, codec)
+    return account_service_of(request, session)
 
 
-async def get_api_key_service(session: SessionDep, codec: CursorCodecDep) -> ApiKeyService:
+async def get_api_key_service(request: Request, session: SessionDep) -> ApiKeyService:
     """API key use cases over the route's session."""
-    return ApiKeyService(session, codec)
+    return ApiKeyService(session, cursor_codec_of(request))
 
 
 AccountServiceDep = Annotated[AccountService, Depends(get_account_service)]
@@ -41,18 +54,31 @@ ApiKeyServiceDep = Annotated[ApiKeyService, Depends(get_api_key_service)]
 
 async def get_current_principal(
     request: Request,
-    accounts: AccountServiceDep,
+    session: SessionDep,
     token: Annotated[str | None, Depends(bearer_scheme)],
 ) -> Principal:
     """The authenticated caller; 401 without valid credentials."""
     if not token:
         raise NotAuthenticated()
-    principal = await accounts.authenticate(token)
+    principal = await account_service_of(request, session).authenticate(token)
     request.state.principal = principal
     return principal
 
 
 CurrentPrincipal = Annotated[Principal, Depends(get_current_principal)]
+
+
+async def get_current_caller(
+    request: Request, token: Annotated[str | None, Depends(bearer_scheme)]
+) -> Caller:
+    """The authenticated `/v1` caller, read as plain values without the route's session; 401
+    without valid credentials."""
+    if not token:
+        raise NotAuthenticated()
+    return await identify_caller(database_of(request).engine, settings_of(request).jwt_key, token)
+
+
+CurrentCaller = Annotated[Caller, Depends(get_current_caller)]
 
 
 async def get_current_user(principal: CurrentPrincipal) -> User:

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends
+from fastapi import Depends, Request
 
 from parley.chats.service import ChatService
-from parley.core.dependencies import CursorCodecDep, SessionDep
+from parley.core.dependencies import SessionDep, cursor_codec_of
 
 
-async def get_chat_service(session: SessionDep, codec: CursorCodecDep) -> ChatService:
+async def get_chat_service(request: Request, session: SessionDep) -> ChatService:
     """Chat use cases over the route's session."""
-    return ChatService(session, codec)
+    return ChatService(session, cursor_codec_of(request))
 
 
 ChatServiceDep = Annotated[ChatService, Depends(get_chat_service)]

@@ -1,5 +1,5 @@
-"""Pure-ASGI middleware: request context (trace span, ids, access log, last-resort 500), security
-headers, and the request body limit.
+"""Pure-ASGI middleware: request context (trace span, ids, security headers, access log,
+last-resort 500), and the request body limit.
 
 Pure ASGI rather than `BaseHTTPMiddleware`, so streaming responses pass through untouched and the
 trace context set here is the one the route sees.
@@ -11,11 +11,11 @@ import logging
 import re
 import time
 import uuid
+from collections.abc import Iterable
 from typing import Any
 
 from opentelemetry import propagate
 from opentelemetry.trace import SpanKind, Status, StatusCode
-from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -52,15 +52,41 @@ def _rendered_body(scope: Scope, error: ParleyError) -> bytes:
 
 
 class RequestContextMiddleware:
-    """Outermost middleware: one server span per request, `X-Trace-Id` and `X-Request-Id` on every
-    response, an access log line, and a 500 for anything unhandled (in the envelope, or in the
-    error format registered for the path's surface).
+    """Outermost middleware: one server span per request, `X-Trace-Id` and `X-Request-Id` and the
+    security headers on every response, an access log line, and a 500 for anything unhandled (in
+    the envelope, or in the error format registered for the path's surface).
 
     An incoming W3C `traceparent` is honoured: the span joins that trace.
+
+    The security headers are the standard ones, with a strict CSP on everything but the HTML pages
+    (`/`, `/docs`, `/redoc`), which set their own; a header a route set itself is kept. They are
+    added here, with the ids, rather than by a middleware of their own: each layer wraps `send`,
+    and a streamed reply passes every chunk through every wrapper.
+
+    Args:
+        hsts: also send `Strict-Transport-Security` (production, behind TLS).
     """
 
-    def __init__(self, app: ASGIApp) -> None:
+    _SECURITY_HEADERS = (
+        (b"x-content-type-options", b"nosniff"),
+        (b"x-frame-options", b"DENY"),
+        (b"referrer-policy", b"no-referrer"),
+        (b"cross-origin-opener-policy", b"same-origin"),
+        (b"permissions-policy", b"camera=(), microphone=(), geolocation=()"),
+    )
+    _API_CSP = (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'")
+    _HSTS = (b"strict-transport-security", b"max-age=63072000; includeSubDomains")
+    _STRICT_CSP_PREFIXES = ("/api", "/v1", "/health", "/mcp")
+
+    def __init__(self, app: ASGIApp, *, hsts: bool = False) -> None:
         self.app = app
+        self._page_headers = self._SECURITY_HEADERS + ((self._HSTS,) if hsts else ())
+        self._api_headers = (*self._page_headers, self._API_CSP)
+
+    def _headers_for(self, path: str) -> tuple[tuple[bytes, bytes], ...]:
+        return (
+            self._api_headers if path.startswith(self._STRICT_CSP_PREFIXES) else self._page_headers
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -80,6 +106,7 @@ class RequestContextMiddleware:
         path = scope.get("path", "")
         started_at = time.perf_counter()
         state: dict[str, Any] = {"status": 500, "started": False}
+        security_headers = self._headers_for(path)
 
         with get_tracer().start_as_current_span(
             f"{method} {path}",
@@ -90,19 +117,23 @@ class RequestContextMiddleware:
             set_status_on_exception=False,
         ) as span:
             trace_id = format_trace_id(span.get_span_context().trace_id)
+            id_headers = [
+                (b"x-trace-id", trace_id.encode()),
+                (b"x-request-id", request_id.encode()),
+            ]
             token = request_id_var.set(request_id)
 
-            async def send_with_ids(message: Message) -> None:
+            async def send_with_headers(message: Message) -> None:
                 if message["type"] == "http.response.start":
                     state["started"] = True
                     state["status"] = message["status"]
-                    headers = MutableHeaders(scope=message)
-                    headers["X-Trace-Id"] = trace_id
-                    headers["X-Request-Id"] = request_id
+                    message["headers"] = _with_headers(
+                        message.get("headers", ()), id_headers, security_headers
+                    )
                 await send(message)
 
             try:
-                await self.app(scope, receive, send_with_ids)
+                await self.app(scope, receive, send_with_headers)
             except Exception as exc:
                 span.record_exception(exc)
                 span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
@@ -112,10 +143,7 @@ class RequestContextMiddleware:
                         send,
                         500,
                         _rendered_body(scope, InternalError()),
-                        [
-                            (b"x-trace-id", trace_id.encode()),
-                            (b"x-request-id", request_id.encode()),
-                        ],
+                        [*id_headers, *security_headers],
                     )
                     state["status"] = 500
             finally:
@@ -140,44 +168,17 @@ class RequestContextMiddleware:
                 request_id_var.reset(token)
 
 
-class SecurityHeadersMiddleware:
-    """Standard security headers on every response; a strict CSP on everything but the HTML pages
-    (`/`, `/docs`, `/redoc`) that set their own needs."""
-
-    _COMMON = (
-        (b"x-content-type-options", b"nosniff"),
-        (b"x-frame-options", b"DENY"),
-        (b"referrer-policy", b"no-referrer"),
-        (b"cross-origin-opener-policy", b"same-origin"),
-        (b"permissions-policy", b"camera=(), microphone=(), geolocation=()"),
-    )
-    _API_CSP = b"default-src 'none'; frame-ancestors 'none'"
-
-    def __init__(self, app: ASGIApp, *, hsts: bool = False) -> None:
-        self.app = app
-        self.hsts = hsts
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        path: str = scope.get("path", "")
-        strict_csp = path.startswith(("/api", "/v1", "/health", "/mcp"))
-
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                for key, value in self._COMMON:
-                    headers.setdefault(key.decode(), value.decode())
-                if strict_csp:
-                    headers.setdefault("content-security-policy", self._API_CSP.decode())
-                if self.hsts:
-                    headers.setdefault(
-                        "strict-transport-security", "max-age=63072000; includeSubDomains"
-                    )
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)
+def _with_headers(
+    headers: Iterable[tuple[bytes, bytes]],
+    replacing: list[tuple[bytes, bytes]],
+    defaults: tuple[tuple[bytes, bytes], ...],
+) -> list[tuple[bytes, bytes]]:
+    """A response's headers with `replacing` set (any of the same name dropped) and `defaults`
+    added where the response has no header of that name (ASGI header names are lower-case)."""
+    replaced = {name for name, _ in replacing}
+    kept = [(name, value) for name, value in headers if name not in replaced]
+    present = {name for name, _ in kept}
+    return kept + replacing + [header for header in defaults if header[0] not in present]
 
 
 class _BodyTooLargeError(StarletteHTTPException):

@@ -16,7 +16,7 @@ from typing import Any
 from fastapi import APIRouter, Response
 from fastapi.responses import StreamingResponse
 
-from parley.accounts.dependencies import CurrentPrincipal
+from parley.accounts.dependencies import CurrentCaller
 from parley.gateway.dependencies import GatewayServiceDep
 from parley.gateway.errors import openai_error_responses
 from parley.gateway.schemas import (
@@ -77,9 +77,9 @@ def _stream_event_schema() -> dict[str, Any]:
     response_model=ModelList,
     responses=openai_error_responses(429),
 )
-async def list_models(principal: CurrentPrincipal, gateway: GatewayServiceDep) -> ModelList:
+async def list_models(caller: CurrentCaller, gateway: GatewayServiceDep) -> ModelList:
     """The enabled catalog entries, as OpenAI's `GET /v1/models` lists models."""
-    entries = await gateway.list_models(principal)
+    entries = await gateway.list_models(caller)
     return ModelList(data=[_model_object(entry) for entry in entries])
 
 
@@ -89,11 +89,9 @@ async def list_models(principal: CurrentPrincipal, gateway: GatewayServiceDep) -
     response_model=ModelObject,
     responses=openai_error_responses(404, 429),
 )
-async def get_model(
-    model: str, principal: CurrentPrincipal, gateway: GatewayServiceDep
-) -> ModelObject:
+async def get_model(model: str, caller: CurrentCaller, gateway: GatewayServiceDep) -> ModelObject:
     """One enabled catalog entry by its id (`offline:parley`, `openai:gpt-4o-mini`, ...)."""
-    return _model_object(await gateway.get_model(principal, model))
+    return _model_object(await gateway.get_model(caller, model))
 
 
 _COMPLETION_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -118,11 +116,11 @@ _COMPLETION_RESPONSES: dict[int | str, dict[str, Any]] = {
     responses=_COMPLETION_RESPONSES,
 )
 async def create_chat_completion(
-    body: ChatCompletionRequest, principal: CurrentPrincipal, gateway: GatewayServiceDep
+    body: ChatCompletionRequest, caller: CurrentCaller, gateway: GatewayServiceDep
 ) -> Response:
     """OpenAI's chat completion: passed through to OpenAI-compatible providers, translated for
     the offline model, Anthropic and Gemini; metered against the caller's budget."""
-    result = await gateway.chat_completion(principal, body)
+    result = await gateway.chat_completion(caller, body)
     if result.events is not None:
         return StreamingResponse(
             result.events, media_type="text/event-stream", headers=STREAM_HEADERS

@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from parley.accounts.service import Principal
+from parley.accounts.service import Caller
 from parley.core.imports import ensure_imported
 from parley.core.ratelimit import RateLimiter
 from parley.core.telemetry import traced
@@ -75,7 +75,7 @@ class GatewayService:
         self.limiter = limiter
         self.meter = meter
 
-    async def count_request(self, principal: Principal) -> None:
+    async def count_request(self, caller: Caller) -> None:
         """Count one `/v1` request against the caller's per-minute limit.
 
         Raises:
@@ -83,7 +83,7 @@ class GatewayService:
         """
         per_minute = self.settings.rate_limit_v1_per_minute
         await self.limiter.hit(
-            f"v1:user:{principal.user.id}",
+            f"v1:user:{caller.user.id}",
             per_minute,
             message=f"Rate limit reached for /v1 requests: {per_minute} per minute.",
         )
@@ -105,24 +105,24 @@ class GatewayService:
             raise unknown from None
 
     @traced(name="gateway.list_models")
-    async def list_models(self, principal: Principal) -> list[CatalogEntry]:
+    async def list_models(self, caller: Caller) -> list[CatalogEntry]:
         """The enabled catalog, in catalog order."""
-        await self.count_request(principal)
+        await self.count_request(caller)
         return await self.llm.list_enabled()
 
     @traced(name="gateway.get_model")
-    async def get_model(self, principal: Principal, model_id: str) -> CatalogEntry:
+    async def get_model(self, caller: Caller, model_id: str) -> CatalogEntry:
         """One enabled catalog entry.
 
         Raises:
             ModelNotFound: no enabled entry has this id.
         """
-        await self.count_request(principal)
+        await self.count_request(caller)
         return await self.resolve(model_id)
 
     @traced(name="gateway.chat_completion")
     async def chat_completion(
-        self, principal: Principal, request: ChatCompletionRequest
+        self, caller: Caller, request: ChatCompletionRequest
     ) -> CompletionResult:
         """One chat completion, metered.
 
@@ -134,7 +134,7 @@ class GatewayService:
             ProviderError, ProviderUnavailable, ProviderTimeout: the provider failed before its
                 first token (a later failure ends the stream with an error event).
         """
-        await self.count_request(principal)
+        await self.count_request(caller)
         entry = await self.resolve(request.model)
         if request.n is not None and request.n > 1:
             raise InvalidRequest("Only n=1 is supported.", param="n")
@@ -150,14 +150,14 @@ class GatewayService:
         # The request's reads are done: end the transaction, so no connection waits on the model.
         await self.session.commit()
         reservation = await self.meter.reserve(
-            principal.user,
+            caller.user,
             estimate_cost(entry, input_tokens=input_estimate, output_tokens=output_estimate),
         )
         metered = MeteredCall(
             meter=self.meter,
             reservation=reservation,
-            user_id=principal.user.id,
-            api_key_id=principal.api_key_id,
+            user_id=caller.user.id,
+            api_key_id=caller.api_key_id,
             entry=entry,
             input_estimate=input_estimate,
         )

@@ -6,33 +6,42 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Request
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from parley.core.dependencies import CursorCodecDep, SessionDep
+from parley.core.dependencies import SessionDep, cursor_codec_of
 from parley.llm.cache import CatalogCache
 from parley.llm.providers import ModelProviders
 from parley.llm.service import CatalogService, LLMService
 
 
-async def get_model_providers(request: Request) -> ModelProviders:
+def model_providers_of(request: Request) -> ModelProviders:
     """The running app's model providers (they share its HTTP client)."""
     providers: ModelProviders = request.app.state.model_providers
     return providers
 
 
+def llm_service_of(request: Request, session: AsyncSession) -> LLMService:
+    """Entries and models over `session` and the worker's catalog cache."""
+    cache: CatalogCache = request.app.state.catalog_cache
+    return LLMService(session, model_providers_of(request), cache)
+
+
+async def get_model_providers(request: Request) -> ModelProviders:
+    """The running app's model providers (they share its HTTP client)."""
+    return model_providers_of(request)
+
+
 ModelProvidersDep = Annotated[ModelProviders, Depends(get_model_providers)]
 
 
-async def get_catalog_service(session: SessionDep, codec: CursorCodecDep) -> CatalogService:
+async def get_catalog_service(request: Request, session: SessionDep) -> CatalogService:
     """Catalog use cases over the route's session."""
-    return CatalogService(session, codec)
+    return CatalogService(session, cursor_codec_of(request))
 
 
-async def get_llm_service(
-    request: Request, session: SessionDep, providers: ModelProvidersDep
-) -> LLMService:
+async def get_llm_service(request: Request, session: SessionDep) -> LLMService:
     """Entries and models over the route's session and the worker's catalog cache."""
-    cache: CatalogCache = request.app.state.catalog_cache
-    return LLMService(session, providers, cache)
+    return llm_service_of(request, session)
 
 
 CatalogServiceDep = Annotated[CatalogService, Depends(get_catalog_service)]

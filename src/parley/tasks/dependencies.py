@@ -5,18 +5,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Query
+from fastapi import Depends, Query, Request
 
-from parley.core.dependencies import CursorCodecDep, SessionDep
+from parley.core.dependencies import SessionDep, cursor_codec_of
 from parley.core.validation import UtcDatetime
 from parley.tasks.models import Priority
 from parley.tasks.schemas import SearchText, Tag
 from parley.tasks.service import TaskFilters, TaskService, TaskSort
 
 
-async def get_task_service(session: SessionDep, codec: CursorCodecDep) -> TaskService:
+async def get_task_service(request: Request, session: SessionDep) -> TaskService:
     """Task use cases over the route's session."""
-    return TaskService(session, codec)
+    return TaskService(session, cursor_codec_of(request))
 
 
 TaskServiceDep = Annotated[TaskService, Depends(get_task_service)]

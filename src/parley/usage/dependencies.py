@@ -9,24 +9,27 @@ from typing import Annotated
 from fastapi import Depends, Query, Request
 
 from parley.core.db import utcnow
-from parley.core.dependencies import CursorCodecDep, SessionDep, SettingsDep
+from parley.core.dependencies import SessionDep, cursor_codec_of, settings_of
 from parley.core.errors import ValidationFailed
 from parley.usage.service import UsageMeter, UsageService, month_start
 
 MAX_BOUND_CHARS = 64
 
 
-async def get_usage_meter(request: Request) -> UsageMeter:
+def usage_meter_of(request: Request) -> UsageMeter:
     """The running app's usage meter."""
     meter: UsageMeter = request.app.state.usage_meter
     return meter
 
 
-async def get_usage_service(
-    session: SessionDep, settings: SettingsDep, codec: CursorCodecDep
-) -> UsageService:
+async def get_usage_meter(request: Request) -> UsageMeter:
+    """The running app's usage meter."""
+    return usage_meter_of(request)
+
+
+async def get_usage_service(request: Request, session: SessionDep) -> UsageService:
     """Usage reports over the route's session."""
-    return UsageService(session, settings, codec)
+    return UsageService(session, settings_of(request), cursor_codec_of(request))
 
 
 UsageMeterDep = Annotated[UsageMeter, Depends(get_usage_meter)]

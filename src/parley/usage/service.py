@@ -35,6 +35,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Protocol
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -97,7 +98,18 @@ def estimate_cost(entry: CatalogEntry, *, input_tokens: int, output_tokens: int)
     ) / MILLION
 
 
-def monthly_budget(user: User, settings: Settings) -> Decimal | None:
+class BudgetHolder(Protocol):
+    """What the meter reads of a user: an ORM `User`, or the plain `UserStanding` of a `/v1`
+    caller."""
+
+    @property
+    def id(self) -> uuid.UUID: ...
+
+    @property
+    def monthly_budget_usd(self) -> Decimal | None: ...
+
+
+def monthly_budget(user: BudgetHolder, settings: Settings) -> Decimal | None:
     """The user's monthly budget: their own, else `DEFAULT_MONTHLY_BUDGET_USD`; None is
     unlimited."""
     if user.monthly_budget_usd is not None:
@@ -255,12 +267,12 @@ class UsageMeter:
         self._unleasable: dict[uuid.UUID, float] = {}
         self._closing = False
 
-    def budget_of(self, user: User) -> Decimal | None:
+    def budget_of(self, user: BudgetHolder) -> Decimal | None:
         """The user's monthly budget (see `monthly_budget`)."""
         return monthly_budget(user, self.settings)
 
     async def reserve_in(
-        self, session: AsyncSession, user: User, estimate_usd: Decimal
+        self, session: AsyncSession, user: BudgetHolder, estimate_usd: Decimal
     ) -> Reservation:
         """Hold `estimate_usd` against the user's budget, inside the caller's transaction (the
         hold commits or rolls back with it).
@@ -279,7 +291,7 @@ class UsageMeter:
         return outcome
 
     @traced(name="usage.reserve")
-    async def reserve(self, user: User, estimate_usd: Decimal) -> Reservation:
+    async def reserve(self, user: BudgetHolder, estimate_usd: Decimal) -> Reservation:
         """`reserve_in`, committed before it returns: drawn from this worker's lease on the
         user's budget when one serves it (see the module), else held on its own in a
         transaction shared with the holds of other calls that arrive meanwhile (each hold is

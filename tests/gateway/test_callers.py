@@ -1,0 +1,120 @@
+"""Who calls `/v1`: its own authentication (`identify_caller`, plain rows on a connection of its
+own) gives the same answers as `/api`'s — keys and access tokens accepted; revoked, expired,
+forged and overlong credentials, and deactivated users, refused with OpenAI's 401; and the
+caller's own budget enforced. (The key's `last_used_at`, written at most once an interval, is in
+`tests/accounts/test_api_keys.py` for both surfaces.)"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from sqlalchemy import update
+from tests.conftest import TestUser
+from tests.gateway.conftest import OFFLINE_MODEL, create_api_key
+
+from parley.accounts.models import ApiKey
+from parley.accounts.service import MAX_TOKEN_CHARS
+from parley.core.db import utcnow
+
+MODELS = "/v1/models"
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def assert_refused(response: httpx.Response) -> None:
+    """OpenAI's 401, as `/v1` answers bad credentials (with one message for every cause)."""
+    assert response.status_code == 401, response.text
+    error: dict[str, Any] = response.json()["error"]
+    assert error["code"] == "invalid_api_key"
+    assert response.headers["www-authenticate"] == "Bearer"
+
+
+async def test_a_key_and_an_access_token_both_authenticate(
+    client: httpx.AsyncClient, user: TestUser
+) -> None:
+    key = await create_api_key(client, user)
+    for headers in (bearer(key), user.headers):
+        response = await client.get(f"{MODELS}/{OFFLINE_MODEL}", headers=headers)
+        assert response.status_code == 200, response.text
+        assert response.json()["id"] == OFFLINE_MODEL
+
+
+@pytest.mark.parametrize(
+    "token",
+    ["pk_not-a-real-key", "not-a-jwt", "x" * (MAX_TOKEN_CHARS + 1), "pk_" + "A" * 60],
+)
+async def test_bad_credentials_are_refused(client: httpx.AsyncClient, token: str) -> None:
+    assert_refused(await client.get(MODELS, headers=bearer(token)))
+
+
+async def test_the_right_prefix_with_another_secret_is_refused(
+    client: httpx.AsyncClient, user: TestUser
+) -> None:
+    key = await create_api_key(client, user)
+    forged = key[: len(key) // 2] + "A" * (len(key) - len(key) // 2)
+    assert forged != key
+    assert_refused(await client.get(MODELS, headers=bearer(forged)))
+
+
+async def test_an_expired_key_is_refused(
+    client: httpx.AsyncClient, user: TestUser, app: FastAPI
+) -> None:
+    key = await create_api_key(client, user)
+    assert (await client.get(MODELS, headers=bearer(key))).status_code == 200
+    async with app.state.database.sessionmaker() as session:
+        await session.execute(update(ApiKey).values(expires_at=utcnow() - timedelta(seconds=1)))
+        await session.commit()
+    assert_refused(await client.get(MODELS, headers=bearer(key)))
+
+
+async def test_a_revoked_key_is_refused(client: httpx.AsyncClient, user: TestUser) -> None:
+    key = await create_api_key(client, user)
+    assert (await client.get(MODELS, headers=bearer(key))).status_code == 200
+    listed = await client.get("/api/users/me/api-keys", headers=user.headers)
+    [item] = listed.json()["data"]["items"]
+    revoked = await client.delete(f"/api/users/me/api-keys/{item['id']}", headers=user.headers)
+    assert revoked.status_code == 204
+    assert_refused(await client.get(MODELS, headers=bearer(key)))
+
+
+async def test_a_deactivated_user_is_refused_at_once_whatever_they_hold(
+    client: httpx.AsyncClient, user: TestUser, admin: TestUser
+) -> None:
+    key = await create_api_key(client, user)
+    assert (await client.get(MODELS, headers=bearer(key))).status_code == 200
+    assert (await client.get(MODELS, headers=user.headers)).status_code == 200
+    deactivated = await client.patch(
+        f"/api/admin/users/{user.id}", json={"is_active": False}, headers=admin.headers
+    )
+    assert deactivated.status_code == 200, deactivated.text
+    assert_refused(await client.get(MODELS, headers=bearer(key)))
+    assert_refused(await client.get(MODELS, headers=user.headers))
+    chat = await client.post(
+        "/v1/chat/completions",
+        json={"model": OFFLINE_MODEL, "messages": [{"role": "user", "content": "hi"}]},
+        headers=bearer(key),
+    )
+    assert_refused(chat)
+
+
+async def test_the_callers_own_budget_is_enforced(
+    client: httpx.AsyncClient, user: TestUser, admin: TestUser
+) -> None:
+    """The budget comes from the caller's row as `/v1` read it: a spent budget refuses the
+    call with a 402 (`budget_exceeded`), with a key and with a token alike."""
+    key = await create_api_key(client, user)
+    budget = await client.patch(
+        f"/api/admin/users/{user.id}", json={"monthly_budget_usd": 0}, headers=admin.headers
+    )
+    assert budget.status_code == 200, budget.text
+    body = {"model": OFFLINE_MODEL, "messages": [{"role": "user", "content": "hi"}]}
+    for headers in (bearer(key), user.headers):
+        response = await client.post("/v1/chat/completions", json=body, headers=headers)
+        assert response.status_code == 402, response.text
+        assert response.json()["error"]["code"] == "budget_exceeded"
