@@ -4,12 +4,12 @@ llama.cpp, OpenRouter...), read as Pydantic AI's stream events.
 The reply's loop (`parley.assistant.loop`) takes a step's events from Pydantic AI's model by
 default. For an OpenAI-compatible server other than OpenAI's own, whose request and stream are
 plain `/chat/completions` JSON, this does the same for a fraction of the CPU: the request is built
-from the conversation directly, sent by the `/v1` gateway's relay (one shared HTTP client, the
-same retries before the first byte: connection errors, 408, 409, 429 and 5xx, up to
-`PROVIDER_MAX_RETRIES`), and each streamed line is parsed once with `json.loads`, reading only
-the fields a reply needs (text, reasoning, tool calls, the finish reason and usage). Pydantic AI
-spent about four CPU-milliseconds a step more on the same stream through the `openai` SDK's
-models, its parts manager and its locks (bench/findings.md).
+from the conversation directly, sent by `parley.llm.openai_relay` as the `/v1` gateway's
+pass-through sends it (one shared HTTP client, the same retries before the first byte: connection
+errors, 408, 409, 429 and 5xx, up to `PROVIDER_MAX_RETRIES`), and each streamed line is parsed
+once with `json.loads`, reading only the fields a reply needs (text, reasoning, tool calls, the
+finish reason and usage). Pydantic AI spent about four CPU-milliseconds a step more on the same
+stream through the `openai` SDK's models, its parts manager and its locks (bench/findings.md).
 
 OpenAI's own service keeps Pydantic AI's model, with OpenAI's model profiles; so does a turn with a
 fallback model, which Pydantic AI's `FallbackModel` tries in turn.
@@ -50,7 +50,7 @@ from pydantic_ai.tools import ToolDefinition
 from pydantic_ai.usage import RequestUsage
 
 from parley.core.errors import ProviderError
-from parley.gateway.passthrough import OpenAIRelay, transport_failure
+from parley.llm.openai_relay import OpenAIRelay, transport_failure
 from parley.llm.providers import OPENAI_HOST, ModelProviders
 from parley.llm.schemas import CatalogEntry
 

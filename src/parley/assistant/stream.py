@@ -33,8 +33,7 @@ from pydantic_ai.ui.vercel_ai.response_types import (
     ToolOutputErrorChunk,
 )
 
-from parley.core.errors import ParleyError, ProviderTimeout, ProviderUnavailable
-from parley.gateway.errors import InvalidRequest
+from parley.core.errors import InvalidRequest, ParleyError, ProviderTimeout, ProviderUnavailable
 
 
 @dataclass(frozen=True, slots=True)

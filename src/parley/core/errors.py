@@ -45,6 +45,21 @@ class BadRequest(ParleyError):
     default_message = "The request cannot be processed."
 
 
+class InvalidRequest(BadRequest):
+    """A request OpenAI's API would refuse too (a bad combination of arguments, an argument the
+    model cannot honour, messages too long for the model); `param` names the argument and
+    `openai_code` is OpenAI's code for it, if any (`context_length_exceeded`)."""
+
+    code = "invalid_request"
+
+    def __init__(
+        self, message: str, *, param: str | None = None, openai_code: str | None = None
+    ) -> None:
+        super().__init__(message, details=[{"field": param or "", "message": message}])
+        self.param = param
+        self.openai_code = openai_code
+
+
 class NotAuthenticated(ParleyError):
     """No credentials were sent."""
 

@@ -16,7 +16,7 @@ from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 
-from parley.core.errors import BadRequest, NotFound, ParleyError, ValidationFailed
+from parley.core.errors import InvalidRequest, NotFound, ParleyError, ValidationFailed
 from parley.core.responses import ErrorReport
 from parley.gateway.schemas import OpenAIErrorBody, OpenAIErrorInfo
 
@@ -29,21 +29,6 @@ class ModelNotFound(NotFound):
 
     code = "model_not_found"
     default_message = "The model does not exist or you do not have access to it."
-
-
-class InvalidRequest(BadRequest):
-    """A request OpenAI's API would refuse too (a bad combination of arguments, an argument the
-    model cannot honour, messages too long for the model); `param` names the argument and
-    `openai_code` is OpenAI's code for it, if any (`context_length_exceeded`)."""
-
-    code = "invalid_request"
-
-    def __init__(
-        self, message: str, *, param: str | None = None, openai_code: str | None = None
-    ) -> None:
-        super().__init__(message, details=[{"field": param or "", "message": message}])
-        self.param = param
-        self.openai_code = openai_code
 
 
 def openai_param(location: Sequence[Any]) -> str | None:

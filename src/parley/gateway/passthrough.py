@@ -8,11 +8,10 @@ provider's bytes: a stream line is parsed only when it carries a usage object, a
 chunk is dropped when the caller did not ask for it. Each streamed chunk counts as about one token,
 so a stream cut before its usage still settles an estimate.
 
-Failures before the first byte are retried like the provider SDKs do (connection errors, 408, 429,
-5xx; `PROVIDER_MAX_RETRIES`), then become 502 `provider_error`, 503 `provider_unavailable` or 504
-`provider_timeout`; a provider's 400, 413 or 422 is the caller's fault and is answered as a 400
-with the provider's message, param and code. A provider's 401 or 403 means the operator's key is
-wrong: a 502. No message ever names the provider's URL or key.
+The request goes out through `parley.llm.openai_relay.OpenAIRelay`, which retries failures
+before the first byte and maps the provider's refusals (a 400 with the provider's message, param
+and code for the caller's faults; 502, 503 or 504 for the provider's). No message ever names the
+provider's URL or key.
 """
 
 from __future__ import annotations
@@ -26,16 +25,12 @@ from typing import Any
 import anyio
 import httpx2
 
-from parley.core.errors import ParleyError, ProviderError, ProviderTimeout, ProviderUnavailable
-from parley.gateway.errors import InvalidRequest, openai_error_event
+from parley.core.errors import ProviderError
+from parley.gateway.errors import openai_error_event
 from parley.gateway.metering import CallStatus, MeteredCall
-from parley.llm.catalog_config import ProviderConfig
+from parley.llm.openai_relay import OpenAIRelay, transport_failure
 
 logger = logging.getLogger(__name__)
-RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
-CALLER_FAULT_STATUSES = frozenset({400, 413, 422})
-BACKOFF_SECONDS = 0.5
-MAX_BACKOFF_SECONDS = 8.0
 _USAGE_KEY = b'"usage"'
 _JSON_SEPARATORS = frozenset(b" :")
 _OPEN_BRACE = ord("{")
@@ -75,115 +70,29 @@ def _carries_usage(data: bytes) -> bool:
     return False
 
 
-def _redact(text: str, config: ProviderConfig) -> str:
-    for secret in (config.api_key, config.base_url):
-        if secret:
-            text = text.replace(secret, "[redacted]")
-    return text
+async def complete(relay: OpenAIRelay, body: Mapping[str, Any], call: MeteredCall) -> bytes:
+    """A non-streamed completion: the provider's JSON, as it sent it.
 
-
-def _rejection(status: int, content: bytes, config: ProviderConfig) -> ParleyError:
-    """The error for a provider's answer that is not a 200."""
-    if status in CALLER_FAULT_STATUSES:
-        message, param, code = "The model provider rejected the request.", None, None
-        try:
-            error = json.loads(content).get("error")
-        except (ValueError, AttributeError):
-            error = None
-        if isinstance(error, dict):
-            message = _redact(str(error.get("message") or message), config)
-            param = error.get("param") if isinstance(error.get("param"), str) else None
-            code = error.get("code") if isinstance(error.get("code"), str) else None
-        return InvalidRequest(message, param=param, openai_code=code)
-    if status in (408, 504):
-        return ProviderTimeout()
-    if status in (429, 503):
-        return ProviderUnavailable()
-    return ProviderError()
-
-
-def transport_failure(error: httpx2.TransportError) -> ParleyError:
-    """The Parley error for a provider connection's failure (no detail of the provider's)."""
-    if isinstance(error, httpx2.ConnectTimeout | httpx2.PoolTimeout | httpx2.ConnectError):
-        return ProviderUnavailable()
-    if isinstance(error, httpx2.TimeoutException):
-        return ProviderTimeout()
-    return ProviderError()
-
-
-class OpenAIRelay:
-    """Sends `/v1/chat/completions` requests to one OpenAI-compatible provider.
-
-    Args:
-        http: the shared provider HTTP client (timeouts from the settings).
-        config: the provider's base URL and key.
-        max_retries: retries of a failed request before its first byte.
+    Raises:
+        ParleyError: the provider failed.
     """
-
-    def __init__(self, http: httpx2.AsyncClient, config: ProviderConfig, max_retries: int) -> None:
-        self.http = http
-        self.config = config
-        self.max_retries = max_retries
-        self.url = f"{config.base_url}/chat/completions"
-        self.headers = {"content-type": "application/json"}
-        if config.api_key:
-            self.headers["authorization"] = f"Bearer {config.api_key}"
-
-    async def open(self, body: Mapping[str, Any], *, stream: bool) -> httpx2.Response:
-        """Send the request; the provider's 200 response, its body not yet read.
-
-        Raises:
-            ParleyError: the provider failed (after retries) or refused the request.
-        """
-        content = json.dumps(body, separators=(",", ":")).encode()
-        headers = {**self.headers, "accept": "text/event-stream" if stream else "application/json"}
-        attempt = 0
-        while True:
-            request = self.http.build_request("POST", self.url, content=content, headers=headers)
-            try:
-                response = await self.http.send(request, stream=True)
-            except httpx2.TransportError as exc:
-                if attempt >= self.max_retries:
-                    logger.warning("provider request failed: %s", type(exc).__name__)
-                    raise transport_failure(exc) from None
-            else:
-                if response.status_code == 200:
-                    return response
-                try:
-                    answer = await response.aread()
-                except httpx2.TransportError:
-                    answer = b""
-                finally:
-                    await response.aclose()
-                if response.status_code not in RETRY_STATUSES or attempt >= self.max_retries:
-                    logger.warning("provider answered %s", response.status_code)
-                    raise _rejection(response.status_code, answer, self.config)
-            await anyio.sleep(min(BACKOFF_SECONDS * 2**attempt, MAX_BACKOFF_SECONDS))
-            attempt += 1
-
-    async def complete(self, body: Mapping[str, Any], call: MeteredCall) -> bytes:
-        """A non-streamed completion: the provider's JSON, as it sent it.
-
-        Raises:
-            ParleyError: the provider failed.
-        """
-        response = await self.open(body, stream=False)
-        try:
-            content = await response.aread()
-        except httpx2.TransportError as exc:
-            raise transport_failure(exc) from None
-        finally:
-            await response.aclose()
-        try:
-            usage = usage_of(json.loads(content))
-        except (ValueError, AttributeError):
-            raise ProviderError("The model provider answered something that is not JSON.") from None
-        await call.settle(
-            "complete",
-            input_tokens=usage.input_tokens if usage else None,
-            output_tokens=usage.output_tokens if usage else 0,
-        )
-        return content
+    response = await relay.open(body, stream=False)
+    try:
+        content = await response.aread()
+    except httpx2.TransportError as exc:
+        raise transport_failure(exc) from None
+    finally:
+        await response.aclose()
+    try:
+        usage = usage_of(json.loads(content))
+    except (ValueError, AttributeError):
+        raise ProviderError("The model provider answered something that is not JSON.") from None
+    await call.settle(
+        "complete",
+        input_tokens=usage.input_tokens if usage else None,
+        output_tokens=usage.output_tokens if usage else 0,
+    )
+    return content
 
 
 @dataclass

@@ -17,13 +17,15 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from parley.accounts.service import Caller
+from parley.core.errors import InvalidRequest
 from parley.core.imports import ensure_imported
 from parley.core.ratelimit import RateLimiter
 from parley.core.telemetry import traced
-from parley.gateway.errors import InvalidRequest, ModelNotFound
+from parley.gateway.errors import ModelNotFound
 from parley.gateway.metering import CallStatus, MeteredCall, estimate_prompt_tokens
-from parley.gateway.passthrough import OpenAIRelay, StreamRelay
+from parley.gateway.passthrough import StreamRelay, complete
 from parley.gateway.schemas import ChatCompletionRequest
+from parley.llm.openai_relay import OpenAIRelay
 from parley.llm.providers import ModelProviders, ProviderNotConfigured
 from parley.llm.schemas import CatalogEntry
 from parley.llm.service import LLMService, ModelUnavailable
@@ -193,7 +195,7 @@ class GatewayService:
         body: dict[str, Any] = request.model_dump(mode="json", by_alias=True, exclude_unset=True)
         body["model"] = entry.model_name
         if not request.stream:
-            return CompletionResult(body=await relay.complete(body, metered))
+            return CompletionResult(body=await complete(relay, body, metered))
         body["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
         response = await relay.open(body, stream=True)
         stream = StreamRelay(response, metered, include_usage=request.wants_usage_chunk)

@@ -38,8 +38,14 @@ from pydantic_ai.messages import ModelResponse, TextPart, ToolCallPart
 from pydantic_ai.models import Model
 from pydantic_ai.usage import RequestUsage
 
-from parley.core.errors import ParleyError, ProviderError, ProviderTimeout, ProviderUnavailable
-from parley.gateway.errors import InvalidRequest, openai_error_event
+from parley.core.errors import (
+    InvalidRequest,
+    ParleyError,
+    ProviderError,
+    ProviderTimeout,
+    ProviderUnavailable,
+)
+from parley.gateway.errors import openai_error_event
 from parley.gateway.metering import CallStatus, MeteredCall
 from parley.gateway.schemas import ChatCompletion
 from parley.gateway.translation import (

@@ -33,7 +33,7 @@ from pydantic_ai.output import OutputObjectDefinition
 from pydantic_ai.settings import ModelSettings
 from pydantic_ai.tools import ToolDefinition
 
-from parley.gateway.errors import InvalidRequest
+from parley.core.errors import InvalidRequest
 from parley.gateway.schemas import (
     ChatCompletion,
     ChatCompletionRequest,
