@@ -610,3 +610,58 @@ async def test_the_fallback_model_answers_when_the_first_fails(
     # With a fallback, the first model is Pydantic AI's (through the `openai` SDK), which
     # `FallbackModel` tries first.
     assert all("x-stainless-lang" in request.headers for request in requests)
+
+
+_REFUSE_COMPLETE = {
+    "sqlite": [
+        "CREATE TRIGGER refuse_complete BEFORE UPDATE OF status ON messages "
+        "WHEN NEW.status = 'complete' BEGIN SELECT RAISE(ABORT, 'refused by the test'); END",
+    ],
+    "postgresql": [
+        "CREATE FUNCTION refuse_complete() RETURNS trigger LANGUAGE plpgsql AS "
+        "$$ BEGIN RAISE EXCEPTION 'refused by the test'; END $$",
+        "CREATE TRIGGER refuse_complete BEFORE UPDATE OF status ON messages FOR EACH ROW "
+        "WHEN (NEW.status = 'complete') EXECUTE FUNCTION refuse_complete()",
+    ],
+}
+_ALLOW_COMPLETE = {
+    "sqlite": ["DROP TRIGGER IF EXISTS refuse_complete"],
+    "postgresql": [
+        "DROP TRIGGER IF EXISTS refuse_complete ON messages",
+        "DROP FUNCTION IF EXISTS refuse_complete()",
+    ],
+}
+
+
+async def test_a_reply_whose_final_save_fails_never_says_it_finished(
+    api: httpx.AsyncClient, user: TestUser, upstream: FaultyOpenAI, upstream_app: FastAPI
+) -> None:
+    """The database refuses the reply's final save (a trigger here): the client must not be told
+    `finish` first. The stream ends with an error, and the reply is kept as an error with its
+    text."""
+    engine = upstream_app.state.database.engine
+    dialect = engine.dialect.name
+
+    async def run(statements: list[str]) -> None:
+        async with engine.begin() as connection:
+            for statement in statements:
+                await connection.exec_driver_sql(statement)
+
+    upstream.script.push(Reply(text="Saved or not, here it is."))
+    chat_id = await new_chat(api, user)
+    await run(_REFUSE_COMPLETE[dialect])
+    try:
+        response = await api.post(
+            f"/api/chats/{chat_id}/messages", json={"content": "Hi!"}, headers=user.headers
+        )
+    finally:
+        await run(_ALLOW_COMPLETE[dialect])
+    events = parse_sse(response.text)
+    types = chunk_types(events)
+    assert events[-1].data == "[DONE]"
+    assert "error" in types, types
+    assert "finish" not in types[: types.index("error")], types
+    reply = (await _messages(api, user, chat_id))[-1]
+    assert reply["status"] == "error"
+    assert reply["parts"] == [{"type": "text", "text": "Saved or not, here it is."}]
+    assert reply["error"]["code"] == "internal_error"

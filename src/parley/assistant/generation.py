@@ -97,6 +97,7 @@ class Generation:
     _version: int = 0
     _started: float = 0.0
     _first_token_ms: int | None = None
+    _ended: bool = False  # saved, and its ending chunks are being sent
 
     @property
     def key(self) -> str:
@@ -206,15 +207,17 @@ class Generation:
         await self._emit(self._usage_metadata(tokens))
         status: str = loop.status
         failure: ReplyFailure | None = None
+        ending: list[BaseChunk]
         if loop.status == "complete":
-            await self._send(FinishChunk(finish_reason=loop.finish_reason))
+            ending = [FinishChunk(finish_reason=loop.finish_reason)]
         elif loop.status == "error":
             failure = loop.failure or ReplyFailure("provider_error", "The reply failed.")
-            await self._send(ErrorChunk(error_text=failure.message))
-            await self._send(FinishChunk(finish_reason="error"))
+            ending = [ErrorChunk(error_text=failure.message), FinishChunk(finish_reason="error")]
         else:
             status = "interrupted" if self._interrupted else "cancelled"
-            await self._send(AbortChunk(reason="The reply was stopped."))
+            ending = [AbortChunk(reason="The reply was stopped.")]
+        for chunk in ending:
+            self._accumulator.add(chunk)
         outcome = ReplyOutcome(
             status=status,
             parts=self._accumulator.snapshot(),
@@ -225,7 +228,12 @@ class Generation:
             time_to_first_token_ms=self._first_token_ms,
             duration_ms=int((time.monotonic() - self._started) * 1000),
         )
+        # Saved before the ending is sent: a reader told `finish` can read the reply as saved,
+        # and a save that fails ends the stream with an error instead (`_finish_after_crash`).
         await self._save_final(outcome)
+        self._ended = True
+        for chunk in ending:
+            await self._emit(chunk)
         await self._emit(DoneChunk())
         await self.logs.close(self.key)
 
@@ -327,6 +335,8 @@ class Generation:
         error, and end the stream so readers are not left waiting."""
         failure = ReplyFailure("internal_error", "The reply failed unexpectedly.")
         try:
+            if self._ended:  # saved, and the ending was being sent: an error now would be false
+                return
             await self._emit(ErrorChunk(error_text=failure.message))
             usage = self._estimated()
             await self._save_final(
