@@ -4,20 +4,23 @@ ownership."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import uuid
 from collections.abc import Callable
 from datetime import timedelta
+from pathlib import Path
 
 import httpx
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import event, select, update
+from sqlalchemy.engine import make_url
 
 from parley.accounts.models import ApiKey
 from parley.accounts.service import API_KEY_TOUCH_INTERVAL
 from parley.core.db import utcnow
 from tests.accounts.test_auth import assert_error
-from tests.conftest import TestUser
+from tests.conftest import PASSWORD, TestUser, make_settings, running_app
 
 
 async def _create_key(
@@ -185,3 +188,45 @@ async def test_a_busy_key_is_touched_once_per_interval_not_once_per_request(
         touched = (await session.execute(select(ApiKey.last_used_at))).scalar_one()
     assert touched is not None
     assert touched > stale
+
+
+@pytest.mark.parametrize("path", ["/api/users/me", "/v1/models"])
+async def test_a_touch_that_cannot_get_the_write_lock_is_a_503_not_a_500(
+    db_kind: str, database_url: str, tmp_path: Path, path: str
+) -> None:
+    """A key's `last_used_at` write that cannot get SQLite's write lock (another process holds
+    it): a retryable 503 on both surfaces, never a 500, and the next call goes through."""
+    if db_kind != "sqlite":
+        pytest.skip("SQLite's single write lock")
+    database = make_url(database_url).database
+    assert database is not None
+    settings = make_settings(database_url, tmp_path, sqlite_busy_timeout_ms=200)
+    async with running_app(settings) as (application, http):
+        registered = await http.post(
+            "/api/auth/register", json={"email": "toucher@example.com", "password": PASSWORD}
+        )
+        assert registered.status_code == 201, registered.text
+        access = registered.json()["data"]["tokens"]["access_token"]
+        created = await http.post(
+            "/api/users/me/api-keys",
+            json={"name": "busy"},
+            headers={"Authorization": f"Bearer {access}"},
+        )
+        assert created.status_code == 201, created.text
+        headers = {"Authorization": f"Bearer {created.json()['data']['key']}"}
+        # The key's last use is stale, so this call writes it.
+        async with application.state.database.sessionmaker() as session:
+            await session.execute(
+                update(ApiKey).values(last_used_at=utcnow() - API_KEY_TOUCH_INTERVAL * 2)
+            )
+            await session.commit()
+        holder = sqlite3.connect(database, isolation_level=None)
+        try:
+            holder.execute("BEGIN IMMEDIATE")  # another process holding the write lock
+            busy = await http.get(path, headers=headers)
+        finally:
+            holder.rollback()
+            holder.close()
+        assert busy.status_code == 503, busy.text
+        assert busy.headers["Retry-After"] == "1"
+        assert (await http.get(path, headers=headers)).status_code == 200

@@ -1,23 +1,33 @@
 """Who calls `/v1`: its own authentication (`identify_caller`, plain rows on a connection of its
 own) gives the same answers as `/api`'s — keys and access tokens accepted; revoked, expired,
 forged and overlong credentials, and deactivated users, refused with OpenAI's 401; and the
-caller's own budget enforced. (The key's `last_used_at`, written at most once an interval, is in
-`tests/accounts/test_api_keys.py` for both surfaces.)"""
+caller's own budget enforced — and its connection leaves nothing checked out, no transaction open
+and no SQLite write lock held, even when cancelled mid-write. (The key's `last_used_at`, written
+at most once an interval, is in `tests/accounts/test_api_keys.py` for both surfaces.)"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import sqlite3
 from datetime import timedelta
 from typing import Any
 
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import update
+from sqlalchemy import text, update
+from sqlalchemy.engine import make_url
 from tests.conftest import TestUser
 from tests.gateway.conftest import OFFLINE_MODEL, create_api_key
 
 from parley.accounts.models import ApiKey
-from parley.accounts.service import MAX_TOKEN_CHARS
+from parley.accounts.service import (
+    _RECENT_TOUCHES,
+    API_KEY_TOUCH_INTERVAL,
+    MAX_TOKEN_CHARS,
+    identify_caller,
+)
 from parley.core.db import utcnow
 
 MODELS = "/v1/models"
@@ -118,3 +128,72 @@ async def test_the_callers_own_budget_is_enforced(
         response = await client.post("/v1/chat/completions", json=body, headers=headers)
         assert response.status_code == 402, response.text
         assert response.json()["error"]["code"] == "budget_exceeded"
+
+
+# -- connections: nothing left held ------------------------------------------------------
+
+
+async def _make_stale(app: FastAPI) -> None:
+    async with app.state.database.sessionmaker() as session:
+        await session.execute(
+            update(ApiKey).values(last_used_at=utcnow() - API_KEY_TOUCH_INTERVAL * 2)
+        )
+        await session.commit()
+    _RECENT_TOUCHES.clear()
+
+
+async def _assert_nothing_held(app: FastAPI, db_kind: str, database_url: str) -> None:
+    engine = app.state.database.engine
+    assert engine.pool.checkedout() == 0
+    if db_kind == "sqlite":
+        other = sqlite3.connect(make_url(database_url).database, isolation_level=None, timeout=0)
+        try:
+            other.execute("BEGIN IMMEDIATE")  # fails at once if a pooled connection holds the lock
+            other.rollback()
+        finally:
+            other.close()
+    else:
+        async with engine.connect() as connection:
+            idle = await connection.execute(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND state LIKE 'idle in transaction%'"
+                )
+            )
+            assert idle.scalar() == 0
+
+
+async def test_v1_calls_leave_no_connection_transaction_or_lock(
+    client: httpx.AsyncClient, user: TestUser, app: FastAPI, db_kind: str, database_url: str
+) -> None:
+    key = await create_api_key(client, user)
+    for _ in range(3):
+        await _make_stale(app)
+        for token in (key, user.access_token, "pk_not-a-real-key"):
+            headers = {"Authorization": f"Bearer {token}"}
+            assert (await client.get("/v1/models", headers=headers)).status_code in (200, 401)
+    await _assert_nothing_held(app, db_kind, database_url)
+
+
+async def test_a_caller_cancelled_mid_touch_leaves_nothing_behind(
+    client: httpx.AsyncClient, user: TestUser, app: FastAPI, db_kind: str, database_url: str
+) -> None:
+    key = await create_api_key(client, user)
+    await _make_stale(app)
+    engine = app.state.database.engine
+    holder = await engine.connect()
+    if db_kind == "sqlite":  # the touch queues for the write lock
+        await holder.execute(text("UPDATE users SET display_name = display_name WHERE 0"))
+    else:  # the touch waits on the key's row lock
+        await holder.execute(text("SELECT 1 FROM api_keys FOR UPDATE"))
+    caller = asyncio.create_task(identify_caller(engine, app.state.settings.jwt_key, key))
+    await asyncio.sleep(0.3)
+    caller.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await caller
+    await holder.rollback()
+    await holder.close()
+    assert not _RECENT_TOUCHES  # not written, so the next call may write it
+    await _assert_nothing_held(app, db_kind, database_url)
+    ok = await client.get("/v1/models", headers={"Authorization": f"Bearer {key}"})
+    assert ok.status_code == 200, ok.text

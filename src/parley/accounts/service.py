@@ -358,14 +358,17 @@ class AccountService:
         now = utcnow()
         key = _verified_key(token, None if found is None else found[0], now)
         user = self._usable(found[1] if found else None)
-        if _claim_touch(key.id, key.last_used_at, now):
+        # Read now: a failed commit expires the key, and reading it then would mask the
+        # database's error (a busy database is a 503) with one of the session's own (a 500).
+        key_id = key.id
+        if _claim_touch(key_id, key.last_used_at, now):
             key.last_used_at = now
             try:
                 await self.session.commit()
             except BaseException:
-                _RECENT_TOUCHES.pop(key.id, None)  # not written: the next call may try again
+                _RECENT_TOUCHES.pop(key_id, None)  # not written: the next call may try again
                 raise
-        return Principal(user, api_key_id=key.id)
+        return Principal(user, api_key_id=key_id)
 
     @staticmethod
     def _usable(user: User | None) -> User:

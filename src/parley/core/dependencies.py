@@ -1,5 +1,6 @@
-"""Request-scoped dependencies that know no domain: settings, the database session, the rate
-limiter, the cursor codec, the client's address, and list paging parameters."""
+"""Request-scoped dependencies that know no domain: the database session, the client's address and
+list paging parameters; and plain functions for the app-wide parts a service's dependency reads
+(settings, database, rate limiter, cursor codec) from `app.state`."""
 
 from __future__ import annotations
 
@@ -42,18 +43,8 @@ def cursor_codec_of(request: Request) -> CursorCodec:
 
 
 # The dependencies below are `async def` although none awaits: FastAPI runs a plain `def`
-# dependency in its thread pool, a thread hop per dependency per request (tests/test_app.py
-# checks that every route's dependencies are coroutines).
-
-
-async def get_settings(request: Request) -> Settings:
-    """The running app's settings."""
-    return settings_of(request)
-
-
-async def get_database(request: Request) -> Database:
-    """The running app's database."""
-    return database_of(request)
+# dependency in its thread pool, a thread hop per dependency per request
+# (tests/core/test_dependencies.py checks that every route's dependencies are coroutines).
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
@@ -70,16 +61,6 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     finally:
         with anyio.CancelScope(shield=True):
             await session.close()
-
-
-async def get_rate_limiter(request: Request) -> RateLimiter:
-    """The running app's rate limiter."""
-    return rate_limiter_of(request)
-
-
-async def get_cursor_codec(request: Request) -> CursorCodec:
-    """Signs and checks list cursors."""
-    return cursor_codec_of(request)
 
 
 async def get_client_ip(request: Request) -> str:
@@ -108,9 +89,6 @@ async def get_page_params(
     return PageParams(limit=limit, cursor=cursor or None)
 
 
-SettingsDep = Annotated[Settings, Depends(get_settings)]
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
-RateLimiterDep = Annotated[RateLimiter, Depends(get_rate_limiter)]
-CursorCodecDep = Annotated[CursorCodec, Depends(get_cursor_codec)]
 ClientIpDep = Annotated[str, Depends(get_client_ip)]
 PageDep = Annotated[PageParams, Depends(get_page_params)]

@@ -26,14 +26,6 @@ def llm_service_of(request: Request, session: AsyncSession) -> LLMService:
     return LLMService(session, model_providers_of(request), cache)
 
 
-async def get_model_providers(request: Request) -> ModelProviders:
-    """The running app's model providers (they share its HTTP client)."""
-    return model_providers_of(request)
-
-
-ModelProvidersDep = Annotated[ModelProviders, Depends(get_model_providers)]
-
-
 async def get_catalog_service(request: Request, session: SessionDep) -> CatalogService:
     """Catalog use cases over the route's session."""
     return CatalogService(session, cursor_codec_of(request))

@@ -22,17 +22,11 @@ def usage_meter_of(request: Request) -> UsageMeter:
     return meter
 
 
-async def get_usage_meter(request: Request) -> UsageMeter:
-    """The running app's usage meter."""
-    return usage_meter_of(request)
-
-
 async def get_usage_service(request: Request, session: SessionDep) -> UsageService:
     """Usage reports over the route's session."""
     return UsageService(session, settings_of(request), cursor_codec_of(request))
 
 
-UsageMeterDep = Annotated[UsageMeter, Depends(get_usage_meter)]
 UsageServiceDep = Annotated[UsageService, Depends(get_usage_service)]
 
 
