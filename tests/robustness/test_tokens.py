@@ -1,6 +1,6 @@
 """Tokens under pressure: two refreshes racing with one refresh token over real connections (one
 wins, and the family ends consistent: revoked whole), and `Authorization` headers holding SQL or
-10 KB of garbage on every surface (401, never 500)."""
+10 KB of garbage or control characters on every surface (401, never 500)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import asyncio
 import uuid
 
 import httpx
+import pytest
 from fastapi import FastAPI
 from sqlalchemy import select
 
@@ -110,3 +111,27 @@ async def test_hostile_authorization_headers_are_401_on_every_surface(
                 assert response.status_code == 401, (path, value[:40], response.text[:300])
                 assert response.headers.get("www-authenticate", "").lower().startswith("bearer")
                 assert "Traceback" not in response.text
+
+
+@pytest.mark.parametrize(
+    "token",
+    # NULs inside an API key's lookup prefix (its first 15 characters) reach the query.
+    [b"pk_abc\x00defghijklmnop", b"pk_\x00\x01\x02\x7f", b"eyJhbGciOi\x00.e30.sig", b"a\x00"],
+)
+async def test_control_characters_in_a_token_are_401_on_every_surface(
+    client: httpx.AsyncClient, token: bytes
+) -> None:
+    """A real HTTP server refuses these in a header before Parley sees them; an ASGI server or a
+    proxy may not, and a NUL reaching PostgreSQL in a query is a database error: each is a 401."""
+    for method, path in (("GET", "/api/users/me"), ("GET", "/v1/models"), ("POST", "/mcp")):
+        response = await client.request(
+            method,
+            path,
+            json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"} if path == "/mcp" else None,
+            headers=[
+                (b"Authorization", b"Bearer " + token),
+                (b"Accept", b"application/json, text/event-stream"),
+                (b"Host", b"127.0.0.1"),  # /mcp refuses hosts other than loopback (DNS rebinding)
+            ],
+        )
+        assert response.status_code == 401, (path, token, response.text[:300])

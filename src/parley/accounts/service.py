@@ -96,6 +96,13 @@ def _verified_key(token: str, key: _K | None, now: datetime) -> _K:
     return key
 
 
+def _check_token_text(token: str) -> None:
+    """Raises InvalidToken for text no Parley token has: too long, or other than printable ASCII
+    (a NUL would reach the database otherwise, and PostgreSQL refuses it in text: a 500)."""
+    if len(token) > MAX_TOKEN_CHARS or not (token.isascii() and token.isprintable()):
+        raise InvalidToken()
+
+
 def _check_standing(user: _StandingFields | None) -> None:
     """Raises InvalidToken for a deleted or deactivated user."""
     if user is None:
@@ -141,8 +148,7 @@ async def identify_caller(engine: AsyncEngine, jwt_key: str, token: str) -> Call
     Raises:
         InvalidToken: bad, expired or revoked credentials, or a deactivated or deleted user.
     """
-    if len(token) > MAX_TOKEN_CHARS:
-        raise InvalidToken()
+    _check_token_text(token)
     if not looks_like_api_key(token):
         claims = decode_token(jwt_key, token, expected_type="access")
         async with engine.connect() as connection:
@@ -345,8 +351,7 @@ class AccountService:
         Raises:
             InvalidToken: bad, expired or revoked credentials, or a deactivated or deleted user.
         """
-        if len(token) > MAX_TOKEN_CHARS:
-            raise InvalidToken()
+        _check_token_text(token)
         if looks_like_api_key(token):
             return await self._authenticate_api_key(token)
         claims = decode_token(self.settings.jwt_key, token, expected_type="access")
