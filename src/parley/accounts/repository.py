@@ -162,7 +162,7 @@ async def find_api_key_by_prefix(session: AsyncSession, prefix: str) -> tuple[Ap
 # connection of its own rather than loading ORM objects into a session (about half the CPU). The
 # statements are built once: building one costs about as much as SQLite running it.
 
-_CALLER_COLUMNS = (User.id.label("user_id"), User.is_active, User.is_admin, User.monthly_budget_usd)
+_CALLER_COLUMNS = (User.id.label("user_id"), User.is_active, User.monthly_budget_usd)
 _KEY_HOLDER = (
     select(
         ApiKey.id.label("key_id"),
@@ -179,15 +179,15 @@ _USER_STANDING = select(*_CALLER_COLUMNS).where(User.id == bindparam("user_id"))
 
 async def find_key_holder(connection: AsyncConnection, prefix: str) -> Row[*tuple[Any, ...]] | None:
     """The unrevoked key with this lookup prefix (`key_id`, `key_hash`, `expires_at`,
-    `last_used_at`) and its owner's standing (`user_id`, `is_active`, `is_admin`,
-    `monthly_budget_usd`), whoever that is: authentication only."""
+    `last_used_at`) and its owner's standing (`user_id`, `is_active`, `monthly_budget_usd`),
+    whoever that is: authentication only."""
     return (await connection.execute(_KEY_HOLDER, {"prefix": prefix})).one_or_none()
 
 
 async def find_user_standing(
     connection: AsyncConnection, user_id: uuid.UUID
 ) -> Row[*tuple[Any, ...]] | None:
-    """The user's standing (`user_id`, `is_active`, `is_admin`, `monthly_budget_usd`)."""
+    """The user's standing (`user_id`, `is_active`, `monthly_budget_usd`)."""
     return (await connection.execute(_USER_STANDING, {"user_id": user_id})).one_or_none()
 
 

@@ -121,11 +121,10 @@ class Principal:
 
 @dataclass(frozen=True, slots=True)
 class UserStanding:
-    """What `/v1` needs of a user, as plain values: who, whether an admin, and their own monthly
-    budget (None: the default)."""
+    """What `/v1` needs of a user, as plain values: who, and their own monthly budget (None: the
+    default)."""
 
     id: uuid.UUID
-    is_admin: bool
     monthly_budget_usd: Decimal | None
 
 
@@ -171,7 +170,7 @@ async def identify_caller(engine: AsyncEngine, jwt_key: str, token: str) -> Call
 
 
 def _standing(row: Any) -> UserStanding:
-    return UserStanding(row.user_id, row.is_admin, row.monthly_budget_usd)
+    return UserStanding(row.user_id, row.monthly_budget_usd)
 
 
 class AccountService:
