@@ -79,8 +79,11 @@ class Settings(BaseSettings):
     # (its worker died) holds before the sweep releases it. A worker serves a user's `/v1` holds
     # from a lease of this many calls' estimates (0: every call holds on its own), taken for new
     # calls during this many seconds (see parley.usage.service).
-    default_monthly_budget_usd: Decimal | None = Field(default=None, ge=0)
-    budget_reserve_output_tokens: int = Field(default=1024, ge=0)
+    # The same bounds as an admin's budget (a user's column) and a call's `max_tokens`.
+    default_monthly_budget_usd: Decimal | None = Field(
+        default=None, ge=0, max_digits=14, decimal_places=6
+    )
+    budget_reserve_output_tokens: int = Field(default=1024, ge=0, le=1_000_000)
     budget_reservation_ttl_seconds: int = Field(default=3600, ge=60)
     budget_lease_calls: int = Field(default=32, ge=0, le=10_000)
     budget_lease_seconds: float = Field(default=10.0, gt=0, le=300)

@@ -314,8 +314,11 @@ async def test_stream_cut_midway_ends_with_an_error_event(
     assert "provider" in caught.value.message
     [record] = await usage_records(client, user, expected=1)
     assert record["status"] == "error"
-    # No usage came: what was streamed is counted (about a token per chunk).
+    # No usage came: what was streamed is counted (about a token per chunk), and billed (only a
+    # call that produced nothing is free).
     assert record["output_tokens"] == 3
+    assert record["input_tokens"] > 0
+    assert record["cost_usd"] > 0
 
 
 async def test_provider_that_refuses_connections_is_a_503(

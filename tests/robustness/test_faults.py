@@ -108,8 +108,24 @@ async def _read_then_kill(
 
 
 async def test_a_reply_killed_mid_stream_is_interrupted_with_its_saved_text(
-    app: FastAPI, database_url: str, tmp_path: Path, user: TestUser
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    database_url: str,
+    tmp_path: Path,
+    user: TestUser,
+    admin: TestUser,
 ) -> None:
+    # A priced model and a budget: the reply holds an estimate, and is billed once it ends.
+    priced = await client.patch(
+        "/api/admin/models/offline:parley",
+        json={"input_price_per_mtok": "1000", "output_price_per_mtok": "2000"},
+        headers=admin.headers,
+    )
+    assert priced.status_code == 200, priced.text
+    budget = await client.patch(
+        f"/api/admin/users/{user.id}", json={"monthly_budget_usd": "100"}, headers=admin.headers
+    )
+    assert budget.status_code == 200, budget.text
     env = _serve_env(database_url, tmp_path / "data")
     seen = Seen()
     with parley_serve(tmp_path, env, "--no-migrate") as server:
@@ -143,6 +159,32 @@ async def test_a_reply_killed_mid_stream_is_interrupted_with_its_saved_text(
             )
             assert after.status_code == 201, after.text  # the chat is free again
             assert after.json()["data"]["assistant_message"]["status"] == "complete"
+            # The cut-off reply is billed once, for what it had produced: the prompt's estimate
+            # in, at least what was saved out; its hold is released.
+            usage = reply["usage"]
+            assert usage is not None
+            assert usage["input_tokens"] > 0
+            assert usage["output_tokens"] >= len(saved_text) // 4
+            records = await http.get(
+                "/api/usage/records", params={"source": "chat"}, headers=user.headers
+            )
+            assert records.status_code == 200, records.text
+            mine = [r for r in records.json()["data"]["items"] if r["message_id"] == message_id]
+            assert len(mine) == 1, mine
+            [record] = mine
+            assert record["status"] == "interrupted"
+            assert (record["input_tokens"], record["output_tokens"]) == (
+                usage["input_tokens"],
+                usage["output_tokens"],
+            )
+            expected = (usage["input_tokens"] * 1000 + usage["output_tokens"] * 2000) / 1e6
+            assert record["cost_usd"] == pytest.approx(expected)
+            assert usage["cost_usd"] == pytest.approx(expected)
+            report = await http.get("/api/usage", headers=user.headers)
+            spent = report.json()["data"]["budget"]
+            assert spent["reserved_usd"] == 0
+            after_usage = after.json()["data"]["assistant_message"]["usage"]
+            assert spent["spent_usd"] == pytest.approx(expected + after_usage["cost_usd"])
 
 
 def _asyncpg_dsn(database_url: str) -> dict[str, Any]:

@@ -235,9 +235,10 @@ class TurnService:
             first_exchange=first_exchange,
             api_key_id=api_key_id,
         )
+        prompt_tokens = plan.prompt_chars // CHARS_PER_TOKEN
         estimate = estimate_cost(
             entry,
-            input_tokens=plan.prompt_chars // CHARS_PER_TOKEN,
+            input_tokens=prompt_tokens,
             output_tokens=self.settings.budget_reserve_output_tokens,
         )
         # The writes, back to back from here to the commit.
@@ -257,10 +258,16 @@ class TurnService:
                 parts=[],
                 status="streaming",
                 model_id=entry.id,
+                # The tokens so far (the generation's saves keep them current): what the reply
+                # is billed for if its worker dies before it ends.
+                input_tokens=prompt_tokens,
+                output_tokens=0,
             ),
         )
         await self.session.flush()
-        plan.reservation = await self.meter.reserve_in(self.session, user, estimate)
+        plan.reservation = await self.meter.reserve_in(
+            self.session, user, estimate, message_id=assistant_id
+        )
         await self._claim_and_commit(chat.id, turn)
         await self.manager.start(plan)
         return turn

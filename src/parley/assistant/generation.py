@@ -28,6 +28,7 @@ from pydantic_ai.ui.vercel_ai.response_types import (
     StartChunk,
 )
 from sqlalchemy import Table, update
+from sqlalchemy.engine import CursorResult
 
 from parley.assistant.event_log import EventLogs
 from parley.assistant.loop import ReplyLoop
@@ -37,7 +38,7 @@ from parley.assistant.stream import PartsAccumulator, ReplyFailure
 from parley.chats.models import Chat, Message
 from parley.core.db import Database, utcnow
 from parley.core.telemetry import get_tracer
-from parley.llm.tokens import CHARS_PER_TOKEN, tokens_for_chars
+from parley.llm.tokens import CHARS_PER_TOKEN, output_tokens_of_parts
 from parley.usage.service import UsageEntry, UsageMeter
 
 logger = logging.getLogger(__name__)
@@ -152,11 +153,7 @@ class Generation:
         if input_tokens == 0:
             input_tokens = max(1, self.plan.prompt_chars // CHARS_PER_TOKEN)
         if output_tokens == 0:
-            streamed = sum(
-                len(str(part.get("text") or part.get("input") or ""))
-                for part in self._accumulator.parts
-            )
-            output_tokens = tokens_for_chars(streamed)
+            output_tokens = output_tokens_of_parts(self._accumulator.parts)
         return Tokens(input_tokens, output_tokens)
 
     async def _send(self, chunk: BaseChunk) -> None:
@@ -203,7 +200,11 @@ class Generation:
                 await saver
         # Priced as the model that answered: the fallback's prices when it did.
         self.plan = plan = answered_by_fallback(plan, loop.model_name)
-        tokens = self._estimated(loop.input_tokens, loop.output_tokens)
+        if loop.status == "error" and not (loop.input_tokens or loop.output_tokens):
+            # The provider refused or failed before producing anything: nothing is billed.
+            tokens = Tokens(0, 0)
+        else:
+            tokens = self._estimated(loop.input_tokens, loop.output_tokens)
         await self._emit(self._usage_metadata(tokens))
         status: str = loop.status
         failure: ReplyFailure | None = None
@@ -249,6 +250,12 @@ class Generation:
                 continue
             version = self._version
             parts = self._accumulator.snapshot()
+            # The tokens so far, for the bill of a reply whose worker dies (the sweep's).
+            tokens = (
+                self._estimated(self._loop.input_tokens, self._loop.output_tokens)
+                if self._loop is not None
+                else self._estimated()
+            )
             try:
                 async with self.database.sessionmaker() as session:
                     await session.execute(
@@ -257,6 +264,8 @@ class Generation:
                         .values(
                             parts=parts,
                             search_text=self._accumulator.text(),
+                            input_tokens=tokens.input_tokens,
+                            output_tokens=tokens.output_tokens,
                             updated_at=utcnow(),
                         )
                     )
@@ -269,34 +278,46 @@ class Generation:
 
     async def _save_final(self, outcome: ReplyOutcome) -> None:
         """The final parts, status, usage and cost, and the chat freed for its next reply, in one
-        commit."""
+        commit; the usage is settled (the hold released, the cost recorded) only if this save
+        ended the reply, so that a reply a sweep or a stop elsewhere ended first is billed
+        once."""
         now = utcnow()
+        final = {
+            "parts": outcome.parts,
+            "search_text": self._accumulator.text(),
+            "status": outcome.status,
+            "model_id": self.plan.model_id,
+            "error_code": outcome.failure.code if outcome.failure else None,
+            "error_message": outcome.failure.message if outcome.failure else None,
+            "time_to_first_token_ms": outcome.time_to_first_token_ms,
+            "duration_ms": outcome.duration_ms,
+            "updated_at": now,
+        }
+        usage = {
+            "input_tokens": outcome.input_tokens,
+            "output_tokens": outcome.output_tokens,
+            "cost_usd": outcome.cost_usd,
+        }
+        this_reply = _MESSAGES.c.id == self.plan.assistant_message_id
         async with self.database.sessionmaker() as session:
-            if self.usage_meter is not None:
-                # First: a turn starting locks the month's budget row before the chat's row, so
-                # this transaction takes them in that order too (the other deadlocks on
-                # PostgreSQL when a new turn comes as this reply ends).
-                await self.usage_meter.settle_in(
-                    session, self.plan.reservation, self._usage_entry(outcome)
-                )
-            await session.execute(
+            # First the reply's row, then the month's budget row, then the chat's: the order in
+            # which a sweep ends replies, and compatible with a turn's start (budget, then
+            # chat), so that none of them deadlocks another on PostgreSQL.
+            ended: CursorResult[Any] = await session.execute(  # type: ignore[assignment]
                 update(_MESSAGES)
-                .where(_MESSAGES.c.id == self.plan.assistant_message_id)
-                .values(
-                    parts=outcome.parts,
-                    search_text=self._accumulator.text(),
-                    status=outcome.status,
-                    model_id=self.plan.model_id,
-                    input_tokens=outcome.input_tokens,
-                    output_tokens=outcome.output_tokens,
-                    cost_usd=outcome.cost_usd,
-                    error_code=outcome.failure.code if outcome.failure else None,
-                    error_message=outcome.failure.message if outcome.failure else None,
-                    time_to_first_token_ms=outcome.time_to_first_token_ms,
-                    duration_ms=outcome.duration_ms,
-                    updated_at=now,
-                )
+                .where(this_reply, _MESSAGES.c.status == "streaming")
+                .values(**final, **usage)
             )
+            if ended.rowcount == 1:
+                if self.usage_meter is not None:
+                    await self.usage_meter.settle_in(
+                        session, self.plan.reservation, self._usage_entry(outcome)
+                    )
+            else:
+                # Ended (and billed) elsewhere first: keep the reply's full text, not a second
+                # bill.
+                logger.warning("a reply was ended elsewhere first", extra={"message_id": self.key})
+                await session.execute(update(_MESSAGES).where(this_reply).values(**final))
             chat_values: dict[str, Any] = {"active_message_id": None, "updated_at": now}
             await session.execute(
                 update(_CHATS)

@@ -17,15 +17,19 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from parley.assistant import repository as idempotency
 from parley.assistant.event_log import EventLogs
 from parley.assistant.models import IDEMPOTENCY_WINDOW
-from parley.chats.models import Chat, Message
+from parley.chats import repository as chats
+from parley.chats.models import Message
 from parley.core.db import Database, utcnow
 from parley.core.imports import ensure_imported
-from parley.usage.service import UsageMeter
+from parley.llm import repository as catalog
+from parley.llm.tokens import output_tokens_of_parts
+from parley.usage.pricing import ZERO, cost_usd
+from parley.usage.service import UsageEntry, UsageMeter
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -142,23 +146,65 @@ class GenerationManager:
         return await self.logs.exists(str(message_id))
 
     async def _mark_ended(self, message_id: uuid.UUID, status: str) -> None:
-        now = utcnow()
+        await self._end_without_generation([message_id], status)
+
+    async def _end_without_generation(self, message_ids: list[uuid.UUID], status: str) -> int:
+        """End replies that no generation here is running, in one transaction: each one still
+        `streaming` gets `status` and is billed for what it had produced by its last save (the
+        tokens its generation had counted, else estimates from what was saved), its hold is
+        released, and its chat is free again. The conditional update makes each reply end (and
+        be billed) once, whoever gets there first: this, another worker's sweep, or its own
+        final save. Returns how many it ended."""
         async with self.database.sessionmaker() as session:
-            await session.execute(
-                update(Message)
-                .where(Message.id == message_id, Message.status == "streaming")
-                .values(status=status, updated_at=now)
-            )
-            await session.execute(
-                update(Chat)
-                .where(Chat.active_message_id == message_id)
-                .values(active_message_id=None, updated_at=now)
-            )
+            ended = await chats.end_streaming_replies(session, message_ids, status)
+            if ended:
+                prices = await catalog.prices_of(
+                    session, sorted({reply.model_id for reply in ended if reply.model_id})
+                )
+                entries = []
+                for reply in ended:
+                    input_price, output_price = prices.get(reply.model_id or "", (ZERO, ZERO))
+                    input_tokens = reply.input_tokens or 0
+                    output_tokens = max(
+                        reply.output_tokens or 0, output_tokens_of_parts(reply.parts)
+                    )
+                    cost = cost_usd(
+                        input_tokens,
+                        output_tokens,
+                        input_price_per_mtok=input_price,
+                        output_price_per_mtok=output_price,
+                    )
+                    await chats.set_reply_usage(
+                        session,
+                        reply.id,
+                        input_tokens=input_tokens,
+                        output_tokens=output_tokens,
+                        cost_usd=cost,
+                    )
+                    entries.append(
+                        UsageEntry(
+                            user_id=reply.user_id,
+                            api_key_id=None,
+                            source="chat",
+                            model_id=reply.model_id or "",
+                            input_tokens=input_tokens,
+                            output_tokens=output_tokens,
+                            cost_usd=cost,
+                            latency_ms=None,
+                            status=status,
+                            chat_id=reply.chat_id,
+                            message_id=reply.id,
+                        )
+                    )
+                if self.usage_meter is not None:
+                    await self.usage_meter.settle_ended_replies_in(session, entries)
+            await chats.free_reply_slots(session, message_ids)
             await session.commit()
+        return len(ended)
 
     async def sweep_interrupted(self) -> int:
-        """Mark replies with no heartbeat for `stale_after` seconds as `interrupted` and free their
-        chats. Returns how many were marked."""
+        """Mark replies with no heartbeat for `stale_after` seconds as `interrupted`, bill them
+        and free their chats. Returns how many were marked."""
         cutoff = utcnow() - timedelta(seconds=self.stale_after)
         async with self.database.sessionmaker() as session:
             stale = (
@@ -172,23 +218,13 @@ class GenerationManager:
                 .scalars()
                 .all()
             )
-            stale = [message_id for message_id in stale if message_id not in self._by_message]
-            if not stale:
-                return 0
-            now = utcnow()
-            await session.execute(
-                update(Message)
-                .where(Message.id.in_(stale), Message.status == "streaming")
-                .values(status="interrupted", updated_at=now)
-            )
-            await session.execute(
-                update(Chat)
-                .where(Chat.active_message_id.in_(stale))
-                .values(active_message_id=None, updated_at=now)
-            )
-            await session.commit()
-        logger.warning("marked %d interrupted replies", len(stale))
-        return len(stale)
+        stale = [message_id for message_id in stale if message_id not in self._by_message]
+        if not stale:
+            return 0
+        marked = await self._end_without_generation(stale, "interrupted")
+        if marked:
+            logger.warning("marked %d interrupted replies", marked)
+        return marked
 
     async def run_background(self) -> None:
         """Start the periodic sweep and, with Redis, the stop listener."""

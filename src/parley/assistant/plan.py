@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
+from parley.usage.pricing import cost_usd
 from parley.usage.service import Reservation
 
 if TYPE_CHECKING:
@@ -21,8 +22,6 @@ if TYPE_CHECKING:
 
     from parley.assistant.loop import BoundTool
     from parley.assistant.openai_step import OpenAICompatibleModel
-
-MILLION = Decimal(1_000_000)
 
 
 @dataclass
@@ -65,10 +64,12 @@ class FallbackPricing:
 
 def cost_of(plan: TurnPlan, input_tokens: int, output_tokens: int) -> Decimal:
     """The cost in USD at the catalog prices captured when the turn started."""
-    return (
-        Decimal(input_tokens) * plan.input_price_per_mtok
-        + Decimal(output_tokens) * plan.output_price_per_mtok
-    ) / MILLION
+    return cost_usd(
+        input_tokens,
+        output_tokens,
+        input_price_per_mtok=plan.input_price_per_mtok,
+        output_price_per_mtok=plan.output_price_per_mtok,
+    )
 
 
 def answered_by_fallback(plan: TurnPlan, model_name: str | None) -> TurnPlan:

@@ -207,7 +207,13 @@ async def resume_stream(
     manager: GenerationManagerDep,
     last_event_id: Annotated[
         int | None,
-        Header(alias="Last-Event-ID", ge=0, description="Replay after this event id."),
+        Header(
+            alias="Last-Event-ID",
+            ge=0,
+            # A Redis stream id's part is a 64-bit number.
+            le=2**63 - 1,
+            description="Replay after this event id.",
+        ),
     ] = None,
 ) -> Response:
     """Replay the reply in progress from its first event, or after `Last-Event-ID`, then follow

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any, cast
 
 from sqlalchemy import Select, Table, exists, func, literal, or_, select, update
@@ -194,3 +196,76 @@ async def claim_reply_slot(
         .values(active_message_id=message_id, current_leaf_id=message_id, updated_at=utcnow())
     )
     return claimed.rowcount == 1
+
+
+@dataclass(frozen=True, slots=True)
+class EndedReply:
+    """A reply that was ended outside its generation, as it was saved when it ended."""
+
+    id: uuid.UUID
+    user_id: uuid.UUID
+    chat_id: uuid.UUID
+    model_id: str | None
+    parts: list[dict[str, Any]]
+    input_tokens: int | None
+    output_tokens: int | None
+
+
+async def end_streaming_replies(
+    session: AsyncSession, message_ids: Sequence[uuid.UUID], status: str
+) -> list[EndedReply]:
+    """Give these replies `status` if they are still `streaming`: a conditional update, so that
+    of a sweep, a stop and the reply's own final save racing for one reply, exactly one ends it
+    (and bills it). Their chats are not freed here (`free_reply_slots`, after the billing, keeps
+    the order in which a turn's start locks rows: budget before chat).
+
+    Returns:
+        The replies this call ended, as saved.
+    """
+    if not message_ids:
+        return []
+    messages = cast(Table, Message.__table__)
+    result = await session.execute(
+        update(messages)
+        .where(messages.c.id.in_(list(message_ids)), messages.c.status == "streaming")
+        .values(status=status, updated_at=utcnow())
+        .returning(
+            messages.c.id,
+            messages.c.user_id,
+            messages.c.chat_id,
+            messages.c.model_id,
+            messages.c.parts,
+            messages.c.input_tokens,
+            messages.c.output_tokens,
+        )
+    )
+    return [EndedReply(*row) for row in result]
+
+
+async def set_reply_usage(
+    session: AsyncSession,
+    message_id: uuid.UUID,
+    *,
+    input_tokens: int,
+    output_tokens: int,
+    cost_usd: Decimal,
+) -> None:
+    """Record what an ended reply used."""
+    messages = cast(Table, Message.__table__)
+    await session.execute(
+        update(messages)
+        .where(messages.c.id == message_id)
+        .values(input_tokens=input_tokens, output_tokens=output_tokens, cost_usd=cost_usd)
+    )
+
+
+async def free_reply_slots(session: AsyncSession, message_ids: Sequence[uuid.UUID]) -> None:
+    """The chats whose reply in progress is one of these are free for their next reply."""
+    if not message_ids:
+        return
+    chats = cast(Table, Chat.__table__)
+    await session.execute(
+        update(chats)
+        .where(chats.c.active_message_id.in_(list(message_ids)))
+        .values(active_message_id=None, updated_at=utcnow())
+    )

@@ -29,7 +29,10 @@ MESSAGE_NOT_FOUND = "No such message in this chat."
 def message_public(message: Message, sibling_ids: Sequence[uuid.UUID]) -> MessagePublic:
     """The contract's view of a stored message."""
     usage = None
-    if message.input_tokens is not None or message.output_tokens is not None:
+    # A reply in progress has no usage yet (its row keeps the tokens so far, for the sweep).
+    if message.status != "streaming" and (
+        message.input_tokens is not None or message.output_tokens is not None
+    ):
         usage = Usage(
             input_tokens=message.input_tokens or 0,
             output_tokens=message.output_tokens or 0,

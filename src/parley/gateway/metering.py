@@ -3,7 +3,8 @@ when it ends, whichever way it ends (answered, failed, cut, or abandoned by the 
 
 Prompt tokens are estimated at about four characters a token over the messages and tools (the
 same rule as the offline model); output tokens at the request's `max_completion_tokens` /
-`max_tokens`, else `BUDGET_RESERVE_OUTPUT_TOKENS`.
+`max_tokens`, else `BUDGET_RESERVE_OUTPUT_TOKENS`. A call that failed before the provider produced
+anything costs nothing.
 """
 
 from __future__ import annotations
@@ -74,12 +75,17 @@ class MeteredCall:
 
         Args:
             status: `complete`, `error`, or `cancelled` (the client went away).
-            input_tokens: what the provider reported; None to use the estimate.
+            input_tokens: what the provider reported; None to use the estimate (none for an
+                `error` with no output: the provider produced nothing).
             output_tokens: what the provider reported, or an estimate from what was streamed.
         """
         if self.settled:
             return
         self.settled = True
+        if status == "error" and input_tokens is None and output_tokens == 0:
+            # The provider refused or failed before producing anything: nothing is billed (the
+            # record stays, with no tokens and no cost, and the hold is released).
+            input_tokens = 0
         prompt = self.input_estimate if input_tokens is None else input_tokens
         usage = UsageEntry(
             user_id=self.user_id,

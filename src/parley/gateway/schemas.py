@@ -9,11 +9,17 @@ that a pass-through request reaches the provider unchanged.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 MAX_STOP_SEQUENCES = 4
+# The most output tokens a call may ask for: above every model's output limit, and small enough
+# that no estimate made from it can overflow the budget's columns.
+MAX_OUTPUT_TOKENS = 1_000_000
+# OpenAI's documented range of a logit bias; a seed is a 64-bit integer.
+LOGIT_BIAS_LIMIT = 100
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 
 class OpenModel(BaseModel):
@@ -143,17 +149,19 @@ class ChatCompletionRequest(ClosedModel):
     tools: list[ToolDefinitionParam] | None = None
     tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
     parallel_tool_calls: bool | None = None
-    max_tokens: int | None = Field(default=None, ge=1)
-    max_completion_tokens: int | None = Field(default=None, ge=1)
+    max_tokens: int | None = Field(default=None, ge=1, le=MAX_OUTPUT_TOKENS)
+    max_completion_tokens: int | None = Field(default=None, ge=1, le=MAX_OUTPUT_TOKENS)
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, ge=0, le=1)
     stop: str | list[str] | None = None
-    seed: int | None = None
+    seed: int | None = Field(default=None, ge=INT64_MIN, le=INT64_MAX)
     user: str | None = None
     response_format: ResponseFormat | None = None
     frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
     presence_penalty: float | None = Field(default=None, ge=-2, le=2)
-    logit_bias: dict[str, int] | None = None
+    logit_bias: (
+        dict[str, Annotated[int, Field(ge=-LOGIT_BIAS_LIMIT, le=LOGIT_BIAS_LIMIT)]] | None
+    ) = None
     metadata: dict[str, str] | None = None
     n: int | None = Field(default=None, ge=1, le=128)
     logprobs: bool | None = None

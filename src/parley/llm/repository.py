@@ -6,6 +6,8 @@ from `visible()`: entries whose provider is configured now (`available`).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Select, select
@@ -67,6 +69,19 @@ async def get_visible(session: AsyncSession, model_id: str) -> CatalogModel | No
     """The visible entry with this catalog id."""
     statement = visible().where(CatalogModel.model_id == model_id)
     return (await session.execute(statement)).scalar_one_or_none()
+
+
+async def prices_of(
+    session: AsyncSession, model_ids: Sequence[str]
+) -> dict[str, tuple[Decimal, Decimal]]:
+    """The input and output prices per million tokens of these entries, visible or not (what a
+    reply that ended without its generation is billed at)."""
+    if not model_ids:
+        return {}
+    statement = select(
+        CatalogModel.model_id, CatalogModel.input_price_per_mtok, CatalogModel.output_price_per_mtok
+    ).where(CatalogModel.model_id.in_(list(model_ids)))
+    return {row[0]: (row[1], row[2]) for row in await session.execute(statement)}
 
 
 async def get_default(session: AsyncSession) -> CatalogModel | None:

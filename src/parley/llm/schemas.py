@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 
 from parley.core.validation import StorableText
 from parley.llm.models import CatalogModel
+from parley.usage.pricing import cost_usd
 
 OFFLINE_PROVIDER = "offline"
 OFFLINE_MODEL_ID = "offline:parley"
@@ -63,9 +64,12 @@ class CatalogEntry(BaseModel):
 
     def cost_usd(self, input_tokens: int, output_tokens: int) -> Decimal:
         """What this many tokens cost at the entry's prices."""
-        return (
-            self.input_price_per_mtok * input_tokens + self.output_price_per_mtok * output_tokens
-        ) / Decimal(1_000_000)
+        return cost_usd(
+            input_tokens,
+            output_tokens,
+            input_price_per_mtok=self.input_price_per_mtok,
+            output_price_per_mtok=self.output_price_per_mtok,
+        )
 
 
 class ModelPublic(BaseModel):

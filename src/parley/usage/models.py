@@ -66,3 +66,6 @@ class BudgetReservation(IdTimestampMixin, Base):
     period: Mapped[str] = mapped_column(String(7))
     amount_usd: Mapped[Decimal] = mapped_column(MONEY)
     expires_at: Mapped[datetime] = mapped_column(index=True)
+    # The chat reply holding it (None for `/v1` calls and leases): a reply ended by the sweep
+    # (its worker died) settles its own hold.
+    message_id: Mapped[uuid.UUID | None] = mapped_column(index=True)

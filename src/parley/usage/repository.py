@@ -27,6 +27,7 @@ from sqlalchemy import (
     cast,
     delete,
     func,
+    literal,
     select,
     update,
 )
@@ -36,7 +37,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from parley.accounts.models import User
 from parley.core.db import new_id, utcnow
 from parley.core.pagination import CursorCodec, SortKey, paginate
-from parley.usage.models import BudgetPeriod, BudgetReservation, UsageRecord
+from parley.usage.models import MONEY, BudgetPeriod, BudgetReservation, UsageRecord
+from parley.usage.pricing import MAX_PERIOD_USD, ZERO
 
 RECORDS_NEWEST_FIRST = SortKey("-created_at", UsageRecord.created_at, descending=True)
 USERS_BY_ID = SortKey("user_id", User.id, descending=False, kind="uuid")
@@ -191,27 +193,44 @@ async def adjust_period(
     reserved: Decimal = Decimal(0),
 ) -> None:
     """Add `spent` and `reserved` (either may be negative) to the user's period, in one upsert
-    (creating its row)."""
+    (creating its row). Both totals stay in `[0, MAX_PERIOD_USD]`: a release never leaves a
+    negative reservation (floating-point sums on SQLite can land a hair below zero), and
+    spending saturates at what the column holds instead of failing the write."""
     now = utcnow()
     insert = _insert(session)(_PERIODS).values(
         id=new_id(),
         user_id=user_id,
         period=period,
-        spent_usd=spent,
-        reserved_usd=reserved,
+        spent_usd=min(max(spent, ZERO), MAX_PERIOD_USD),
+        reserved_usd=min(max(reserved, ZERO), MAX_PERIOD_USD),
         created_at=now,
         updated_at=now,
     )
+    postgres = session.get_bind().dialect.name == "postgresql"
     await session.execute(
         insert.on_conflict_do_update(
             index_elements=["user_id", "period"],
             set_={
-                "spent_usd": _PERIODS.c.spent_usd + insert.excluded.spent_usd,
-                "reserved_usd": _PERIODS.c.reserved_usd + insert.excluded.reserved_usd,
+                "spent_usd": _within_period_bounds(
+                    _PERIODS.c.spent_usd + bindparam("spent_delta", spent, type_=MONEY), postgres
+                ),
+                "reserved_usd": _within_period_bounds(
+                    _PERIODS.c.reserved_usd + bindparam("reserved_delta", reserved, type_=MONEY),
+                    postgres,
+                ),
                 "updated_at": now,
             },
         )
     )
+
+
+def _within_period_bounds(total: Any, postgres: bool) -> Any:
+    """`total` clamped to `[0, MAX_PERIOD_USD]` in SQL: `GREATEST`/`LEAST` on PostgreSQL, the
+    scalar `MAX`/`MIN` of two arguments on SQLite."""
+    ceiling = literal(MAX_PERIOD_USD, MONEY)
+    if postgres:
+        return func.least(func.greatest(total, literal(ZERO, MONEY)), ceiling)
+    return func.min(func.max(total, literal(ZERO, MONEY)), ceiling)
 
 
 async def get_period(session: AsyncSession, user_id: uuid.UUID, period: str) -> BudgetPeriod | None:
@@ -222,6 +241,23 @@ async def get_period(session: AsyncSession, user_id: uuid.UUID, period: str) -> 
         .execution_options(populate_existing=True)
     )
     return result.scalar_one_or_none()
+
+
+async def reservations_of_messages(
+    session: AsyncSession, message_ids: Sequence[uuid.UUID]
+) -> list[tuple[uuid.UUID, uuid.UUID, uuid.UUID, Decimal]]:
+    """The holds of these chat replies: `(reservation_id, message_id, user_id, amount)`."""
+    if not message_ids:
+        return []
+    result = await session.execute(
+        select(
+            _RESERVATIONS.c.id,
+            _RESERVATIONS.c.message_id,
+            _RESERVATIONS.c.user_id,
+            _RESERVATIONS.c.amount_usd,
+        ).where(_RESERVATIONS.c.message_id.in_(list(message_ids)))
+    )
+    return [(row[0], row[1], row[2], row[3]) for row in result]
 
 
 async def expired_reservations(

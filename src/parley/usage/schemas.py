@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from decimal import Decimal
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from parley.usage.pricing import usd_for_display
 from parley.usage.repository import UsageSums
 
 
@@ -26,7 +26,7 @@ class UsageTotals(BaseModel):
         return cls(
             input_tokens=sums.input_tokens,
             output_tokens=sums.output_tokens,
-            cost_usd=float(sums.cost_usd),
+            cost_usd=usd_for_display(sums.cost_usd),
             requests=sums.requests,
         )
 
@@ -91,5 +91,5 @@ class UsageRecordPublic(BaseModel):
     def of(cls, record: object) -> UsageRecordPublic:
         """From a `UsageRecord` row."""
         values = {name: getattr(record, name) for name in cls.model_fields}
-        values["cost_usd"] = float(values["cost_usd"] or Decimal(0))
+        values["cost_usd"] = usd_for_display(values["cost_usd"])
         return cls.model_validate(values)

@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import calendar
 import contextvars
+import dataclasses
 import logging
 import time
 import uuid
@@ -49,6 +50,7 @@ from parley.core.telemetry import traced
 from parley.llm.schemas import CatalogEntry
 from parley.settings import Settings
 from parley.usage import repository
+from parley.usage.pricing import bounded_tokens, bounded_usd, usd_for_display
 from parley.usage.repository import GroupBy
 from parley.usage.schemas import (
     BudgetStatus,
@@ -60,7 +62,6 @@ from parley.usage.schemas import (
 )
 
 logger = logging.getLogger(__name__)
-MILLION = Decimal(1_000_000)
 # The most holds or settles one transaction writes (a batch's reservation ids go in one IN list).
 BATCH_MAX = 200
 # The most of a budget one worker's lease takes.
@@ -92,10 +93,7 @@ def next_month_start(moment: datetime) -> datetime:
 
 def estimate_cost(entry: CatalogEntry, *, input_tokens: int, output_tokens: int) -> Decimal:
     """What a request of this size would cost at the entry's prices."""
-    return (
-        Decimal(input_tokens) * entry.input_price_per_mtok
-        + Decimal(output_tokens) * entry.output_price_per_mtok
-    ) / MILLION
+    return entry.cost_usd(input_tokens, output_tokens)
 
 
 class BudgetHolder(Protocol):
@@ -197,6 +195,7 @@ class Hold:
     budget: Decimal
     amount: Decimal
     fit: bool = False
+    message_id: uuid.UUID | None = None  # the chat reply it is for
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,6 +232,24 @@ async def _release_and_spend(
         await repository.adjust_period(
             session, user_id, month, spent=spent_delta, reserved=reserved_delta
         )
+
+
+def _storable(entry: UsageEntry) -> UsageEntry:
+    """The entry with its tokens and cost as their columns can hold them."""
+    input_tokens, output_tokens = (
+        bounded_tokens(entry.input_tokens),
+        bounded_tokens(entry.output_tokens),
+    )
+    cost = bounded_usd(entry.cost_usd)
+    if (input_tokens, output_tokens, cost) == (
+        entry.input_tokens,
+        entry.output_tokens,
+        entry.cost_usd,
+    ):
+        return entry
+    return dataclasses.replace(
+        entry, input_tokens=input_tokens, output_tokens=output_tokens, cost_usd=cost
+    )
 
 
 def _budget_exceeded(budget: Decimal, now: datetime) -> BudgetExceeded:
@@ -272,10 +289,16 @@ class UsageMeter:
         return monthly_budget(user, self.settings)
 
     async def reserve_in(
-        self, session: AsyncSession, user: BudgetHolder, estimate_usd: Decimal
+        self,
+        session: AsyncSession,
+        user: BudgetHolder,
+        estimate_usd: Decimal,
+        *,
+        message_id: uuid.UUID | None = None,
     ) -> Reservation:
         """Hold `estimate_usd` against the user's budget, inside the caller's transaction (the
-        hold commits or rolls back with it).
+        hold commits or rolls back with it). `message_id` names the chat reply it is for, so
+        that the sweep can settle it if the reply's worker dies (`settle_ended_replies_in`).
 
         Raises:
             BudgetExceeded: this month's budget is spent (or held by requests in flight).
@@ -284,7 +307,7 @@ class UsageMeter:
         if budget is None:
             return Reservation(user.id, Decimal(0))
         [outcome] = await self._hold_in(
-            session, [Hold(user.id, budget, max(estimate_usd, Decimal(0)))]
+            session, [Hold(user.id, budget, bounded_usd(estimate_usd), message_id=message_id)]
         )
         if isinstance(outcome, Exception):
             raise outcome
@@ -303,7 +326,7 @@ class UsageMeter:
         budget = self.budget_of(user)
         if budget is None:
             return Reservation(user.id, Decimal(0))
-        amount = max(estimate_usd, Decimal(0))
+        amount = bounded_usd(estimate_usd)
         if self.settings.budget_lease_calls and not self._closing:
             drawn = await self._draw(user.id, budget, amount)
             if drawn is not None:
@@ -480,6 +503,7 @@ class UsageMeter:
                         "period": period,
                         "amount_usd": hold.amount,
                         "expires_at": expires_at,
+                        "message_id": hold.message_id,
                     }
                 )
                 outcomes[index] = Reservation(
@@ -511,6 +535,8 @@ class UsageMeter:
         `returned`, one upsert per user and month adjusts spent and reserved (in a fixed order,
         so that concurrent batches of several workers cannot deadlock on PostgreSQL), one
         insert writes the records."""
+        # Whatever a caller computed, what is written is storable (see `parley.usage.pricing`).
+        items = [(reservation, _storable(entry)) for reservation, entry in items]
         consumed: dict[uuid.UUID, Decimal] = {}
         for reservation, entry in items:
             if reservation is not None and reservation.lease is not None:
@@ -545,6 +571,29 @@ class UsageMeter:
                     "created_at": entry.at,
                 }
                 for _, entry in items
+            ],
+        )
+
+    async def settle_ended_replies_in(
+        self, session: AsyncSession, entries: Sequence[UsageEntry]
+    ) -> None:
+        """Settle chat replies that ended without their generation (its worker died, or a stop
+        reached no worker running it), inside the caller's transaction: each reply's own hold
+        (found by its message id) is released and its usage recorded. The caller makes sure each
+        reply is settled once (it ends the reply in the same transaction, conditionally)."""
+        by_message = {
+            message_id: Reservation(user_id, amount, reservation_id)
+            for reservation_id, message_id, user_id, amount in (
+                await repository.reservations_of_messages(
+                    session, [e.message_id for e in entries if e.message_id is not None]
+                )
+            )
+        }
+        await self.settle_many_in(
+            session,
+            [
+                (by_message.get(entry.message_id) if entry.message_id else None, entry)
+                for entry in entries
             ],
         )
 
@@ -653,10 +702,10 @@ class UsageService:
         budget = monthly_budget(user, self.settings)
         return BudgetStatus(
             period=period,
-            monthly_budget_usd=None if budget is None else float(budget),
-            spent_usd=float(spent),
-            reserved_usd=float(max(reserved, Decimal(0))),
-            remaining_usd=None if budget is None else float(max(budget - spent, Decimal(0))),
+            monthly_budget_usd=None if budget is None else usd_for_display(budget),
+            spent_usd=usd_for_display(spent),
+            reserved_usd=usd_for_display(reserved),
+            remaining_usd=None if budget is None else usd_for_display(budget - spent),
             resets_at=next_month_start(now),
         )
 
