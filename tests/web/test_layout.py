@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import uuid
+from typing import Any
+
 import pytest
 from playwright.async_api import Page, expect
 
@@ -73,6 +76,72 @@ async def test_a_phone_sized_screen(open_page: OpenPage, server: WebServer, shoo
     await page.locator("#backdrop").click(position={"x": 10, "y": 300})
     await expect(tasks_panel).to_be_hidden()
     await no_horizontal_scroll(page)
+
+
+# Every control in the page's headers (the top bar and the open chat's header) that shows.
+HEADER_CONTROLS = """() => [...document.querySelectorAll('header button, header select')]
+  .filter((element) => element.getClientRects().length > 0)
+  .map((element) => {
+    const box = element.getBoundingClientRect();
+    // What a tap 3px inside each corner reaches: the control itself, not a neighbour over it
+    // and not nothing (the control cut off by the window or by an ancestor's overflow).
+    const inset = 3;
+    const corners = [
+      [box.left + inset, box.top + inset], [box.right - inset, box.top + inset],
+      [box.left + inset, box.bottom - inset], [box.right - inset, box.bottom - inset],
+    ];
+    return {
+      name: element.id || element.textContent.trim(),
+      left: box.left, right: box.right, top: box.top, bottom: box.bottom,
+      reached: corners.every(([x, y]) => element.contains(document.elementFromPoint(x, y))),
+    };
+  })"""
+
+
+@pytest.mark.parametrize(
+    "viewport", [{"width": 390, "height": 844}, {"width": 320, "height": 640}], ids=["390", "320"]
+)
+async def test_every_header_control_fits_a_phone(
+    open_page: OpenPage, server: WebServer, shoot: Shoot, viewport: dict[str, int]
+) -> None:
+    """A long name, a task count and an open chat: the widest the headers get."""
+    account = await server.register(
+        f"alexandra.konstantinopoulou.{uuid.uuid4().hex[:6]}@example.com",
+        display_name="Alexandra Konstantinopoulou",
+    )
+    page = await open_page(account, viewport=viewport, is_mobile=True, has_touch=True)
+    await send_and_wait(page, "add a task to renew the passport")
+    await expect(page.locator("#task-count")).to_be_visible()
+    await expect(page.locator("#chat-actions")).to_be_visible()
+    await shoot(page, f"phone-header-{viewport['width']}")
+
+    controls: list[dict[str, Any]] = await page.evaluate(HEADER_CONTROLS)
+    names = {control["name"] for control in controls}
+    assert {"toggle-sidebar", "toggle-tasks", "account-button", "model-picker"} <= names, names
+    assert {"rename-chat", "archive-chat", "delete-chat"} <= names, names
+    for control in controls:
+        assert control["left"] >= 0, control
+        assert control["right"] <= viewport["width"], control
+        assert control["top"] >= 0, control
+        assert control["bottom"] <= viewport["height"], control
+        assert control["reached"], control
+    await no_horizontal_scroll(page)
+    account_name = page.locator("#account-name")
+    assert (await account_name.bounding_box() or {"width": 0})["width"] >= 40
+
+    # Each top-bar control works where it is.
+    for button, opened in [
+        ("#account-button", page.get_by_role("dialog", name="Account")),
+        ("#toggle-tasks", page.get_by_role("complementary", name="Tasks")),
+        ("#toggle-sidebar", page.get_by_role("navigation", name="Chats")),
+    ]:
+        await page.locator(button).click()
+        await expect(opened).to_be_visible()
+        await expect(opened).to_be_in_viewport(ratio=1)
+        await page.keyboard.press("Escape")
+        await expect(opened).to_be_hidden()
+    for button in ("#rename-chat", "#archive-chat", "#delete-chat", "#model-picker"):
+        await page.locator(button).click(trial=True)
 
 
 async def test_keyboard_alone(open_page: OpenPage, server: WebServer) -> None:
