@@ -333,3 +333,47 @@ async def test_login_rate_limited_per_address_and_per_email(
                 "/api/auth/login", json={"email": target.email, "password": PASSWORD}
             )
             assert_error(response, 429, "rate_limited")
+
+
+def assert_not_cached(response: httpx.Response) -> None:
+    """RFC 6749 section 5.1: an answer that carries tokens or secrets is never cached."""
+    assert response.headers.get_list("cache-control") == ["no-store"], response.headers
+    assert response.headers.get_list("pragma") == ["no-cache"], response.headers
+
+
+async def test_answers_with_tokens_or_secrets_are_not_cached(
+    client: httpx.AsyncClient, user: TestUser
+) -> None:
+    registered = await client.post(
+        "/api/auth/register", json={"email": "fresh-nostore@example.com", "password": PASSWORD}
+    )
+    login = await client.post("/api/auth/login", json={"email": user.email, "password": PASSWORD})
+    grant = await client.post(
+        "/api/auth/token",
+        data={"username": user.email, "password": PASSWORD, "grant_type": "password"},
+    )
+    refreshed = await client.post("/api/auth/refresh", json={"refresh_token": user.refresh_token})
+    guest = await client.post("/api/auth/guest")
+    guest_headers = {"Authorization": f"Bearer {guest.json()['data']['tokens']['access_token']}"}
+    upgraded = await client.post(
+        "/api/auth/upgrade",
+        json={"email": "upgraded-nostore@example.com", "password": PASSWORD},
+        headers=guest_headers,
+    )
+    key = await client.post("/api/users/me/api-keys", json={"name": "k"}, headers=user.headers)
+    answers = {
+        "register": (registered, 201),
+        "login": (login, 200),
+        "token": (grant, 200),
+        "refresh": (refreshed, 200),
+        "guest": (guest, 201),
+        "upgrade": (upgraded, 200),
+        "api key": (key, 201),
+    }
+    for name, (response, status) in answers.items():
+        assert response.status_code == status, (name, response.text)
+        assert_not_cached(response)
+    # Answers without a secret keep the default (a listed key shows its prefix only).
+    listed = await client.get("/api/users/me/api-keys", headers=user.headers)
+    assert listed.status_code == 200
+    assert "cache-control" not in listed.headers

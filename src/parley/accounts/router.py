@@ -5,6 +5,9 @@
   `POST /api/auth/logout`
 - `GET/PATCH /api/users/me`, `POST /api/users/me/password`
 - `GET/POST /api/users/me/api-keys`, `DELETE /api/users/me/api-keys/{key_id}`
+
+Every answer that carries tokens or a key's secret is `Cache-Control: no-store`, `Pragma: no-cache`
+(RFC 6749 section 5.1).
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from parley.accounts.schemas import (
     UserPublic,
     UserUpdate,
 )
-from parley.core.dependencies import ClientIpDep, PageDep
+from parley.core.dependencies import ClientIpDep, NoStore, PageDep
 from parley.core.errors import (
     Conflict,
     Forbidden,
@@ -53,6 +56,7 @@ users_router = APIRouter(prefix="/api/users", tags=["users"])
 
 @auth_router.post(
     "/register",
+    dependencies=[NoStore],
     status_code=status.HTTP_201_CREATED,
     summary="Create an account",
     responses=error_responses(Conflict, RateLimited),
@@ -72,6 +76,7 @@ async def register(
 
 @auth_router.post(
     "/login",
+    dependencies=[NoStore],
     summary="Sign in",
     responses=error_responses(InvalidCredentials, Forbidden, RateLimited),
 )
@@ -87,6 +92,7 @@ async def login(
 
 @auth_router.post(
     "/token",
+    dependencies=[NoStore],
     summary="OAuth 2.0 password grant",
     responses=error_responses(InvalidCredentials, Forbidden, RateLimited),
 )
@@ -110,6 +116,7 @@ async def token(
 
 @auth_router.post(
     "/guest",
+    dependencies=[NoStore],
     status_code=status.HTTP_201_CREATED,
     summary="Continue as a guest",
     responses=error_responses(RateLimited),
@@ -122,6 +129,7 @@ async def create_guest(accounts: AccountServiceDep, client_ip: ClientIpDep) -> E
 
 @auth_router.post(
     "/upgrade",
+    dependencies=[NoStore],
     summary="Upgrade a guest to a full account",
     responses=error_responses(NotAuthenticated, InvalidToken, Conflict),
 )
@@ -135,6 +143,7 @@ async def upgrade(
 
 @auth_router.post(
     "/refresh",
+    dependencies=[NoStore],
     summary="Rotate the refresh token",
     responses=error_responses(InvalidToken),
 )
@@ -211,6 +220,7 @@ async def list_api_keys(
 
 @users_router.post(
     "/me/api-keys",
+    dependencies=[NoStore],
     status_code=status.HTTP_201_CREATED,
     summary="Create an API key",
     responses=error_responses(NotAuthenticated, InvalidToken, Conflict),
