@@ -278,6 +278,54 @@ async def test_upgrade_needs_a_guest_a_free_email_and_credentials(
     assert_error(short, 422, "validation_error")
 
 
+async def test_upgrade_ends_the_guests_earlier_sign_ins(client: httpx.AsyncClient) -> None:
+    """Like a password change: whoever held the guest's refresh tokens (another device, a copy)
+    must not keep the now password-protected account; the upgrade's own tokens work."""
+    guest = (await client.post("/api/auth/guest")).json()["data"]
+    # A second sign-in of the same guest (a rotated family), and the first one's next token.
+    rotated = await client.post(
+        "/api/auth/refresh", json={"refresh_token": guest["tokens"]["refresh_token"]}
+    )
+    assert rotated.status_code == 200, rotated.text
+    earlier = rotated.json()["data"]["tokens"]
+    upgraded = await client.post(
+        "/api/auth/upgrade",
+        json={"email": "kept-safe@example.com", "password": PASSWORD},
+        headers={"Authorization": f"Bearer {earlier['access_token']}"},
+    )
+    assert upgraded.status_code == 200, upgraded.text
+    fresh = upgraded.json()["data"]["tokens"]
+
+    stale = await client.post("/api/auth/refresh", json={"refresh_token": earlier["refresh_token"]})
+    assert_error(stale, 401, "invalid_token")
+    me = await client.get(
+        "/api/users/me", headers={"Authorization": f"Bearer {fresh['access_token']}"}
+    )
+    assert me.status_code == 200
+    assert me.json()["data"]["email"] == "kept-safe@example.com"
+    renewed = await client.post("/api/auth/refresh", json={"refresh_token": fresh["refresh_token"]})
+    assert renewed.status_code == 200, renewed.text
+    logout = await client.post(
+        "/api/auth/logout",
+        json={"refresh_token": renewed.json()["data"]["tokens"]["refresh_token"]},
+    )
+    assert logout.status_code == 204
+
+
+async def test_a_failed_upgrade_ends_no_sign_in(client: httpx.AsyncClient, user: TestUser) -> None:
+    guest = (await client.post("/api/auth/guest")).json()["data"]
+    taken = await client.post(
+        "/api/auth/upgrade",
+        json={"email": user.email, "password": PASSWORD},
+        headers={"Authorization": f"Bearer {guest['tokens']['access_token']}"},
+    )
+    assert_error(taken, 409, "conflict")
+    still = await client.post(
+        "/api/auth/refresh", json={"refresh_token": guest["tokens"]["refresh_token"]}
+    )
+    assert still.status_code == 200, still.text
+
+
 async def test_guest_refresh_works(client: httpx.AsyncClient) -> None:
     guest = (await client.post("/api/auth/guest")).json()["data"]
     refreshed = await client.post(

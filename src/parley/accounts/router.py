@@ -136,7 +136,8 @@ async def create_guest(accounts: AccountServiceDep, client_ip: ClientIpDep) -> E
 async def upgrade(
     body: UpgradeRequest, user: CurrentUser, accounts: AccountServiceDep
 ) -> Envelope[AuthResult]:
-    """Give the calling guest an email and password. The user id and all data stay the same."""
+    """Give the calling guest an email and password. The user id and all data stay the same.
+    Every earlier refresh token of the guest is revoked; the tokens in this answer work."""
     upgraded, tokens = await accounts.upgrade(user, email=body.email, password=body.password)
     return ok(AuthResult(user=UserPublic.model_validate(upgraded), tokens=tokens))
 
