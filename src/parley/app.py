@@ -15,7 +15,6 @@ from contextlib import asynccontextmanager
 import anyio.to_thread
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
-from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import Route
 
 from parley import __version__
@@ -31,6 +30,7 @@ from parley.core.logging import configure_logging
 from parley.core.memory import trim_heap, trim_periodically
 from parley.core.middleware import (
     BodyLimitMiddleware,
+    EnvelopedCORSMiddleware,
     RequestContextMiddleware,
 )
 from parley.core.pagination import CursorCodec
@@ -206,7 +206,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     if settings.cors_origins:
         app.add_middleware(
-            CORSMiddleware,
+            EnvelopedCORSMiddleware,
             allow_origins=settings.cors_origins,
             allow_credentials=False,
             allow_methods=["GET", "POST", "PATCH", "DELETE", "OPTIONS"],
