@@ -144,6 +144,22 @@ async def test_password_grant_for_swagger(client: httpx.AsyncClient, user: TestU
     assert_error(missing, 422, "validation_error")
 
 
+async def test_the_password_grant_says_username_is_the_email(client: httpx.AsyncClient) -> None:
+    """Swagger's Authorize dialog asks for a "username": the schema must say it is the email,
+    while the field keeps the name RFC 6749 gives it."""
+    schema = (await client.get("/openapi.json")).json()
+    [scheme] = schema["components"]["securitySchemes"].values()
+    assert scheme["flows"]["password"]["tokenUrl"] == "/api/auth/token"
+    assert "email" in scheme["description"].lower()
+    assert "username" in scheme["description"]
+    body = schema["paths"]["/api/auth/token"]["post"]["requestBody"]
+    ref = body["content"]["application/x-www-form-urlencoded"]["schema"]["$ref"]
+    form = schema["components"]["schemas"][ref.rsplit("/", 1)[1]]
+    assert form["required"] == ["username", "password"]
+    assert "email" in form["properties"]["username"]["description"].lower()
+    assert form["properties"]["password"]["format"] == "password"
+
+
 async def test_register_login_refresh_reuse_logout_flow(client: httpx.AsyncClient) -> None:
     registered = await client.post(
         "/api/auth/register", json={"email": "flow@example.com", "password": PASSWORD}

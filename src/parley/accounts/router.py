@@ -15,8 +15,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Response, status
-from fastapi.security import OAuth2PasswordRequestForm
+from fastapi import APIRouter, Form, Response, status
 
 from parley.accounts.dependencies import (
     AccountServiceDep,
@@ -31,6 +30,7 @@ from parley.accounts.schemas import (
     LoginRequest,
     OAuthTokenResponse,
     PasswordChange,
+    PasswordGrantForm,
     RefreshRequest,
     RegisterRequest,
     TokensResult,
@@ -97,12 +97,13 @@ async def login(
     responses=error_responses(InvalidCredentials, Forbidden, RateLimited),
 )
 async def token(
-    form: Annotated[OAuth2PasswordRequestForm, Depends()],
+    form: Annotated[PasswordGrantForm, Form()],
     accounts: AccountServiceDep,
     client_ip: ClientIpDep,
 ) -> OAuthTokenResponse:
-    """RFC 6749 resource-owner password grant (`username` is the email), as Swagger's Authorize
-    button uses it. The answer is a plain RFC 6749 token response, without the envelope."""
+    """RFC 6749 resource-owner password grant, as Swagger's Authorize button uses it:
+    `username` is the account's **email**. The answer is a plain RFC 6749 token response,
+    without the envelope."""
     email = form.username.strip().lower()
     if "\x00" in email or len(email) > 320:
         raise InvalidCredentials()  # no such account can exist; the database is not asked
