@@ -236,3 +236,53 @@ def test_serve_keeps_idle_connections_for_http_keep_alive_seconds(tmp_path: Path
     short = {**env, "HTTP_KEEP_ALIVE_SECONDS": "1"}
     with parley_serve(tmp_path, short) as server:
         assert not _idle_connection_survives(server.url, 2.5)
+
+
+PROXY = "127.0.0.2"  # the test's client connects from here, as a reverse proxy would
+
+
+def _login_statuses(url: str, forwarded_for: list[str]) -> list[int]:
+    """Failed sign-ins (each with another email) sent from `PROXY`, each claiming to be for the
+    client `X-Forwarded-For` names; under a limit of one a minute per client address."""
+    transport = httpx.HTTPTransport(local_address=PROXY)
+    with httpx.Client(transport=transport, base_url=url, timeout=30) as http:
+        return [
+            http.post(
+                "/api/auth/login",
+                json={"email": f"nobody-{index}@example.com", "password": "not the password"},
+                headers={"X-Forwarded-For": client},
+            ).status_code
+            for index, client in enumerate(forwarded_for)
+        ]
+
+
+@pytest.mark.parametrize(
+    ("arguments", "environment", "forwarded_is_used"),
+    [
+        pytest.param([], {}, False, id="default: only loopback's 127.0.0.1 is trusted"),
+        pytest.param(["--forwarded-allow-ips", PROXY], {}, True, id="flag"),
+        pytest.param([], {"FORWARDED_ALLOW_IPS": f"10.9.9.9, {PROXY}"}, True, id="environment"),
+        pytest.param(
+            ["--forwarded-allow-ips", PROXY, "--no-proxy-headers"], {}, False, id="no-proxy-headers"
+        ),
+    ],
+)
+def test_serve_trusts_forwarded_headers_only_from_the_allowed_proxies(
+    tmp_path: Path, arguments: list[str], environment: dict[str, str], forwarded_is_used: bool
+) -> None:
+    """Sign-in limits are per client address: behind a proxy it is the real client's only when
+    the proxy is trusted; otherwise every client shares the proxy's address and its limit."""
+    env = clean_environment(
+        PARLEY_DATA_DIR=str(tmp_path / "data"),
+        LOG_LEVEL="WARNING",
+        RATE_LIMIT_LOGIN_PER_MINUTE="1",
+        **environment,
+    )
+    with parley_serve(tmp_path, env, *arguments) as server:
+        statuses = _login_statuses(server.url, ["203.0.113.1", "203.0.113.2", "203.0.113.1"])
+    if forwarded_is_used:
+        # Two clients, a limit each: the third attempt is the first client's second.
+        assert statuses == [401, 401, 429]
+    else:
+        # Every attempt is the proxy's.
+        assert statuses == [401, 429, 429]

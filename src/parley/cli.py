@@ -61,6 +61,23 @@ def serve(
     migrate: Annotated[
         bool, typer.Option("--migrate/--no-migrate", help="Apply pending migrations first.")
     ] = True,
+    proxy_headers: Annotated[
+        bool,
+        typer.Option(
+            "--proxy-headers/--no-proxy-headers",
+            help="Take the client's address and scheme from X-Forwarded-For and "
+            "X-Forwarded-Proto when a trusted proxy (--forwarded-allow-ips) sends them.",
+        ),
+    ] = True,
+    forwarded_allow_ips: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated addresses or networks of the proxies to trust with forwarded "
+            "headers; '*' trusts any, which lets clients of a directly reachable server forge "
+            "their address.",
+            show_default="FORWARDED_ALLOW_IPS, else 127.0.0.1,::1",
+        ),
+    ] = None,
 ) -> None:
     """Run the API server (applies pending migrations first unless --no-migrate)."""
     import uvicorn
@@ -83,7 +100,10 @@ def serve(
         workers=workers,
         reload=reload,
         access_log=False,
-        proxy_headers=True,
+        proxy_headers=proxy_headers,
+        forwarded_allow_ips=(
+            settings.forwarded_allow_ips if forwarded_allow_ips is None else forwarded_allow_ips
+        ),
         timeout_keep_alive=settings.http_keep_alive_seconds,
         log_config=None,
     )

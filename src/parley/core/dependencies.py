@@ -65,7 +65,8 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
 
 
 async def get_client_ip(request: Request) -> str:
-    """The client's address (behind a proxy, run uvicorn with `--forwarded-allow-ips`)."""
+    """The client's address: the peer's, or, from a proxy `parley serve --forwarded-allow-ips`
+    trusts, the one its `X-Forwarded-For` names."""
     return request.client.host if request.client else "unknown"
 
 
