@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import http.client
+import json
 import os
 import time
 from pathlib import Path
@@ -50,6 +51,12 @@ def _head(url: str) -> str:
     return head
 
 
+def _revisions(url: str) -> list[tuple[str, str]]:
+    """Every migration's revision and message, oldest first."""
+    scripts = ScriptDirectory.from_config(migrate.alembic_config(url)).walk_revisions()
+    return [(script.revision, script.doc) for script in reversed(list(scripts))]
+
+
 def test_version(runner: CliRunner) -> None:
     result = runner.invoke(cli, ["version"])
     assert result.exit_code == 0
@@ -70,17 +77,37 @@ def test_migrate_upgrade_current_downgrade(runner: CliRunner, fresh_database_url
     assert empty.exit_code == 0, empty.output
     assert "no revision" in empty.stdout
 
+    revisions = _revisions(fresh_database_url)
+    assert len(revisions) > 1
     upgraded = runner.invoke(cli, ["migrate", "upgrade"])
     assert upgraded.exit_code == 0, upgraded.output
-    assert upgraded.stdout.strip() == "database at head"
+    # Each migration applied, with its message, then where the database now is.
+    assert upgraded.stdout.splitlines() == [
+        *(f"applied {revision}: {message}" for revision, message in revisions),
+        f"database at {head} (head)",
+    ]
+    again = runner.invoke(cli, ["migrate", "upgrade"])
+    assert again.exit_code == 0, again.output
+    assert again.stdout.splitlines() == [f"already at {head} (head): nothing to apply"]
 
     current = runner.invoke(cli, ["migrate", "current"])
     assert current.exit_code == 0, current.output
     assert current.stdout.strip().startswith(head)
     assert "(head)" in current.stdout
 
+    one_back = runner.invoke(cli, ["migrate", "downgrade", "-1"])
+    assert one_back.exit_code == 0, one_back.output
+    previous, last = revisions[-2], revisions[-1]
+    assert one_back.stdout.splitlines() == [
+        f"reverted {last[0]}: {last[1]}",
+        f"database at {previous[0]}",
+    ]
     downgraded = runner.invoke(cli, ["migrate", "downgrade", "base"])
     assert downgraded.exit_code == 0, downgraded.output
+    assert downgraded.stdout.splitlines() == [
+        *(f"reverted {revision}: {message}" for revision, message in reversed(revisions[:-1])),
+        "database at base (no revision: the database is empty)",
+    ]
     assert "no revision" in runner.invoke(cli, ["migrate", "current"]).stdout
 
     default_action = runner.invoke(cli, ["migrate"])
@@ -194,6 +221,35 @@ def test_serve_creates_migrates_and_serves(tmp_path: Path) -> None:
     assert registered.status_code == 201, registered.text
     assert (data_dir / "parley.db").is_file()
     assert (data_dir / "jwt_secret").is_file()
+
+
+@pytest.mark.parametrize(
+    ("log_format", "arguments"),
+    # --reload: the URL is logged by the supervisor process, as with --workers.
+    [("console", []), ("json", ["--reload"])],
+)
+def test_serve_logs_the_url_it_listens_on(
+    tmp_path: Path, log_format: str, arguments: list[str]
+) -> None:
+    env = clean_environment(
+        PARLEY_DATA_DIR=str(tmp_path / "data"), LOG_LEVEL="INFO", LOG_FORMAT=log_format
+    )
+    with parley_serve(tmp_path, env, *arguments) as server:
+        output = server.output()
+    line = f"Parley listening on {server.url}"
+    assert "Uvicorn running on" not in output  # one line says it, Parley's
+    if log_format == "console":
+        [listening] = [text for text in output.splitlines() if line in text]
+        assert " INFO " in listening
+        return
+    entries = [json.loads(text) for text in output.splitlines() if text.startswith("{")]
+    assert entries, output
+    [listening] = [entry for entry in entries if entry["message"].startswith("Parley listening")]
+    assert listening["message"] == line
+    assert listening["url"] == server.url
+    assert listening["level"] == "info"
+    # The supervisor's own lines are Parley's JSON too (one line each).
+    assert all(text.startswith("{") for text in output.splitlines() if text.strip()), output
 
 
 def test_serve_refuses_bad_configuration_in_one_line(tmp_path: Path, runner: CliRunner) -> None:
