@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import http.client
+import json
 import os
 import time
 from pathlib import Path
@@ -50,6 +51,12 @@ def _head(url: str) -> str:
     return head
 
 
+def _revisions(url: str) -> list[tuple[str, str]]:
+    """Every migration's revision and message, oldest first."""
+    scripts = ScriptDirectory.from_config(migrate.alembic_config(url)).walk_revisions()
+    return [(script.revision, script.doc) for script in reversed(list(scripts))]
+
+
 def test_version(runner: CliRunner) -> None:
     result = runner.invoke(cli, ["version"])
     assert result.exit_code == 0
@@ -70,17 +77,37 @@ def test_migrate_upgrade_current_downgrade(runner: CliRunner, fresh_database_url
     assert empty.exit_code == 0, empty.output
     assert "no revision" in empty.stdout
 
+    revisions = _revisions(fresh_database_url)
+    assert len(revisions) > 1
     upgraded = runner.invoke(cli, ["migrate", "upgrade"])
     assert upgraded.exit_code == 0, upgraded.output
-    assert upgraded.stdout.strip() == "database at head"
+    # Each migration applied, with its message, then where the database now is.
+    assert upgraded.stdout.splitlines() == [
+        *(f"applied {revision}: {message}" for revision, message in revisions),
+        f"database at {head} (head)",
+    ]
+    again = runner.invoke(cli, ["migrate", "upgrade"])
+    assert again.exit_code == 0, again.output
+    assert again.stdout.splitlines() == [f"already at {head} (head): nothing to apply"]
 
     current = runner.invoke(cli, ["migrate", "current"])
     assert current.exit_code == 0, current.output
     assert current.stdout.strip().startswith(head)
     assert "(head)" in current.stdout
 
+    one_back = runner.invoke(cli, ["migrate", "downgrade", "-1"])
+    assert one_back.exit_code == 0, one_back.output
+    previous, last = revisions[-2], revisions[-1]
+    assert one_back.stdout.splitlines() == [
+        f"reverted {last[0]}: {last[1]}",
+        f"database at {previous[0]}",
+    ]
     downgraded = runner.invoke(cli, ["migrate", "downgrade", "base"])
     assert downgraded.exit_code == 0, downgraded.output
+    assert downgraded.stdout.splitlines() == [
+        *(f"reverted {revision}: {message}" for revision, message in reversed(revisions[:-1])),
+        "database at base (no revision: the database is empty)",
+    ]
     assert "no revision" in runner.invoke(cli, ["migrate", "current"]).stdout
 
     default_action = runner.invoke(cli, ["migrate"])
@@ -196,6 +223,35 @@ def test_serve_creates_migrates_and_serves(tmp_path: Path) -> None:
     assert (data_dir / "jwt_secret").is_file()
 
 
+@pytest.mark.parametrize(
+    ("log_format", "arguments"),
+    # --reload: the URL is logged by the supervisor process, as with --workers.
+    [("console", []), ("json", ["--reload"])],
+)
+def test_serve_logs_the_url_it_listens_on(
+    tmp_path: Path, log_format: str, arguments: list[str]
+) -> None:
+    env = clean_environment(
+        PARLEY_DATA_DIR=str(tmp_path / "data"), LOG_LEVEL="INFO", LOG_FORMAT=log_format
+    )
+    with parley_serve(tmp_path, env, *arguments) as server:
+        output = server.output()
+    line = f"Parley listening on {server.url}"
+    assert "Uvicorn running on" not in output  # one line says it, Parley's
+    if log_format == "console":
+        [listening] = [text for text in output.splitlines() if line in text]
+        assert " INFO " in listening
+        return
+    entries = [json.loads(text) for text in output.splitlines() if text.startswith("{")]
+    assert entries, output
+    [listening] = [entry for entry in entries if entry["message"].startswith("Parley listening")]
+    assert listening["message"] == line
+    assert listening["url"] == server.url
+    assert listening["level"] == "info"
+    # The supervisor's own lines are Parley's JSON too (one line each).
+    assert all(text.startswith("{") for text in output.splitlines() if text.strip()), output
+
+
 def test_serve_refuses_bad_configuration_in_one_line(tmp_path: Path, runner: CliRunner) -> None:
     result = runner.invoke(cli, ["serve", "--port", "1"], env={"ENVIRONMENT": "production"})
     assert result.exit_code == 1
@@ -236,3 +292,53 @@ def test_serve_keeps_idle_connections_for_http_keep_alive_seconds(tmp_path: Path
     short = {**env, "HTTP_KEEP_ALIVE_SECONDS": "1"}
     with parley_serve(tmp_path, short) as server:
         assert not _idle_connection_survives(server.url, 2.5)
+
+
+PROXY = "127.0.0.2"  # the test's client connects from here, as a reverse proxy would
+
+
+def _login_statuses(url: str, forwarded_for: list[str]) -> list[int]:
+    """Failed sign-ins (each with another email) sent from `PROXY`, each claiming to be for the
+    client `X-Forwarded-For` names; under a limit of one a minute per client address."""
+    transport = httpx.HTTPTransport(local_address=PROXY)
+    with httpx.Client(transport=transport, base_url=url, timeout=30) as http:
+        return [
+            http.post(
+                "/api/auth/login",
+                json={"email": f"nobody-{index}@example.com", "password": "not the password"},
+                headers={"X-Forwarded-For": client},
+            ).status_code
+            for index, client in enumerate(forwarded_for)
+        ]
+
+
+@pytest.mark.parametrize(
+    ("arguments", "environment", "forwarded_is_used"),
+    [
+        pytest.param([], {}, False, id="default: only loopback's 127.0.0.1 is trusted"),
+        pytest.param(["--forwarded-allow-ips", PROXY], {}, True, id="flag"),
+        pytest.param([], {"FORWARDED_ALLOW_IPS": f"10.9.9.9, {PROXY}"}, True, id="environment"),
+        pytest.param(
+            ["--forwarded-allow-ips", PROXY, "--no-proxy-headers"], {}, False, id="no-proxy-headers"
+        ),
+    ],
+)
+def test_serve_trusts_forwarded_headers_only_from_the_allowed_proxies(
+    tmp_path: Path, arguments: list[str], environment: dict[str, str], forwarded_is_used: bool
+) -> None:
+    """Sign-in limits are per client address: behind a proxy it is the real client's only when
+    the proxy is trusted; otherwise every client shares the proxy's address and its limit."""
+    env = clean_environment(
+        PARLEY_DATA_DIR=str(tmp_path / "data"),
+        LOG_LEVEL="WARNING",
+        RATE_LIMIT_LOGIN_PER_MINUTE="1",
+        **environment,
+    )
+    with parley_serve(tmp_path, env, *arguments) as server:
+        statuses = _login_statuses(server.url, ["203.0.113.1", "203.0.113.2", "203.0.113.1"])
+    if forwarded_is_used:
+        # Two clients, a limit each: the third attempt is the first client's second.
+        assert statuses == [401, 401, 429]
+    else:
+        # Every attempt is the proxy's.
+        assert statuses == [401, 429, 429]

@@ -15,7 +15,6 @@ from contextlib import asynccontextmanager
 import anyio.to_thread
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
-from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import Route
 
 from parley import __version__
@@ -31,6 +30,7 @@ from parley.core.logging import configure_logging
 from parley.core.memory import trim_heap, trim_periodically
 from parley.core.middleware import (
     BodyLimitMiddleware,
+    EnvelopedCORSMiddleware,
     RequestContextMiddleware,
 )
 from parley.core.pagination import CursorCodec
@@ -55,6 +55,7 @@ from parley.tasks.router import tasks_router
 from parley.tools.builtin import builtin_registry
 from parley.usage.router import admin_usage_router, usage_router
 from parley.usage.service import UsageMeter
+from parley.web.api_docs import api_docs_router
 from parley.web.router import web_router
 
 logger = logging.getLogger(__name__)
@@ -175,6 +176,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
         generate_unique_id_function=_operation_id,
         swagger_ui_parameters={"persistAuthorization": True},
+        # /docs and /redoc are Parley's own (parley.web.api_docs): FastAPI's load from a CDN.
+        docs_url=None,
+        redoc_url=None,
         # RequestContextMiddleware makes the one server span (X-Trace-Id); FastAPI's would be a
         # second one, in a trace of its own.
         telemetry={"tracing": False},
@@ -195,6 +199,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(admin_models_router)
     app.include_router(gateway_router)  # the OpenAI-compatible /v1
     app.include_router(web_router)  # the chat page at / and its static files
+    app.include_router(api_docs_router)  # /docs and /redoc, with no CDN
     app.include_router(usage_router)  # usage reports, and admins' per-user totals
     app.include_router(admin_usage_router)
     # MCP Streamable HTTP at exactly /mcp (a Mount would redirect /mcp to /mcp/).
@@ -206,7 +211,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     if settings.cors_origins:
         app.add_middleware(
-            CORSMiddleware,
+            EnvelopedCORSMiddleware,
             allow_origins=settings.cors_origins,
             allow_credentials=False,
             allow_methods=["GET", "POST", "PATCH", "DELETE", "OPTIONS"],

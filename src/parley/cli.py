@@ -43,6 +43,7 @@ def _settings() -> "Settings":  # noqa: UP037 - imported lazily to keep `parley 
 
 
 if False:  # pragma: no cover - for type checkers only
+    from parley.migrate import MigrationStep
     from parley.settings import Settings
 
 
@@ -61,20 +62,47 @@ def serve(
     migrate: Annotated[
         bool, typer.Option("--migrate/--no-migrate", help="Apply pending migrations first.")
     ] = True,
+    proxy_headers: Annotated[
+        bool,
+        typer.Option(
+            "--proxy-headers/--no-proxy-headers",
+            help="Take the client's address and scheme from X-Forwarded-For and "
+            "X-Forwarded-Proto when a trusted proxy (--forwarded-allow-ips) sends them.",
+        ),
+    ] = True,
+    forwarded_allow_ips: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated addresses or networks of the proxies to trust with forwarded "
+            "headers; '*' trusts any, which lets clients of a directly reachable server forge "
+            "their address.",
+            show_default="FORWARDED_ALLOW_IPS, else 127.0.0.1,::1",
+        ),
+    ] = None,
 ) -> None:
     """Run the API server (applies pending migrations first unless --no-migrate)."""
+    import logging
+
     import uvicorn
 
     from parley import migrate as migrations
+    from parley.core.logging import configure_logging
 
     settings = _settings()
     if reload and workers > 1:
         raise _fail("--reload and --workers > 1 cannot be combined")
+    # This process's lines (migrations; with workers or reload, the supervisor's, among them the
+    # URL it listens on) in Parley's format too, not only the app's.
+    configure_logging(settings)
     if migrate:
         try:
-            migrations.upgrade_if_needed(settings)
+            applied = migrations.upgrade_if_needed(settings)
         except (SQLAlchemyError, OSError) as exc:
             raise _fail(f"cannot migrate the database: {exc.__class__.__name__}: {exc}") from exc
+        for step in applied:
+            logging.getLogger("parley.migrate").info(
+                "applied migration %s: %s", step.revision, step.message
+            )
     uvicorn.run(
         "parley.app:create_app",
         factory=True,
@@ -83,13 +111,17 @@ def serve(
         workers=workers,
         reload=reload,
         access_log=False,
-        proxy_headers=True,
+        proxy_headers=proxy_headers,
+        forwarded_allow_ips=(
+            settings.forwarded_allow_ips if forwarded_allow_ips is None else forwarded_allow_ips
+        ),
         timeout_keep_alive=settings.http_keep_alive_seconds,
         log_config=None,
     )
 
 
-@cli.command()
+# `downgrade -1` (one back) is a revision, not an unknown option.
+@cli.command(context_settings={"ignore_unknown_options": True})
 def migrate(
     action: Annotated[str, typer.Argument(help="upgrade, downgrade or current.")] = "upgrade",
     revision: Annotated[
@@ -107,19 +139,33 @@ def migrate(
     settings = _settings()
     try:
         if action == "upgrade":
-            migrations.upgrade(settings, revision or "head")
-            typer.echo(f"database at {revision or 'head'}")
+            applied = migrations.upgrade(settings, revision or "head")
+            _report_steps(settings, "applied", applied, nothing="nothing to apply")
         elif action == "downgrade":
             if not revision:
                 raise _fail("downgrade needs a revision (for example -1 or base)")
-            migrations.downgrade(settings, revision)
-            typer.echo(f"database at {revision}")
+            reverted = migrations.downgrade(settings, revision)
+            _report_steps(settings, "reverted", reverted, nothing="nothing to revert")
         else:
             typer.echo(migrations.current(settings))
     except CommandError as exc:
         raise _fail(str(exc)) from exc
     except (SQLAlchemyError, OSError) as exc:
         raise _fail(f"database error: {exc.__class__.__name__}: {exc}") from exc
+
+
+def _report_steps(
+    settings: Settings, verb: str, steps: list[MigrationStep], *, nothing: str
+) -> None:
+    """Say each migration run, with its message, and where the database is now."""
+    from parley import migrate as migrations
+
+    for step in steps:
+        typer.echo(f"{verb} {step.revision}: {step.message}")
+    position = migrations.current(settings)
+    if position == migrations.EMPTY_DATABASE:
+        position = f"base {position}"
+    typer.echo(f"database at {position}" if steps else f"already at {position}: {nothing}")
 
 
 @user_cli.command("create")

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import io
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
@@ -24,6 +25,8 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 # The newest migration's revision: a new migration changes it (tests/test_migrations.py checks it
 # against the scripts' head, so a stale value fails the suite rather than skipping a migration).
 HEAD_REVISION = "5d1c0a7e9b42"
+# What `current` says of a database without any migration.
+EMPTY_DATABASE = "(no revision: the database is empty)"
 
 
 def alembic_config(url: str, *, stdout: TextIO | None = None) -> Config:
@@ -37,12 +40,34 @@ def alembic_config(url: str, *, stdout: TextIO | None = None) -> Config:
     return config
 
 
-def upgrade(settings: Settings, revision: str = "head") -> None:
-    """Apply migrations up to `revision`."""
+@dataclass(frozen=True, slots=True)
+class MigrationStep:
+    """One migration applied (or reverted): its revision and its message."""
+
+    revision: str
+    message: str
+
+
+def _run(settings: Settings, direction: str, revision: str) -> list[MigrationStep]:
+    """Run Alembic's upgrade or downgrade to `revision`; the migrations it ran, in order."""
     from alembic import command
 
+    steps: list[MigrationStep] = []
+
+    def record(*, step: Any, **_: Any) -> None:
+        script = step.up_revision  # the upper revision of the step, applied or reverted
+        steps.append(MigrationStep(script.revision, script.doc))
+
+    config = alembic_config(settings.effective_database_url)
+    config.attributes["on_version_apply"] = record  # migrations/env.py hands it to Alembic
+    getattr(command, direction)(config, revision)
+    return steps
+
+
+def upgrade(settings: Settings, revision: str = "head") -> list[MigrationStep]:
+    """Apply migrations up to `revision`; the ones applied, oldest first."""
     settings.ensure_data_dir()
-    command.upgrade(alembic_config(settings.effective_database_url), revision)
+    return _run(settings, "upgrade", revision)
 
 
 def is_current(settings: Settings) -> bool:
@@ -65,19 +90,17 @@ def is_current(settings: Settings) -> bool:
         return False
 
 
-def upgrade_if_needed(settings: Settings) -> bool:
-    """`upgrade` to head unless the database is there already; whether it ran."""
+def upgrade_if_needed(settings: Settings) -> list[MigrationStep]:
+    """`upgrade` to head unless the database is there already; the migrations applied."""
     if is_current(settings):
-        return False
-    upgrade(settings)
-    return True
+        return []
+    return upgrade(settings)
 
 
-def downgrade(settings: Settings, revision: str) -> None:
-    """Revert migrations down to `revision` (`base` for an empty schema)."""
-    from alembic import command
-
-    command.downgrade(alembic_config(settings.effective_database_url), revision)
+def downgrade(settings: Settings, revision: str) -> list[MigrationStep]:
+    """Revert migrations down to `revision` (`base` for an empty schema); the ones reverted,
+    newest first."""
+    return _run(settings, "downgrade", revision)
 
 
 def current(settings: Settings) -> str:
@@ -86,4 +109,4 @@ def current(settings: Settings) -> str:
 
     buffer = io.StringIO()
     command.current(alembic_config(settings.effective_database_url, stdout=buffer))
-    return buffer.getvalue().strip() or "(no revision: the database is empty)"
+    return buffer.getvalue().strip() or EMPTY_DATABASE

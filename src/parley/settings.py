@@ -62,6 +62,10 @@ class Settings(BaseSettings):
     # load balancers' own idle timeouts (httpx 5 s, AWS ALB 60 s), so that a client never sends a
     # request on a connection the server is closing at that moment (the client sees a reset).
     http_keep_alive_seconds: int = Field(default=75, ge=1)
+    # The proxies whose X-Forwarded-For and X-Forwarded-Proto `parley serve` believes (uvicorn's
+    # `forwarded_allow_ips` and its default: addresses, networks, or `*` for any);
+    # `--forwarded-allow-ips` overrides it. The client address is what sign-in limits count by.
+    forwarded_allow_ips: str = "127.0.0.1,::1"
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     log_format: Literal["json", "console"] | None = None

@@ -144,6 +144,22 @@ async def test_password_grant_for_swagger(client: httpx.AsyncClient, user: TestU
     assert_error(missing, 422, "validation_error")
 
 
+async def test_the_password_grant_says_username_is_the_email(client: httpx.AsyncClient) -> None:
+    """Swagger's Authorize dialog asks for a "username": the schema must say it is the email,
+    while the field keeps the name RFC 6749 gives it."""
+    schema = (await client.get("/openapi.json")).json()
+    [scheme] = schema["components"]["securitySchemes"].values()
+    assert scheme["flows"]["password"]["tokenUrl"] == "/api/auth/token"
+    assert "email" in scheme["description"].lower()
+    assert "username" in scheme["description"]
+    body = schema["paths"]["/api/auth/token"]["post"]["requestBody"]
+    ref = body["content"]["application/x-www-form-urlencoded"]["schema"]["$ref"]
+    form = schema["components"]["schemas"][ref.rsplit("/", 1)[1]]
+    assert form["required"] == ["username", "password"]
+    assert "email" in form["properties"]["username"]["description"].lower()
+    assert form["properties"]["password"]["format"] == "password"
+
+
 async def test_register_login_refresh_reuse_logout_flow(client: httpx.AsyncClient) -> None:
     registered = await client.post(
         "/api/auth/register", json={"email": "flow@example.com", "password": PASSWORD}
@@ -278,6 +294,54 @@ async def test_upgrade_needs_a_guest_a_free_email_and_credentials(
     assert_error(short, 422, "validation_error")
 
 
+async def test_upgrade_ends_the_guests_earlier_sign_ins(client: httpx.AsyncClient) -> None:
+    """Like a password change: whoever held the guest's refresh tokens (another device, a copy)
+    must not keep the now password-protected account; the upgrade's own tokens work."""
+    guest = (await client.post("/api/auth/guest")).json()["data"]
+    # A second sign-in of the same guest (a rotated family), and the first one's next token.
+    rotated = await client.post(
+        "/api/auth/refresh", json={"refresh_token": guest["tokens"]["refresh_token"]}
+    )
+    assert rotated.status_code == 200, rotated.text
+    earlier = rotated.json()["data"]["tokens"]
+    upgraded = await client.post(
+        "/api/auth/upgrade",
+        json={"email": "kept-safe@example.com", "password": PASSWORD},
+        headers={"Authorization": f"Bearer {earlier['access_token']}"},
+    )
+    assert upgraded.status_code == 200, upgraded.text
+    fresh = upgraded.json()["data"]["tokens"]
+
+    stale = await client.post("/api/auth/refresh", json={"refresh_token": earlier["refresh_token"]})
+    assert_error(stale, 401, "invalid_token")
+    me = await client.get(
+        "/api/users/me", headers={"Authorization": f"Bearer {fresh['access_token']}"}
+    )
+    assert me.status_code == 200
+    assert me.json()["data"]["email"] == "kept-safe@example.com"
+    renewed = await client.post("/api/auth/refresh", json={"refresh_token": fresh["refresh_token"]})
+    assert renewed.status_code == 200, renewed.text
+    logout = await client.post(
+        "/api/auth/logout",
+        json={"refresh_token": renewed.json()["data"]["tokens"]["refresh_token"]},
+    )
+    assert logout.status_code == 204
+
+
+async def test_a_failed_upgrade_ends_no_sign_in(client: httpx.AsyncClient, user: TestUser) -> None:
+    guest = (await client.post("/api/auth/guest")).json()["data"]
+    taken = await client.post(
+        "/api/auth/upgrade",
+        json={"email": user.email, "password": PASSWORD},
+        headers={"Authorization": f"Bearer {guest['tokens']['access_token']}"},
+    )
+    assert_error(taken, 409, "conflict")
+    still = await client.post(
+        "/api/auth/refresh", json={"refresh_token": guest["tokens"]["refresh_token"]}
+    )
+    assert still.status_code == 200, still.text
+
+
 async def test_guest_refresh_works(client: httpx.AsyncClient) -> None:
     guest = (await client.post("/api/auth/guest")).json()["data"]
     refreshed = await client.post(
@@ -333,3 +397,47 @@ async def test_login_rate_limited_per_address_and_per_email(
                 "/api/auth/login", json={"email": target.email, "password": PASSWORD}
             )
             assert_error(response, 429, "rate_limited")
+
+
+def assert_not_cached(response: httpx.Response) -> None:
+    """RFC 6749 section 5.1: an answer that carries tokens or secrets is never cached."""
+    assert response.headers.get_list("cache-control") == ["no-store"], response.headers
+    assert response.headers.get_list("pragma") == ["no-cache"], response.headers
+
+
+async def test_answers_with_tokens_or_secrets_are_not_cached(
+    client: httpx.AsyncClient, user: TestUser
+) -> None:
+    registered = await client.post(
+        "/api/auth/register", json={"email": "fresh-nostore@example.com", "password": PASSWORD}
+    )
+    login = await client.post("/api/auth/login", json={"email": user.email, "password": PASSWORD})
+    grant = await client.post(
+        "/api/auth/token",
+        data={"username": user.email, "password": PASSWORD, "grant_type": "password"},
+    )
+    refreshed = await client.post("/api/auth/refresh", json={"refresh_token": user.refresh_token})
+    guest = await client.post("/api/auth/guest")
+    guest_headers = {"Authorization": f"Bearer {guest.json()['data']['tokens']['access_token']}"}
+    upgraded = await client.post(
+        "/api/auth/upgrade",
+        json={"email": "upgraded-nostore@example.com", "password": PASSWORD},
+        headers=guest_headers,
+    )
+    key = await client.post("/api/users/me/api-keys", json={"name": "k"}, headers=user.headers)
+    answers = {
+        "register": (registered, 201),
+        "login": (login, 200),
+        "token": (grant, 200),
+        "refresh": (refreshed, 200),
+        "guest": (guest, 201),
+        "upgrade": (upgraded, 200),
+        "api key": (key, 201),
+    }
+    for name, (response, status) in answers.items():
+        assert response.status_code == status, (name, response.text)
+        assert_not_cached(response)
+    # Answers without a secret keep the default (a listed key shows its prefix only).
+    listed = await client.get("/api/users/me/api-keys", headers=user.headers)
+    assert listed.status_code == 200
+    assert "cache-control" not in listed.headers

@@ -162,12 +162,14 @@ async def test_api_responses_carry_security_headers(client: httpx.AsyncClient, p
     assert "strict-transport-security" not in response.headers
 
 
-async def test_docs_page_keeps_headers_but_not_the_api_csp(client: httpx.AsyncClient) -> None:
+async def test_docs_page_keeps_headers_and_its_own_csp(client: httpx.AsyncClient) -> None:
     response = await client.get("/docs")
     assert response.status_code == 200
     assert response.headers["x-content-type-options"] == "nosniff"
-    # Swagger UI loads scripts; the API's `default-src 'none'` would break it.
-    assert "default-src 'none'" not in response.headers.get("content-security-policy", "")
+    # Swagger UI loads this origin's scripts, which the API's CSP would refuse (tests/web/
+    # test_api_docs.py holds the page's own to the rest).
+    [csp] = response.headers.get_list("content-security-policy")
+    assert "script-src 'self'" in csp
 
 
 async def test_a_page_keeps_its_own_csp_and_gets_the_rest(client: httpx.AsyncClient) -> None:
@@ -234,6 +236,84 @@ async def test_allowlisted_origin_gets_cors(database_url: str, tmp_path: Path) -
     assert other.status_code == 400
     assert "access-control-allow-origin" not in other.headers
     assert "access-control-allow-origin" not in other_simple.headers
+
+
+@pytest.mark.parametrize(
+    ("origin", "preflight", "code", "fields"),
+    [
+        (
+            "https://evil.example",
+            PREFLIGHT,
+            "cors_origin_not_allowed",
+            ["header.origin"],
+        ),
+        (
+            "https://evil.example",
+            {"Access-Control-Request-Method": "PUT", "Access-Control-Request-Headers": "x-evil"},
+            "cors_origin_not_allowed",
+            [
+                "header.origin",
+                "header.access-control-request-method",
+                "header.access-control-request-headers",
+            ],
+        ),
+        (
+            ALLOWED,
+            {"Access-Control-Request-Method": "PUT"},
+            "cors_method_not_allowed",
+            ["header.access-control-request-method"],
+        ),
+        (
+            ALLOWED,
+            {"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "x-evil"},
+            "cors_headers_not_allowed",
+            ["header.access-control-request-headers"],
+        ),
+    ],
+)
+async def test_a_refused_preflight_is_an_error_in_the_envelope(
+    database_url: str,
+    tmp_path: Path,
+    origin: str,
+    preflight: dict[str, str],
+    code: str,
+    fields: list[str],
+) -> None:
+    settings = make_settings(database_url, tmp_path, cors_origins=ALLOWED)
+    async with running_app(settings) as (_, http):
+        response = await http.options("/api/auth/login", headers={"Origin": origin, **preflight})
+    assert response.status_code == 400
+    assert response.headers["content-type"] == "application/json"
+    body = response.json()
+    assert set(body) == {"trace_id", "error"}
+    assert HEX32.match(body["trace_id"])
+    assert body["trace_id"] == response.headers["x-trace-id"]
+    assert body["error"]["code"] == code
+    assert body["error"]["message"]
+    assert [detail["field"] for detail in body["error"]["details"]] == fields
+    # As strict as before: a refused origin is never allowed, an allowed one is still named.
+    if origin == ALLOWED:
+        assert response.headers["access-control-allow-origin"] == ALLOWED
+    else:
+        assert "access-control-allow-origin" not in response.headers
+    assert "Origin" in response.headers["vary"]
+
+
+async def test_a_refused_preflight_on_v1_is_an_openai_error(
+    database_url: str, tmp_path: Path
+) -> None:
+    settings = make_settings(database_url, tmp_path, cors_origins=ALLOWED)
+    async with running_app(settings) as (_, http):
+        response = await http.options(
+            "/v1/chat/completions", headers={"Origin": "https://evil.example", **PREFLIGHT}
+        )
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"}
+    assert error["type"] == "invalid_request_error"
+    assert error["code"] == "cors_origin_not_allowed"
+    assert "access-control-allow-origin" not in response.headers
+    assert HEX32.match(response.headers["x-trace-id"])
 
 
 # -- X-Request-Id ---------------------------------------------------------------------------

@@ -50,13 +50,8 @@ def route_table(app: FastAPI) -> list[RouteKey]:
         if path is None:
             continue
         route = context.original_route
-        if not isinstance(route, APIRoute) and path in (
-            "/openapi.json",
-            "/docs",
-            "/docs/oauth2-redirect",
-            "/redoc",
-        ):
-            continue  # the framework's own documentation pages
+        if not isinstance(route, APIRoute) and path == "/openapi.json":
+            continue  # the framework's own schema (the docs pages are Parley's routes)
         for method in methods:
             if method == "HEAD":
                 continue

@@ -27,7 +27,11 @@ from parley.core.errors import Forbidden, NotAuthenticated
 bearer_scheme = OAuth2PasswordBearer(
     tokenUrl="/api/auth/token",
     auto_error=False,
-    description="An access token (from /api/auth/login or /api/auth/token) or an API key (pk_...).",
+    description=(
+        "Sign in here with the password grant: **username** is your account's **email** address. "
+        "Clients send an access token (from /api/auth/login or /api/auth/token) or an API key "
+        "(pk_...) as `Authorization: Bearer ...`."
+    ),
 )
 
 

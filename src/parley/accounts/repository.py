@@ -102,7 +102,7 @@ async def revoke_family(session: AsyncSession, family_id: uuid.UUID, now: dateti
 async def revoke_user_refresh_tokens(
     session: AsyncSession, user_id: uuid.UUID, now: datetime
 ) -> None:
-    """Revoke every refresh token a user holds (password change, deactivation)."""
+    """Revoke every refresh token a user holds (password change, guest upgrade, deactivation)."""
     await session.execute(
         update(RefreshToken)
         .where(RefreshToken.user_id == user_id, RefreshToken.revoked_at.is_(None))

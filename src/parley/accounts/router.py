@@ -5,6 +5,9 @@
   `POST /api/auth/logout`
 - `GET/PATCH /api/users/me`, `POST /api/users/me/password`
 - `GET/POST /api/users/me/api-keys`, `DELETE /api/users/me/api-keys/{key_id}`
+
+Every answer that carries tokens or a key's secret is `Cache-Control: no-store`, `Pragma: no-cache`
+(RFC 6749 section 5.1).
 """
 
 from __future__ import annotations
@@ -12,8 +15,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Response, status
-from fastapi.security import OAuth2PasswordRequestForm
+from fastapi import APIRouter, Form, Response, status
 
 from parley.accounts.dependencies import (
     AccountServiceDep,
@@ -28,6 +30,7 @@ from parley.accounts.schemas import (
     LoginRequest,
     OAuthTokenResponse,
     PasswordChange,
+    PasswordGrantForm,
     RefreshRequest,
     RegisterRequest,
     TokensResult,
@@ -35,7 +38,7 @@ from parley.accounts.schemas import (
     UserPublic,
     UserUpdate,
 )
-from parley.core.dependencies import ClientIpDep, PageDep
+from parley.core.dependencies import ClientIpDep, NoStore, PageDep
 from parley.core.errors import (
     Conflict,
     Forbidden,
@@ -53,6 +56,7 @@ users_router = APIRouter(prefix="/api/users", tags=["users"])
 
 @auth_router.post(
     "/register",
+    dependencies=[NoStore],
     status_code=status.HTTP_201_CREATED,
     summary="Create an account",
     responses=error_responses(Conflict, RateLimited),
@@ -72,6 +76,7 @@ async def register(
 
 @auth_router.post(
     "/login",
+    dependencies=[NoStore],
     summary="Sign in",
     responses=error_responses(InvalidCredentials, Forbidden, RateLimited),
 )
@@ -87,16 +92,18 @@ async def login(
 
 @auth_router.post(
     "/token",
+    dependencies=[NoStore],
     summary="OAuth 2.0 password grant",
     responses=error_responses(InvalidCredentials, Forbidden, RateLimited),
 )
 async def token(
-    form: Annotated[OAuth2PasswordRequestForm, Depends()],
+    form: Annotated[PasswordGrantForm, Form()],
     accounts: AccountServiceDep,
     client_ip: ClientIpDep,
 ) -> OAuthTokenResponse:
-    """RFC 6749 resource-owner password grant (`username` is the email), as Swagger's Authorize
-    button uses it. The answer is a plain RFC 6749 token response, without the envelope."""
+    """RFC 6749 resource-owner password grant, as Swagger's Authorize button uses it:
+    `username` is the account's **email**. The answer is a plain RFC 6749 token response,
+    without the envelope."""
     email = form.username.strip().lower()
     if "\x00" in email or len(email) > 320:
         raise InvalidCredentials()  # no such account can exist; the database is not asked
@@ -110,6 +117,7 @@ async def token(
 
 @auth_router.post(
     "/guest",
+    dependencies=[NoStore],
     status_code=status.HTTP_201_CREATED,
     summary="Continue as a guest",
     responses=error_responses(RateLimited),
@@ -122,19 +130,22 @@ async def create_guest(accounts: AccountServiceDep, client_ip: ClientIpDep) -> E
 
 @auth_router.post(
     "/upgrade",
+    dependencies=[NoStore],
     summary="Upgrade a guest to a full account",
     responses=error_responses(NotAuthenticated, InvalidToken, Conflict),
 )
 async def upgrade(
     body: UpgradeRequest, user: CurrentUser, accounts: AccountServiceDep
 ) -> Envelope[AuthResult]:
-    """Give the calling guest an email and password. The user id and all data stay the same."""
+    """Give the calling guest an email and password. The user id and all data stay the same.
+    Every earlier refresh token of the guest is revoked; the tokens in this answer work."""
     upgraded, tokens = await accounts.upgrade(user, email=body.email, password=body.password)
     return ok(AuthResult(user=UserPublic.model_validate(upgraded), tokens=tokens))
 
 
 @auth_router.post(
     "/refresh",
+    dependencies=[NoStore],
     summary="Rotate the refresh token",
     responses=error_responses(InvalidToken),
 )
@@ -211,6 +222,7 @@ async def list_api_keys(
 
 @users_router.post(
     "/me/api-keys",
+    dependencies=[NoStore],
     status_code=status.HTTP_201_CREATED,
     summary="Create an API key",
     responses=error_responses(NotAuthenticated, InvalidToken, Conflict),

@@ -115,6 +115,30 @@ class TokensResult(BaseModel):
     tokens: TokenPair
 
 
+class PasswordGrantForm(BaseModel):
+    """RFC 6749 section 4.3.2: the form of a resource-owner password grant, as Swagger's
+    Authorize dialog sends it. The field names are the RFC's: `username` is the email."""
+
+    grant_type: Annotated[
+        str | None,
+        Field(pattern="^password$", description="`password` (may be left out)."),
+    ] = None
+    username: Annotated[
+        str,
+        Field(
+            description="The account's **email** address (RFC 6749 names this field `username`)."
+        ),
+    ]
+    password: Annotated[
+        str, Field(description="The account's password.", json_schema_extra={"format": "password"})
+    ]
+    scope: Annotated[str, Field(description="Ignored: Parley's tokens have no scopes.")] = ""
+    client_id: Annotated[str | None, Field(description="Ignored.")] = None
+    client_secret: Annotated[
+        str | None, Field(description="Ignored.", json_schema_extra={"format": "password"})
+    ] = None
+
+
 class OAuthTokenResponse(BaseModel):
     """RFC 6749 section 5.1 (no envelope)."""
 

@@ -295,10 +295,18 @@ class AccountService:
 
     @traced(name="accounts.upgrade", skip_input=True)
     async def upgrade(self, user: User, *, email: str, password: str) -> tuple[User, TokenPair]:
-        """Give a guest an email and password, keeping the same user and all their data."""
+        """Give a guest an email and password, keeping the same user and all their data.
+
+        Like a password change, it ends every earlier sign-in (the guest's refresh tokens, which
+        anyone holding a copy could otherwise go on using): only the tokens it answers work.
+        """
         if not user.is_guest:
             raise Conflict("Only a guest account can be upgraded.")
         await self._ensure_email_free(email)
+        # Before the user's changes: the statement would flush them first, and a lost race for
+        # the email would then fail here rather than as the commit's 409. A failed commit rolls
+        # the revocation back with the rest.
+        await repository.revoke_user_refresh_tokens(self.session, user.id, utcnow())
         user.email = email
         user.password_hash = await hash_password(password)
         user.is_guest = False

@@ -1,6 +1,7 @@
-"""Request-scoped dependencies that know no domain: the database session, the client's address and
-list paging parameters; and plain functions for the app-wide parts a service's dependency reads
-(settings, database, rate limiter, cursor codec) from `app.state`."""
+"""Request-scoped dependencies that know no domain: the database session, the client's address,
+list paging parameters and `NoStore` (answers no cache may keep); and plain functions for the
+app-wide parts a service's dependency reads (settings, database, rate limiter, cursor codec) from
+`app.state`."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from dataclasses import dataclass
 from typing import Annotated
 
 import anyio
-from fastapi import Depends, Query, Request
+from fastapi import Depends, Query, Request, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from parley.core.db import Database
@@ -64,8 +65,17 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
 
 
 async def get_client_ip(request: Request) -> str:
-    """The client's address (behind a proxy, run uvicorn with `--forwarded-allow-ips`)."""
+    """The client's address: the peer's, or, from a proxy `parley serve --forwarded-allow-ips`
+    trusts, the one its `X-Forwarded-For` names."""
     return request.client.host if request.client else "unknown"
+
+
+async def no_store(response: Response) -> None:
+    """Marks the answer as one that no cache may keep: RFC 6749 section 5.1 requires
+    `Cache-Control: no-store` and `Pragma: no-cache` on every answer that carries tokens,
+    credentials or other secrets."""
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Pragma"] = "no-cache"
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,3 +102,5 @@ async def get_page_params(
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 ClientIpDep = Annotated[str, Depends(get_client_ip)]
 PageDep = Annotated[PageParams, Depends(get_page_params)]
+# In a route's `dependencies=[...]`: its answers carry tokens or secrets (see `no_store`).
+NoStore = Depends(no_store)

@@ -45,6 +45,35 @@ class BadRequest(ParleyError):
     default_message = "The request cannot be processed."
 
 
+class CorsNotAllowed(BadRequest):
+    """A CORS preflight that `CORS_ORIGINS` and the allowed methods and headers refuse; `details`
+    names each refused part. The subclasses name the first of them (origin, method, headers)."""
+
+    code = "cors_not_allowed"
+    default_message = "This cross-origin request is not allowed."
+
+
+class CorsOriginNotAllowed(CorsNotAllowed):
+    """The preflight's `Origin` is not in `CORS_ORIGINS`."""
+
+    code = "cors_origin_not_allowed"
+    default_message = "Cross-origin requests from this origin are not allowed."
+
+
+class CorsMethodNotAllowed(CorsNotAllowed):
+    """The preflight asks for a method cross-origin requests may not use."""
+
+    code = "cors_method_not_allowed"
+    default_message = "Cross-origin requests may not use this method."
+
+
+class CorsHeadersNotAllowed(CorsNotAllowed):
+    """The preflight asks for a header cross-origin requests may not send."""
+
+    code = "cors_headers_not_allowed"
+    default_message = "Cross-origin requests may not send one of these headers."
+
+
 class InvalidRequest(BadRequest):
     """A request OpenAI's API would refuse too (a bad combination of arguments, an argument the
     model cannot honour, messages too long for the model); `param` names the argument and

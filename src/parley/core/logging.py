@@ -36,6 +36,23 @@ class ContextFilter(logging.Filter):
         return True
 
 
+class ListeningFilter(logging.Filter):
+    """Turns uvicorn's start-up line ("Uvicorn running on http://127.0.0.1:8000 (Press CTRL+C to
+    quit)", from the server or, with workers, from their supervisor) into Parley's own:
+    "Parley listening on http://127.0.0.1:8000", with the URL as the `url` field."""
+
+    _PREFIX = "Uvicorn running on "
+    _SUFFIX = " (Press CTRL+C to quit)"
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name == "uvicorn.error" and str(record.msg).startswith(self._PREFIX):
+            url = record.getMessage().removeprefix(self._PREFIX).removesuffix(self._SUFFIX)
+            record.msg, record.args = "Parley listening on %s", (url,)
+            record.url = url
+            record.__dict__.pop("color_message", None)
+        return True
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, message, ids, extra fields, exception."""
 
@@ -86,6 +103,7 @@ def configure_logging(settings: Settings) -> None:
     """Send every logger's records through one handler in the configured format and level."""
     handler = logging.StreamHandler()
     handler.addFilter(ContextFilter())
+    handler.addFilter(ListeningFilter())
     handler.setFormatter(
         JsonFormatter() if settings.effective_log_format == "json" else ConsoleFormatter()
     )
@@ -108,3 +126,6 @@ def configure_logging(settings: Settings) -> None:
     chatty = logging.NOTSET if root.level <= logging.DEBUG else logging.WARNING
     for name in HTTP_CLIENT_LOGGERS:
         logging.getLogger(name).setLevel(chatty)
+    # Alembic says at INFO how it sets itself up and each migration it runs: `parley serve` logs
+    # the migrations it applied in a line each of its own.
+    logging.getLogger("alembic").setLevel(chatty)

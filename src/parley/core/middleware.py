@@ -1,5 +1,5 @@
 """Pure-ASGI middleware: request context (trace span, ids, security headers, access log,
-last-resort 500), and the request body limit.
+last-resort 500), the request body limit, and CORS whose refusals are errors like any other.
 
 Pure ASGI rather than `BaseHTTPMiddleware`, so streaming responses pass through untouched and the
 trace context set here is the one the route sees.
@@ -16,11 +16,22 @@ from typing import Any
 
 from opentelemetry import propagate
 from opentelemetry.trace import SpanKind, Status, StatusCode
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from parley.core.errors import InternalError, ParleyError, PayloadTooLarge
+from parley.core.errors import (
+    CorsHeadersNotAllowed,
+    CorsMethodNotAllowed,
+    CorsNotAllowed,
+    CorsOriginNotAllowed,
+    InternalError,
+    ParleyError,
+    PayloadTooLarge,
+)
 from parley.core.logging import request_id_var
 from parley.core.responses import ErrorReport, render_error
 from parley.core.telemetry import format_trace_id, get_tracer
@@ -245,3 +256,75 @@ class BodyLimitMiddleware:
         await _send_json(
             send, 413, _rendered_body(scope, PayloadTooLarge()), [(b"connection", b"close")]
         )
+
+
+# What Starlette's CORS middleware names in its refusal ("Disallowed CORS origin, method"): the
+# error each one is, and the request header it is about.
+_CORS_REFUSALS: dict[str, tuple[type[CorsNotAllowed], str, str]] = {
+    "origin": (
+        CorsOriginNotAllowed,
+        "header.origin",
+        "This origin is not allowed to call the API.",
+    ),
+    "method": (
+        CorsMethodNotAllowed,
+        "header.access-control-request-method",
+        "This method is not allowed in cross-origin requests.",
+    ),
+    "headers": (
+        CorsHeadersNotAllowed,
+        "header.access-control-request-headers",
+        "One of these headers is not allowed in cross-origin requests.",
+    ),
+    "private-network": (
+        CorsNotAllowed,
+        "header.access-control-request-private-network",
+        "Requests from a public site to this private network are not allowed.",
+    ),
+}
+_CORS_REFUSAL_PREFIX = "Disallowed CORS "
+
+
+def _cors_refusal(text: str) -> CorsNotAllowed:
+    """The error for Starlette's refusal text: the first refused part's, with every refused part
+    in `details` (a text Starlette words otherwise is the general `cors_not_allowed`)."""
+    names = text.removeprefix(_CORS_REFUSAL_PREFIX).split(", ")
+    known = [_CORS_REFUSALS[name] for name in names if name in _CORS_REFUSALS]
+    if not text.startswith(_CORS_REFUSAL_PREFIX) or len(known) != len(names):
+        return CorsNotAllowed()
+    details = [{"field": field, "message": message} for _, field, message in known]
+    error_type = known[0][0]
+    return error_type(details=details)
+
+
+class EnvelopedCORSMiddleware(CORSMiddleware):
+    """Starlette's CORS middleware (allowlisted origins only, unchanged), whose refusal of a
+    preflight is a 400 in the request's surface's error format (the envelope under `/api`,
+    OpenAI's under `/v1`) instead of its plain-text "Disallowed CORS origin".
+
+    The refusal keeps Starlette's CORS headers: no `Access-Control-Allow-Origin` for an origin
+    that is not allowed (a browser then shows the page nothing), the allowed origin when only the
+    method or a header was refused.
+    """
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "OPTIONS":
+            await super().__call__(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        if "origin" not in headers or "access-control-request-method" not in headers:
+            await super().__call__(scope, receive, send)  # not a preflight
+            return
+        response = self.preflight_response(request_headers=headers)
+        if response.status_code == 400:
+            response = self._refusal(scope, response)
+        await response(scope, receive, send)
+
+    @staticmethod
+    def _refusal(scope: Scope, refused: Response) -> Response:
+        error = _cors_refusal(bytes(refused.body).decode("utf-8", "replace"))
+        rendered = render_error(Request(scope), ErrorReport.of(error))
+        for name, value in refused.headers.items():
+            if name not in ("content-type", "content-length"):
+                rendered.headers[name] = value
+        return rendered

@@ -33,6 +33,8 @@ def _configure(connection: Connection | None = None, url: str | None = None) -> 
         render_as_batch=dialect.startswith("sqlite"),
         compare_type=True,
         literal_binds=connection is None,
+        # The caller's record of each migration run (`parley migrate` prints them).
+        on_version_apply=config.attributes.get("on_version_apply", ()),
     )
 
 
