@@ -44,8 +44,8 @@ def clean_environment(**overrides: str) -> dict[str, str]:
     return environment
 
 
-def _wait_until_live(server: ServerProcess) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_SECONDS
+def _wait_until_live(server: ServerProcess, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if server.process.poll() is not None:
             raise AssertionError(f"parley serve exited early:\n{server.output()}")
@@ -70,9 +70,12 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 
 @contextmanager
-def parley_serve(workdir: Path, env: dict[str, str], *args: str) -> Iterator[ServerProcess]:
+def parley_serve(
+    workdir: Path, env: dict[str, str], *args: str, start_timeout: float = START_TIMEOUT_SECONDS
+) -> Iterator[ServerProcess]:
     """Run `python -m parley serve --port <free port> *args` in `workdir` with `env` (see
-    `clean_environment`); yields once `/health/live` answers, and stops the server on exit."""
+    `clean_environment`); yields once `/health/live` answers (within `start_timeout` seconds),
+    and stops the server on exit."""
     port = free_port()
     log_path = workdir / f"serve-{port}.log"
     with log_path.open("wb") as log:
@@ -85,7 +88,7 @@ def parley_serve(workdir: Path, env: dict[str, str], *args: str) -> Iterator[Ser
         )
         server = ServerProcess(f"http://127.0.0.1:{port}", process, log_path)
         try:
-            _wait_until_live(server)
+            _wait_until_live(server, start_timeout)
             yield server
         finally:
             _stop(process)

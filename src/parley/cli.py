@@ -6,6 +6,7 @@ Each subcommand exits non-zero with a one-line reason on bad input or bad config
 from __future__ import annotations
 
 import asyncio
+import os
 from typing import Annotated, Literal
 
 import typer
@@ -103,6 +104,9 @@ def serve(
             logging.getLogger("parley.migrate").info(
                 "applied migration %s: %s", step.revision, step.message
             )
+    # The workers build their app from the environment: this tells them where they listen (the
+    # MCP Host and Origin checks default to loopback names only when that is loopback).
+    os.environ["PARLEY_SERVE_HOST"] = host
     uvicorn.run(
         "parley.app:create_app",
         factory=True,

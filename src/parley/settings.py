@@ -6,6 +6,7 @@ table in the README lists each variable with its default; keep the two in step.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 from decimal import Decimal
@@ -103,15 +104,22 @@ class Settings(BaseSettings):
     # How often freed C-heap memory is given back to the OS (0: never; see parley.core.memory).
     memory_trim_interval_seconds: float = Field(default=60.0, ge=0)
 
-    # MCP server (/mcp): the Host and Origin values its DNS-rebinding protection accepts
-    # (`name:*` allows any port), and whether sessions are kept in this worker's memory.
-    mcp_allowed_hosts: Annotated[list[str], NoDecode] = Field(
-        default_factory=lambda: list(DEFAULT_MCP_ALLOWED_HOSTS)
-    )
-    mcp_allowed_origins: Annotated[list[str], NoDecode] = Field(
-        default_factory=lambda: list(DEFAULT_MCP_ALLOWED_ORIGINS)
-    )
-    mcp_stateless: bool = False
+    # The address the server listens on: `parley serve --host` sets it for its workers. Unset
+    # (the app built some other way) counts as loopback, where the MCP allowlists' defaults apply.
+    serve_host: str | None = Field(default=None, validation_alias="PARLEY_SERVE_HOST")
+
+    # MCP server (/mcp). The Host and Origin values its DNS-rebinding protection accepts (`name:*`
+    # allows any port): when unset, the loopback names while the server listens on loopback, and
+    # any otherwise (as the SDK's own `streamable_http_app` does); bearer auth is required anyway.
+    mcp_allowed_hosts: Annotated[list[str] | None, NoDecode] = None
+    mcp_allowed_origins: Annotated[list[str] | None, NoDecode] = None
+    # Stateless (the default), every request stands alone and any worker serves it. Otherwise
+    # sessions live in the memory of the worker that opened them, capped per user and in all,
+    # and end after this long without a request in flight.
+    mcp_stateless: bool = True
+    mcp_max_sessions: int = Field(default=1000, ge=1)
+    mcp_max_sessions_per_user: int = Field(default=10, ge=1)
+    mcp_session_idle_seconds: float = Field(default=600.0, gt=0, le=86_400)
 
     # Model providers and the catalog (README "Models and providers"). A provider counts as
     # configured when its key is set (the OpenAI-compatible one also by its base URL alone, as
@@ -141,9 +149,12 @@ class Settings(BaseSettings):
     _split_model_lists = field_validator(
         "openai_models", "anthropic_models", "gemini_models", mode="before"
     )(_split_commas)
-    _split_mcp_lists = field_validator("mcp_allowed_hosts", "mcp_allowed_origins", mode="before")(
-        _split_commas
-    )
+
+    @field_validator("mcp_allowed_hosts", "mcp_allowed_origins", mode="before")
+    @classmethod
+    def _split_mcp_lists(cls, value: object) -> object:
+        value = _split_commas(value)
+        return value or None  # an empty list is no allowlist at all: the default applies
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -183,6 +194,35 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite+aiosqlite:///{(self.data_dir / 'parley.db').resolve()}"
+
+    @property
+    def serves_loopback_only(self) -> bool:
+        """Whether the server listens on a loopback address only (`PARLEY_SERVE_HOST` unset
+        counts as loopback: an app built without `parley serve` keeps the strict defaults)."""
+        if self.serve_host is None:
+            return True
+        name = self.serve_host.strip().strip("[]").lower()
+        if name == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(name).is_loopback
+        except ValueError:
+            return False  # a host name other than localhost, resolved by the server
+
+    @property
+    def effective_mcp_allowed_hosts(self) -> list[str] | None:
+        """The `Host` values `/mcp` accepts; None accepts any."""
+        if self.mcp_allowed_hosts is not None:
+            return self.mcp_allowed_hosts
+        return list(DEFAULT_MCP_ALLOWED_HOSTS) if self.serves_loopback_only else None
+
+    @property
+    def effective_mcp_allowed_origins(self) -> list[str] | None:
+        """The `Origin` values `/mcp` accepts (a request without one is not checked); None
+        accepts any."""
+        if self.mcp_allowed_origins is not None:
+            return self.mcp_allowed_origins
+        return list(DEFAULT_MCP_ALLOWED_ORIGINS) if self.serves_loopback_only else None
 
     @property
     def effective_log_format(self) -> Literal["json", "console"]:

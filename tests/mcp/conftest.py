@@ -1,11 +1,13 @@
-"""Fixtures for the MCP tests: the live server's `/mcp` URL, API keys, an official `mcp` SDK client
-connected as a user, and raw JSON-RPC over HTTP for what the SDK client does not let a test do."""
+"""Fixtures for the MCP tests: the live server's `/mcp` URL (stateless, the default) and that of a
+server keeping sessions (`MCP_STATELESS=false`), API keys, an official `mcp` SDK client connected
+as a user, and raw JSON-RPC over HTTP for what the SDK client does not let a test do."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -14,7 +16,13 @@ import pytest
 from mcp import Client, MCPError
 from mcp.client.streamable_http import streamable_http_client
 
-from tests.conftest import LiveServer, TestUser
+from tests.conftest import (
+    LiveServer,
+    TestUser,
+    make_settings,
+    start_live_server,
+    stop_live_server,
+)
 
 HANDSHAKE_VERSION = "2025-11-25"
 JSON_AND_SSE = "application/json, text/event-stream"
@@ -23,6 +31,23 @@ JSON_AND_SSE = "application/json, text/event-stream"
 @pytest.fixture
 def mcp_url(live_server: LiveServer) -> str:
     return f"{live_server.url}/mcp"
+
+
+@contextmanager
+def mcp_server(database_url: str, data_dir: Path, **overrides: Any) -> Iterator[str]:
+    """A live server of its own with these settings; yields its `/mcp` URL."""
+    live = start_live_server(make_settings(database_url, data_dir, **overrides))
+    try:
+        yield f"{live.url}/mcp"
+    finally:
+        stop_live_server(live)
+
+
+@pytest.fixture(scope="session")
+def stateful_mcp_url(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`/mcp` of a server that keeps sessions (`MCP_STATELESS=false`), with the default caps."""
+    with mcp_server(database_url, tmp_path_factory.mktemp("stateful"), mcp_stateless=False) as url:
+        yield url
 
 
 ApiKeyFactory = Callable[[TestUser], Awaitable[str]]

@@ -1,13 +1,12 @@
 """The MCP server driven by the official `mcp` SDK client over real HTTP: initialize, list the
 tools, call each one with an API key or an access token, bad arguments, unknown tasks and tools,
-isolation between users, and both protocol eras (handshake sessions and 2026-07-28)."""
+isolation between users, both protocol eras (the handshake and 2026-07-28), and sessions
+(`MCP_STATELESS=false`)."""
 
 from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -15,13 +14,7 @@ import mcp.types as types
 import pytest
 from mcp import MCPError
 
-from tests.conftest import (
-    LiveServer,
-    TestUser,
-    make_settings,
-    start_live_server,
-    stop_live_server,
-)
+from tests.conftest import TestUser
 from tests.mcp.conftest import ApiKeyFactory, mcp_client, refused_by_server
 
 TOOL_NAMES = ["add_task", "list_tasks", "get_task", "update_task", "complete_task", "delete_task"]
@@ -241,25 +234,11 @@ async def test_a_deactivated_user_is_refused_mid_session(
             await session.call_tool("list_tasks", {})
 
 
-@pytest.fixture(scope="module")
-def stateless_server(
-    database_url: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[LiveServer]:
-    data_dir: Path = tmp_path_factory.mktemp("stateless")
-    live = start_live_server(make_settings(database_url, data_dir, mcp_stateless=True))
-    try:
-        yield live
-    finally:
-        stop_live_server(live)
-
-
-async def test_stateless_mode_serves_every_request_on_its_own(
-    stateless_server: LiveServer, user: TestUser
+async def test_the_sdk_client_works_with_sessions_too(
+    stateful_mcp_url: str, user: TestUser
 ) -> None:
-    url = f"{stateless_server.url}/mcp"
-    async with mcp_client(url, user.access_token) as session:
-        added = payload(await session.call_tool("add_task", {"title": "Anywhere"}))
+    """With `MCP_STATELESS=false` the handshake opens a session, which the calls then use."""
+    async with mcp_client(stateful_mcp_url, user.access_token) as session:
+        added = payload(await session.call_tool("add_task", {"title": "In a session"}))
         assert payload(await session.call_tool("get_task", {"task_id": added["id"]})) == added
-    async with httpx.AsyncClient() as http:
-        response = await http.post(url, json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"})
-    assert response.status_code == 401
+        assert payload(await session.call_tool("list_tasks", {}))["items"] == [added]

@@ -2,11 +2,17 @@
 
 Each HTTP request is checked in this order before the SDK's session manager sees it:
 
-1. Host and Origin (DNS-rebinding protection, with the SDK's own checker and the allowlists from
-   settings): a bad Host is 421, a bad Origin 403. The SDK's transport checks them again.
+1. Host and Origin (DNS-rebinding protection, against the allowlists of settings; unset, the
+   loopback names while the server listens on loopback, and no check while it listens on another
+   address, where requests carry whatever name a load balancer or DNS gave): a bad Host is 421, a
+   bad Origin 403.
 2. `Authorization: Bearer <access token or API key>`, through the same `AccountService.authenticate`
    as the REST API: none or a bad one is 401 with `WWW-Authenticate: Bearer` and the error
    envelope. Every request is authenticated, so a revoked key or a deactivated user stops at once.
+
+By default (`MCP_STATELESS`) no session is kept: each request stands alone, so any worker serves
+it. With sessions, a new one past its user's or the worker's cap is refused in the envelope
+(`parley.mcp.sessions`).
 
 The SDK (a second or more to import) and its session manager are started with the first request
 to `/mcp`, not with the app, so that a server nobody reaches over MCP starts faster.
@@ -29,6 +35,7 @@ from typing import TYPE_CHECKING
 from fastapi.security.utils import get_authorization_scheme_param
 from starlette.authentication import AuthCredentials
 from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
 from starlette.types import Receive, Scope, Send
 
 from parley.accounts.service import AccountService, Principal
@@ -44,8 +51,7 @@ from parley.settings import Settings
 from parley.tools.registry import ToolRegistry
 
 if TYPE_CHECKING:
-    from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
-    from mcp.server.transport_security import TransportSecurityMiddleware
+    from parley.mcp.sessions import CappedSessionManager
 
 logger = logging.getLogger(__name__)
 
@@ -54,13 +60,41 @@ PRINCIPAL_ISSUER = "parley"
 PRINCIPAL_CLIENT_ID = "parley"
 
 
+def _allowed(value: str, allowlist: list[str]) -> bool:
+    """Whether a Host or Origin value is listed, exactly or as `name:*` (any port), the way the
+    SDK's own check matches them."""
+    return value in allowlist or any(
+        value.startswith(allowed[:-1]) for allowed in allowlist if allowed.endswith(":*")
+    )
+
+
+@dataclass(frozen=True)
+class HeaderGuard:
+    """DNS-rebinding protection: the `Host` and `Origin` values `/mcp` accepts (None: any)."""
+
+    hosts: list[str] | None
+    origins: list[str] | None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> HeaderGuard:
+        return cls(settings.effective_mcp_allowed_hosts, settings.effective_mcp_allowed_origins)
+
+    def refusal(self, request: Request) -> Response | None:
+        """421 for a Host that is not allowed, 403 for an Origin that is not; None to go on."""
+        if self.hosts is not None and not _allowed(request.headers.get("host", ""), self.hosts):
+            return PlainTextResponse("Invalid Host header", status_code=421)
+        origin = request.headers.get("origin")
+        if origin and self.origins is not None and not _allowed(origin, self.origins):
+            return PlainTextResponse("Invalid Origin header", status_code=403)
+        return None
+
+
 @dataclass
 class _Runtime:
-    """The SDK's side of the endpoint, once started: the Host/Origin guard, the session manager,
-    and the task hosting the manager's task group (stopped by setting `stop`)."""
+    """The SDK's side of the endpoint, once started: the session manager, and the task hosting
+    the manager's task group (stopped by setting `stop`)."""
 
-    guard: TransportSecurityMiddleware
-    manager: StreamableHTTPSessionManager
+    manager: CappedSessionManager
     task: asyncio.Task[None]
     stop: asyncio.Event
 
@@ -76,6 +110,7 @@ class McpEndpoint:
         self.settings = settings
         self.registry = registry
         self.stateless = settings.mcp_stateless
+        self.guard = HeaderGuard.from_settings(settings)
         self._serving = False
         self._runtime: _Runtime | None = None
         self._starting = asyncio.Lock()
@@ -108,23 +143,19 @@ class McpEndpoint:
                 raise ServiceUnavailable("The MCP server is not running.")
             if self._runtime is not None:
                 return self._runtime
-            from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
-            from mcp.server.transport_security import (
-                TransportSecurityMiddleware,
-                TransportSecuritySettings,
-            )
+            from mcp.server.transport_security import TransportSecuritySettings
 
             from parley.mcp.server import build_mcp_server
+            from parley.mcp.sessions import CappedSessionManager
 
-            security = TransportSecuritySettings(
-                enable_dns_rebinding_protection=True,
-                allowed_hosts=list(self.settings.mcp_allowed_hosts),
-                allowed_origins=list(self.settings.mcp_allowed_origins),
-            )
-            manager = StreamableHTTPSessionManager(
-                app=build_mcp_server(self.registry),
+            manager = CappedSessionManager(
+                build_mcp_server(self.registry),
                 stateless=self.stateless,
-                security_settings=security,
+                # `self.guard` has checked Host and Origin before the SDK sees a request.
+                security_settings=TransportSecuritySettings(enable_dns_rebinding_protection=False),
+                max_sessions=self.settings.mcp_max_sessions,
+                max_sessions_per_user=self.settings.mcp_max_sessions_per_user,
+                idle_seconds=self.settings.mcp_session_idle_seconds,
             )
             started = asyncio.Event()
             stop = asyncio.Event()
@@ -140,7 +171,7 @@ class McpEndpoint:
             if not started.is_set():
                 waiter.cancel()
                 await task  # re-raises why the manager could not start
-            self._runtime = _Runtime(TransportSecurityMiddleware(security), manager, task, stop)
+            self._runtime = _Runtime(manager, task, stop)
             return self._runtime
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -150,14 +181,14 @@ class McpEndpoint:
         from mcp.server.auth.provider import AccessToken
 
         request = Request(scope, receive)
+        refusal = self.guard.refusal(request)
+        if refusal is not None:
+            await refusal(scope, receive, send)
+            return
         try:
             runtime = await self._started()
         except ParleyError as exc:
             await error_response(exc)(scope, receive, send)
-            return
-        refusal = await runtime.guard.validate_request(request, is_post=False)
-        if refusal is not None:
-            await refusal(scope, receive, send)
             return
         try:
             principal = await self._authenticate(request)
@@ -176,7 +207,11 @@ class McpEndpoint:
             )
         )
         scope["auth"] = AuthCredentials([])
-        await runtime.manager.handle_request(scope, receive, send)
+        try:
+            await runtime.manager.handle_request(scope, receive, send)
+        except ParleyError as exc:
+            # A new session refused at a cap, before anything was sent.
+            await error_response(exc)(scope, receive, send)
 
     @staticmethod
     async def _authenticate(request: Request) -> Principal:
