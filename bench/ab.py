@@ -74,8 +74,11 @@ async def _round(
     turns = await chat_turns(
         server, credentials["access_token"], total=args.turns, concurrency=args.concurrency
     )
-    if v1.result.failures or turns.result.failures:
-        raise RuntimeError(f"{server.name}: failures in a round ({v1.result}, {turns.result})")
+    failures = v1.result.failures + turns.result.failures
+    if failures:
+        # Reported, not fatal: a loaded machine can push SQLite's write waits past their limit
+        # (503); the pair is then less comparable, and the line says why.
+        print(f"  {server.name}: {dict(failures)} failed in this round", flush=True)
     if v1.cpu_per_1000 is None or turns.cpu_per_1000 is None:
         raise RuntimeError(f"{server.name}: its CPU time could not be read")
     return v1.cpu_per_1000, turns.cpu_per_1000
