@@ -274,8 +274,17 @@ async def test_upstream_stalling_mid_stream_times_out_and_keeps_the_text(
 
 
 async def test_disconnect_then_resume_then_the_reply_is_saved(
-    upstream_live: LiveServer, user: TestUser, upstream: FaultyOpenAI
+    upstream_live: LiveServer, upstream_app: FastAPI, user: TestUser, upstream: FaultyOpenAI
 ) -> None:
+    # Replies that earlier tests left running (a client that went away) end first: the count of
+    # upstream streams read to their end below is this test's alone.
+    async def no_reply_running() -> bool:
+        return not any(
+            app.state.generations._by_message for app in (upstream_live.app, upstream_app)
+        )
+
+    await wait_for(no_reply_running, within=30)
+    upstream.finished_at.clear()
     words = " ".join(f"w{i}" for i in range(60))
     upstream.script.push(Reply(text=words, chunk_delay=0.03))
     async with httpx.AsyncClient(base_url=upstream_live.url, timeout=30) as http:
