@@ -13,17 +13,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 from bench.scenarios import Target, chat_turns, measure
 from bench.servers import (
-    BENCH_EMAIL,
-    BENCH_PASSWORD,
     PARLEY_MODEL,
     Server,
+    create_bench_user,
     free_port,
     parley_environment,
     sign_in,
@@ -39,22 +37,7 @@ def _python(tree: Path) -> str:
 def _start_parley(tree: Path, logs: Path, data: Path, upstream: Server, name: str) -> Server:
     env = parley_environment(data, upstream, None)
     python = _python(tree)
-    for command in (
-        [python, "-m", "parley", "migrate", "upgrade"],
-        [
-            python,
-            "-m",
-            "parley",
-            "user",
-            "create",
-            "--email",
-            BENCH_EMAIL,
-            "--password",
-            BENCH_PASSWORD,
-            "--admin",
-        ],
-    ):
-        subprocess.run(command, env=env, check=True, capture_output=True, cwd=tree)  # noqa: S603
+    create_bench_user(env, python=python)
     port = free_port()
     command = [python, "-m", "parley", "serve", "--port", str(port), "--no-migrate"]
     return start(name, command, port, "/health/live", env, logs)

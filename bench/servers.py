@@ -164,17 +164,18 @@ def start_parley(logs: Path, env: dict[str, str], *, name: str = "parley") -> Se
     return start(name, command, port, "/health/live", env, logs)
 
 
-def create_bench_user(env: dict[str, str]) -> None:
-    """The bench user, an admin, made with `parley user create`."""
-    subprocess.run(
-        [sys.executable, "-m", "parley", "migrate", "upgrade"],
+def create_bench_user(env: dict[str, str], *, python: str = sys.executable) -> None:
+    """The bench user, an admin, made with `parley user create` (run by `python`: another
+    checkout's interpreter for an A/B run)."""
+    subprocess.run(  # noqa: S603
+        [python, "-m", "parley", "migrate", "upgrade"],
         env=env,
         check=True,
         capture_output=True,
     )
     subprocess.run(  # noqa: S603
         [
-            sys.executable,
+            python,
             "-m",
             "parley",
             "user",
