@@ -20,9 +20,6 @@ from starlette.routing import Route
 from parley import __version__
 from parley.accounts.admin_router import admin_users_router
 from parley.accounts.router import auth_router, users_router
-from parley.assistant.event_log import EventLogs, MemoryEventLogs, RedisEventLogs
-from parley.assistant.manager import GenerationManager
-from parley.assistant.router import turns_router
 from parley.chats.router import chats_router
 from parley.core.db import Database
 from parley.core.imports import import_modules
@@ -53,6 +50,9 @@ from parley.mcp.endpoint import McpEndpoint
 from parley.settings import Settings
 from parley.tasks.router import tasks_router
 from parley.tools.builtin import builtin_registry
+from parley.turns.event_log import EventLogs, MemoryEventLogs, RedisEventLogs
+from parley.turns.router import turns_router
+from parley.turns.runner import TurnRunner
 from parley.usage.router import admin_usage_router, usage_router
 from parley.usage.service import UsageMeter
 from parley.web.api_docs import api_docs_router
@@ -62,10 +62,10 @@ logger = logging.getLogger(__name__)
 # Imported in a thread once the app is up (see `_warm_up`): the first turn or /v1 call would
 # otherwise import them on the event loop and stall every request for seconds.
 _TURN_MODULES = (
-    "parley.assistant.generation",
-    "parley.assistant.context",
-    "parley.assistant.replay",
-    "parley.llm.offline",
+    "parley.turns.running",
+    "parley.turns.context",
+    "parley.turns.replay",
+    "parley.llm.offline.model",
     "parley.gateway.translated",
     "pydantic_ai.models.fallback",
 )
@@ -129,7 +129,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if redis is not None
             else MemoryEventLogs(retention_seconds=settings.stream_retention_seconds)
         )
-        generations = GenerationManager(
+        generations = TurnRunner(
             database,
             event_logs,
             redis,

@@ -1,11 +1,11 @@
 """Every table, imported in one place so that Alembic and the tests see the whole schema."""
 
 from parley.accounts.models import ApiKey, RefreshToken, User
-from parley.assistant.models import IdempotencyRecord
 from parley.chats.models import Chat, Message
 from parley.core.db import Base
 from parley.llm.models import CatalogModel
 from parley.tasks.models import Task, TaskTag
+from parley.turns.models import IdempotencyRecord
 from parley.usage.models import BudgetPeriod, BudgetReservation, UsageRecord
 
 __all__ = [

@@ -16,7 +16,7 @@ import openai
 import pytest
 import uvicorn
 from fastapi import FastAPI
-from tests.assistant.conftest import ANTHROPIC_MODEL, OPENAI_MODEL, FaultyOpenAI, upstream_settings
+from tests.turns.conftest import ANTHROPIC_MODEL, OPENAI_MODEL, FaultyOpenAI, upstream_settings
 from tests.conftest import LiveServer, TestUser, free_port, stop_live_server
 from tests.fakes import Script
 from tests.fakes.anthropic_upstream import FakeAnthropic

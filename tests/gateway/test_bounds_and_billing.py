@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from tests.assistant.conftest import FaultyOpenAI
+from tests.turns.conftest import FaultyOpenAI
 from tests.conftest import TestUser
 from tests.fakes import Reply
 from tests.fakes.anthropic_upstream import FakeAnthropic

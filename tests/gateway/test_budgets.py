@@ -14,7 +14,7 @@ import openai
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import select
-from tests.assistant.conftest import FaultyOpenAI
+from tests.turns.conftest import FaultyOpenAI
 from tests.conftest import TestUser
 from tests.fakes import Reply
 from tests.gateway.conftest import OFFLINE_MODEL, OPENAI_MODEL, usage_records

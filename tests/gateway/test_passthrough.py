@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from tests.assistant.conftest import FaultyOpenAI
+from tests.turns.conftest import FaultyOpenAI
 from tests.conftest import TestUser, free_port, make_settings, running_app
 from tests.fakes import Reply, ToolCall
 from tests.gateway.conftest import OPENAI_MODEL, READ_TIMEOUT_SECONDS, create_api_key, usage_records

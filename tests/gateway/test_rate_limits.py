@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from tests.assistant.conftest import FaultyOpenAI
+from tests.turns.conftest import FaultyOpenAI
 from tests.conftest import LiveServer, TestUser
 from tests.fakes.anthropic_upstream import FakeAnthropic
 from tests.gateway.conftest import (

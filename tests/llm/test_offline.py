@@ -21,8 +21,8 @@ from pydantic_ai.messages import (
 )
 from pydantic_ai.run import AgentRunResultEvent
 
-from parley.llm.offline import OfflineModel
-from parley.llm.offline_planner import INTRODUCTION
+from parley.llm.offline.model import OfflineModel
+from parley.llm.offline.planner import INTRODUCTION
 from parley.llm.tokens import estimate_tokens
 
 TODAY = date(2026, 11, 26)  # a Thursday

@@ -1,6 +1,6 @@
 """`ParleyOpenAI` builds streamed chunks with pydantic-core: the same objects the SDK's lenient
 builder makes for chunks on OpenAI's schema, and the SDK's own way for the others. (A whole turn
-over it is in tests/assistant/test_streaming.py.)"""
+over it is in tests/turns/test_streaming.py.)"""
 
 from __future__ import annotations
 

@@ -17,7 +17,7 @@ from pydantic_ai.models.google import GoogleModel
 from pydantic_ai.models.openai import OpenAIChatModel
 
 from parley.core.errors import ServiceUnavailable
-from parley.llm.offline import OfflineModel
+from parley.llm.offline.model import OfflineModel
 from parley.llm.providers import ModelProviders, build_model, create_provider_http_client
 from parley.llm.schemas import CatalogEntry
 from tests.fakes import Reply, ToolCall

@@ -12,7 +12,7 @@ from sqlalchemy import delete
 
 from parley.llm.cache import catalog_changed
 from parley.llm.models import CatalogModel
-from parley.llm.offline import OfflineModel
+from parley.llm.offline.model import OfflineModel
 from parley.llm.service import LLMService, ModelUnavailable
 from tests.conftest import TestUser
 from tests.llm.conftest import Seeder

@@ -26,7 +26,7 @@ from parley.chats.models import Message
 from parley.llm.catalog_config import load_models_file, plan_catalog
 from parley.llm.seeding import seed_catalog
 from parley.settings import Settings
-from tests.assistant.conftest import FaultyOpenAI, upstream_settings
+from tests.turns.conftest import FaultyOpenAI, upstream_settings
 from tests.conftest import (
     TEST_JWT_SECRET,
     LiveServer,

@@ -16,7 +16,7 @@ turns on a real chat).
 What is left out, by its nature: `/mcp` (not an OpenAPI operation; JSON-RPC over the MCP transport,
 covered by tests/mcp and the ownership matrix here), and the bodies of event streams
 (`text/event-stream` is declared as a string; the stream protocol is checked by
-tests/assistant and the AI SDK's own reader).
+tests/turns and the AI SDK's own reader).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The fake upstreams and the app over them, shared with the assistant's tests."""
 
-from tests.assistant.conftest import (  # noqa: F401 - fixtures
+from tests.turns.conftest import (  # noqa: F401 - fixtures
     api,
     fake_upstreams,
     upstream,

@@ -18,7 +18,7 @@ import pytest
 from fastapi import FastAPI
 
 from parley.usage.service import UsageEntry
-from tests.assistant.conftest import (
+from tests.turns.conftest import (
     OPENAI_MODEL,
     FaultyOpenAI,
     new_chat,

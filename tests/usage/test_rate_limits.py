@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 
-from tests.assistant.conftest import new_chat
+from tests.turns.conftest import new_chat
 from tests.conftest import TestUser, make_settings, running_app
 
 OFFLINE_MODEL = "offline:parley"

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.assistant.conftest import OPENAI_MODEL, FaultyOpenAI, new_chat
+from tests.turns.conftest import OPENAI_MODEL, FaultyOpenAI, new_chat
 from tests.conftest import TestUser
 from tests.fakes import Reply
 

@@ -4,7 +4,7 @@
 - `GET/PATCH/DELETE /api/chats/{chat_id}` (DELETE is a soft delete)
 - `GET /api/chats/{chat_id}/messages?leaf_id=` (the path to a leaf, a page at a time)
 
-Sending, regenerating, stopping and resuming replies are in `parley.assistant.router`.
+Sending, regenerating, stopping and resuming replies are in `parley.turns.router`.
 """
 
 from __future__ import annotations

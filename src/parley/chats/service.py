@@ -1,7 +1,7 @@
 """Chat use cases: create, list, read, update, soft delete, and reading the message tree.
 
 Sending a message and generating the reply span several domains and live in
-`parley.assistant.flows`; this module owns the chat and tree rules they rely on.
+`parley.turns.service`; this module owns the chat and tree rules they rely on.
 """
 
 from __future__ import annotations

@@ -186,8 +186,8 @@ class ModelProviders:
         # The model library is imported with the first model built (or by the warm-up).
         ensure_imported("pydantic_ai", *_PROVIDER_MODULES.get(entry.provider, ()))
         if entry.provider == OFFLINE_PROVIDER:
-            ensure_imported("parley.llm.offline")
-            from parley.llm.offline import OfflineModel
+            ensure_imported("parley.llm.offline.model")
+            from parley.llm.offline.model import OfflineModel
 
             return OfflineModel(delay_seconds=self.settings.offline_model_delay_ms / 1000)
         config = self._config(entry.provider)

@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 
-from tests.assistant.conftest import StreamEvent, chunk_types, new_chat, parse_sse
+from tests.turns.conftest import StreamEvent, chunk_types, new_chat, parse_sse
 from tests.conftest import TestUser
 
 Json = dict[str, Any]

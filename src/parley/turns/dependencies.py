@@ -1,4 +1,4 @@
-"""`TurnServiceDep` (turn use cases over the route's session) and `GenerationManagerDep`."""
+"""`TurnServiceDep` (turn use cases over the route's session) and `TurnRunnerDep`."""
 
 from __future__ import annotations
 
@@ -6,8 +6,6 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from parley.assistant.flows import TurnService
-from parley.assistant.manager import GenerationManager
 from parley.core.dependencies import (
     SessionDep,
     cursor_codec_of,
@@ -16,21 +14,23 @@ from parley.core.dependencies import (
 )
 from parley.llm.dependencies import llm_service_of
 from parley.tools.registry import ToolRegistry
+from parley.turns.runner import TurnRunner
+from parley.turns.service import TurnService
 from parley.usage.dependencies import usage_meter_of
 
 
-def generation_manager_of(request: Request) -> GenerationManager:
+def turn_runner_of(request: Request) -> TurnRunner:
     """The running app's replies in progress."""
-    manager: GenerationManager = request.app.state.generations
+    manager: TurnRunner = request.app.state.generations
     return manager
 
 
-async def get_generation_manager(request: Request) -> GenerationManager:
+async def get_turn_runner(request: Request) -> TurnRunner:
     """The running app's replies in progress."""
-    return generation_manager_of(request)
+    return turn_runner_of(request)
 
 
-GenerationManagerDep = Annotated[GenerationManager, Depends(get_generation_manager)]
+TurnRunnerDep = Annotated[TurnRunner, Depends(get_turn_runner)]
 
 
 async def get_turn_service(request: Request, session: SessionDep) -> TurnService:
@@ -39,7 +39,7 @@ async def get_turn_service(request: Request, session: SessionDep) -> TurnService
     return TurnService(
         session,
         settings=settings_of(request),
-        manager=generation_manager_of(request),
+        manager=turn_runner_of(request),
         llm=llm_service_of(request, session),
         registry=registry,
         limiter=rate_limiter_of(request),

@@ -17,10 +17,10 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from parley.assistant import repository as idempotency
-from parley.assistant.models import IDEMPOTENCY_WINDOW, IdempotencyRecord
 from parley.core.db import utcnow
 from parley.core.errors import Conflict, ValidationFailed
+from parley.turns import repository as idempotency
+from parley.turns.models import IDEMPOTENCY_WINDOW, IdempotencyRecord
 
 
 class ReplyInProgress(Conflict):

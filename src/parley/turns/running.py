@@ -1,7 +1,7 @@
 """One reply being generated: the agent loop, its stream events, and its persistence.
 
-A `Generation` runs in a task of its own, not tied to any HTTP connection. It runs the reply's
-agent loop (`parley.assistant.loop`: the model streams, tools run as the calling user, results go
+A `RunningTurn` runs in a task of its own, not tied to any HTTP connection. It runs the reply's
+agent loop (`parley.turns.loop`: the model streams, tools run as the calling user, results go
 back to the model, up to a step limit), which sends AI SDK UI message stream chunks; it appends
 every chunk to the reply's event log for any number of readers, saves the growing message at a
 bounded rate, and at the end sends the usage and the ending (`finish`, `error` or `abort`) and
@@ -30,15 +30,15 @@ from pydantic_ai.ui.vercel_ai.response_types import (
 from sqlalchemy import Table, update
 from sqlalchemy.engine import CursorResult
 
-from parley.assistant.event_log import EventLogs
-from parley.assistant.loop import ReplyLoop
-from parley.assistant.plan import TurnPlan, answered_by_fallback, cost_of
-from parley.assistant.sse import SDK_VERSION
-from parley.assistant.stream import PartsAccumulator, ReplyFailure
 from parley.chats.models import Chat, Message
 from parley.core.db import Database, utcnow
 from parley.core.telemetry import get_tracer
 from parley.llm.tokens import CHARS_PER_TOKEN, output_tokens_of_parts
+from parley.turns.event_log import EventLogs
+from parley.turns.loop import TurnLoop
+from parley.turns.parts import PartsAccumulator, ReplyFailure
+from parley.turns.plan import TurnPlan, answered_by_fallback, cost_of
+from parley.turns.sse import SDK_VERSION
 from parley.usage.service import UsageEntry, UsageMeter
 
 logger = logging.getLogger(__name__)
@@ -56,7 +56,7 @@ class Tokens(NamedTuple):
 
 
 @dataclass
-class ReplyOutcome:
+class TurnOutcome:
     """How a reply ended."""
 
     status: str
@@ -80,7 +80,7 @@ def title_from(text: str, limit: int = 60) -> str:
 
 
 @dataclass
-class Generation:
+class RunningTurn:
     """A reply in progress. `stop()` cancels it; `done` is set once it is saved and closed."""
 
     plan: TurnPlan
@@ -91,7 +91,7 @@ class Generation:
     usage_meter: UsageMeter | None = None
     task: asyncio.Task[None] | None = None
     done: asyncio.Event = field(default_factory=asyncio.Event)
-    _loop: ReplyLoop | None = None
+    _loop: TurnLoop | None = None
     _stop_requested: bool = False
     _interrupted: bool = False
     _accumulator: PartsAccumulator = field(default_factory=PartsAccumulator)
@@ -167,7 +167,7 @@ class Generation:
     async def _run(self) -> None:
         plan = self.plan
         self._started = time.monotonic()
-        loop = ReplyLoop(
+        loop = TurnLoop(
             model=plan.model,
             instructions=plan.instructions,
             history=plan.history,
@@ -219,7 +219,7 @@ class Generation:
             ending = [AbortChunk(reason="The reply was stopped.")]
         for chunk in ending:
             self._accumulator.add(chunk)
-        outcome = ReplyOutcome(
+        outcome = TurnOutcome(
             status=status,
             parts=self._accumulator.snapshot(),
             input_tokens=tokens.input_tokens,
@@ -276,7 +276,7 @@ class Generation:
             saved_version = version
             last_write = time.monotonic()
 
-    async def _save_final(self, outcome: ReplyOutcome) -> None:
+    async def _save_final(self, outcome: TurnOutcome) -> None:
         """The final parts, status, usage and cost, and the chat freed for its next reply, in one
         commit; the usage is settled (the hold released, the cost recorded) only if this save
         ended the reply, so that a reply a sweep or a stop elsewhere ended first is billed
@@ -335,7 +335,7 @@ class Generation:
                 )
             await session.commit()
 
-    def _usage_entry(self, outcome: ReplyOutcome) -> UsageEntry:
+    def _usage_entry(self, outcome: TurnOutcome) -> UsageEntry:
         plan = self.plan
         return UsageEntry(
             user_id=plan.user_id,
@@ -361,7 +361,7 @@ class Generation:
             await self._emit(ErrorChunk(error_text=failure.message))
             usage = self._estimated()
             await self._save_final(
-                ReplyOutcome(
+                TurnOutcome(
                     status="error",
                     parts=self._accumulator.snapshot(),
                     input_tokens=usage.input_tokens,

@@ -19,11 +19,6 @@ from fastapi import APIRouter, Body, Header, Query, Response, status
 from fastapi.responses import StreamingResponse
 
 from parley.accounts.dependencies import CurrentPrincipal, CurrentUser
-from parley.assistant.dependencies import GenerationManagerDep, TurnServiceDep
-from parley.assistant.flows import NoActiveStream, TurnService
-from parley.assistant.manager import GenerationManager
-from parley.assistant.sse import STREAM_HEADERS, numbered, sse_line
-from parley.assistant.turn_keys import IdempotencyKeyReused, ReplyInProgress, StartedTurn
 from parley.chats.schemas import MessageCreate, RegenerateRequest, TurnResult
 from parley.core.errors import (
     BudgetExceeded,
@@ -34,6 +29,11 @@ from parley.core.errors import (
 )
 from parley.core.imports import ensure_imported
 from parley.core.responses import Envelope, error_responses, ok
+from parley.turns.dependencies import TurnRunnerDep, TurnServiceDep
+from parley.turns.idempotency import IdempotencyKeyReused, ReplyInProgress, StartedTurn
+from parley.turns.runner import TurnRunner
+from parley.turns.service import NoActiveStream, TurnService
+from parley.turns.sse import STREAM_HEADERS, numbered, sse_line
 
 turns_router = APIRouter(prefix="/api/chats", tags=["messages"])
 
@@ -93,7 +93,7 @@ def _stream(batches: AsyncIterator[list[tuple[int, str]]]) -> StreamingResponse:
 
 async def _answer(
     turns: TurnService,
-    manager: GenerationManager,
+    manager: TurnRunner,
     started: StartedTurn,
     *,
     stream: bool,
@@ -106,8 +106,8 @@ async def _answer(
     if await manager.can_follow(started.assistant_message_id):
         return _stream(manager.follow_batches(started.assistant_message_id))
     # A retried request whose reply is no longer in any event log: send the stored reply.
-    ensure_imported("parley.assistant.replay")  # it imports the model library
-    from parley.assistant.replay import stored_reply_chunks
+    ensure_imported("parley.turns.replay")  # it imports the model library
+    from parley.turns.replay import stored_reply_chunks
 
     result = await turns.result(started)
     chunks = stored_reply_chunks(result.assistant_message, str(started.user_message_id))
@@ -125,7 +125,7 @@ async def send_message(
     body: MessageCreate,
     principal: CurrentPrincipal,
     turns: TurnServiceDep,
-    manager: GenerationManagerDep,
+    manager: TurnRunnerDep,
     response: Response,
     idempotency_key: IdempotencyKey = None,
     stream: StreamFlag = True,
@@ -157,7 +157,7 @@ async def regenerate_message(
     message_id: uuid.UUID,
     principal: CurrentPrincipal,
     turns: TurnServiceDep,
-    manager: GenerationManagerDep,
+    manager: TurnRunnerDep,
     response: Response,
     body: Annotated[RegenerateRequest | None, Body()] = None,
     idempotency_key: IdempotencyKey = None,
@@ -204,7 +204,7 @@ async def resume_stream(
     chat_id: uuid.UUID,
     user: CurrentUser,
     turns: TurnServiceDep,
-    manager: GenerationManagerDep,
+    manager: TurnRunnerDep,
     last_event_id: Annotated[
         int | None,
         Header(

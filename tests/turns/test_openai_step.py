@@ -1,4 +1,4 @@
-"""The OpenAI-compatible step (`parley.assistant.openai_step`) and the reply loop around it,
+"""The OpenAI-compatible step (`parley.llm.openai_step`) and the reply loop around it,
 against streams such servers really send: the fake OpenAI upstream's stream is replaced, for one
 test, by raw lines (errors mid-stream, calls without an index or id, a name after the first delta,
 `<think>` tags, a stream cut inside a call), through the HTTP API."""
@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.assistant.conftest import FaultyOpenAI, chunk_types, new_chat, parse_sse
+from tests.turns.conftest import FaultyOpenAI, chunk_types, new_chat, parse_sse
 from tests.conftest import TestUser
 from tests.fakes import Reply
 

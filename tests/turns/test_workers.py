@@ -19,7 +19,7 @@ from sqlalchemy import update
 from parley.app import create_app
 from parley.chats.models import Chat, Message
 from parley.core.db import utcnow
-from tests.assistant.conftest import (
+from tests.turns.conftest import (
     FaultyOpenAI,
     chunk_types,
     new_chat,
@@ -159,7 +159,7 @@ async def test_idempotency_keys_past_their_day_are_purged(
 ) -> None:
     from sqlalchemy import func, select
 
-    from parley.assistant.models import IdempotencyRecord
+    from parley.turns.models import IdempotencyRecord
 
     chat_id = uuid.UUID(await new_chat(client, user))
     async with app.state.database.sessionmaker() as session:

@@ -9,7 +9,7 @@ around them is Parley's own: Pydantic AI's agent graph and its Vercel AI transfo
 before, and spent about ten CPU-milliseconds a step above the model's own stream on locks, cancel
 scopes, a task and a memory stream per run, and events rebuilt for a general-purpose UI adapter
 (bench/findings.md). The tools are few, their rules live in the tool registry, and what the model
-may do is exactly what `ReplyLoop.run` does, so the loop is short.
+may do is exactly what `TurnLoop.run` does, so the loop is short.
 
 A step streams as `start-step`, its text (`text-start`, `text-delta`..., `text-end`), reasoning
 (`reasoning-*`) and tool calls (`tool-input-start`, `tool-input-delta`...) as they arrive, then each
@@ -71,11 +71,11 @@ from pydantic_ai.ui.vercel_ai.response_types import (
 from pydantic_ai.usage import RequestUsage
 from pydantic_core import to_json
 
-from parley.assistant.openai_step import OpenAICompatibleModel, openai_chat_stream
-from parley.assistant.stream import ReplyFailure, classify_failure
 from parley.core.errors import ParleyError
+from parley.llm.openai_step import OpenAICompatibleModel, openai_chat_stream
 from parley.llm.tokens import tokens_for_chars
 from parley.tools.registry import ToolContext, ToolDefinition, ToolResult
+from parley.turns.parts import ReplyFailure, classify_failure
 
 logger = logging.getLogger(__name__)
 
@@ -141,7 +141,7 @@ class _StreamedCall:
 
 
 @dataclass
-class ReplyLoop:
+class TurnLoop:
     """The steps of one reply. `run` streams them through `emit`; `stop` ends them early, closing
     the model's stream at once when it is waiting on it.
 
@@ -163,7 +163,7 @@ class ReplyLoop:
     max_steps: int
     # The size of the history, instructions and question, for estimates of the input tokens.
     prompt_chars: int = 0
-    # The same model, reached without Pydantic AI's model (see `parley.assistant.openai_step`).
+    # The same model, reached without Pydantic AI's model (see `parley.llm.openai_step`).
     openai: OpenAICompatibleModel | None = None
     status: Literal["complete", "error", "cancelled"] = "complete"
     failure: ReplyFailure | None = None

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 import pytest
 from redis.asyncio import Redis
 
-from parley.assistant.event_log import EventLogs, MemoryEventLogs, RedisEventLogs
+from parley.turns.event_log import EventLogs, MemoryEventLogs, RedisEventLogs
 
 REDIS_URL = "redis://127.0.0.1:6379/13"
 

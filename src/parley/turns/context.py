@@ -23,10 +23,10 @@ from pydantic_ai.messages import (
     UserPromptPart,
 )
 
-from parley.assistant.loop import BoundTool
 from parley.chats.models import Message
 from parley.llm.tokens import CHARS_PER_TOKEN
 from parley.tools.registry import ToolContext, ToolRegistry
+from parley.turns.loop import BoundTool
 
 # Room left for the reply itself when trimming the context (a quarter of the window, at most this).
 MAX_REPLY_RESERVE_TOKENS = 8192

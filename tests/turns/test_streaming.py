@@ -14,10 +14,10 @@ from fastapi import FastAPI
 from sqlalchemy import event, select, update
 
 from parley.app import create_app
-from parley.assistant.models import IDEMPOTENCY_WINDOW, IdempotencyRecord
 from parley.core.db import utcnow
+from parley.turns.models import IDEMPOTENCY_WINDOW, IdempotencyRecord
 from tests.accounts.test_auth import assert_error
-from tests.assistant.conftest import (
+from tests.turns.conftest import (
     ANTHROPIC_MODEL,
     OPENAI_MODEL,
     FaultyOpenAI,

@@ -19,23 +19,23 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 
-from parley.assistant import repository as idempotency
-from parley.assistant.event_log import EventLogs
-from parley.assistant.models import IDEMPOTENCY_WINDOW
 from parley.chats import repository as chats
 from parley.chats.models import Message
 from parley.core.db import Database, utcnow
 from parley.core.imports import ensure_imported
 from parley.llm import repository as catalog
 from parley.llm.tokens import output_tokens_of_parts
+from parley.turns import repository as idempotency
+from parley.turns.event_log import EventLogs
+from parley.turns.models import IDEMPOTENCY_WINDOW
 from parley.usage.pricing import ZERO, cost_usd
 from parley.usage.service import UsageEntry, UsageMeter
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
-    from parley.assistant.generation import Generation
-    from parley.assistant.plan import TurnPlan
+    from parley.turns.plan import TurnPlan
+    from parley.turns.running import RunningTurn
 
 logger = logging.getLogger(__name__)
 STOP_CHANNEL = "parley:stop"
@@ -43,7 +43,7 @@ STOP_CHANNEL = "parley:stop"
 FINISH_WAIT_SECONDS = 600.0
 
 
-class GenerationManager:
+class TurnRunner:
     """Starts generations, stops them (here or on another worker), and follows their events."""
 
     def __init__(
@@ -64,20 +64,20 @@ class GenerationManager:
         self.save_interval = save_interval
         self.heartbeat_interval = heartbeat_interval
         self.stale_after = stale_after
-        self._by_message: dict[uuid.UUID, Generation] = {}
+        self._by_message: dict[uuid.UUID, RunningTurn] = {}
         self._background: set[asyncio.Task[None]] = set()
 
-    async def start(self, plan: TurnPlan) -> Generation:
+    async def start(self, plan: TurnPlan) -> RunningTurn:
         """Run a generation in a task of its own (the turn flow has committed its rows).
 
         Its event log exists before this returns, so the caller can follow it at once.
         """
         # Imported with the first turn: the generation brings in the model library.
-        ensure_imported("parley.assistant.generation")
-        from parley.assistant.generation import Generation
+        ensure_imported("parley.turns.running")
+        from parley.turns.running import RunningTurn
 
         await self.logs.open(str(plan.assistant_message_id))
-        generation = Generation(
+        generation = RunningTurn(
             plan=plan,
             database=self.database,
             logs=self.logs,

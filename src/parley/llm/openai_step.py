@@ -1,7 +1,7 @@
 """One model step of a reply, streamed straight from an OpenAI-compatible server (Ollama, vLLM,
 llama.cpp, OpenRouter...), read as Pydantic AI's stream events.
 
-The reply's loop (`parley.assistant.loop`) takes a step's events from Pydantic AI's model by
+The reply's loop (`parley.turns.loop`) takes a step's events from Pydantic AI's model by
 default. For an OpenAI-compatible server other than OpenAI's own, whose request and stream are
 plain `/chat/completions` JSON, this does the same for a fraction of the CPU: the request is built
 from the conversation directly, sent by `parley.llm.openai_relay` as the `/v1` gateway's

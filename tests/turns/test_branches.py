@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 
 from tests.accounts.test_auth import assert_error
-from tests.assistant.conftest import (
+from tests.turns.conftest import (
     OPENAI_MODEL,
     FaultyOpenAI,
     chunk_types,

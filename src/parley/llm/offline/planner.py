@@ -25,7 +25,7 @@ from pydantic_ai.messages import (
 )
 from pydantic_core import to_jsonable_python
 
-from parley.llm.offline_parsing import (
+from parley.llm.offline.parsing import (
     AddTask,
     CompleteTask,
     DeleteTask,

@@ -1,4 +1,4 @@
-"""The reply's agent loop (`parley.assistant.loop`) through the HTTP API against the fake OpenAI
+"""The reply's agent loop (`parley.turns.loop`) through the HTTP API against the fake OpenAI
 upstream: the order of the stream's chunks, the step limit, calls the tools cannot run, and how a
 reply that fails or stops ends its open parts."""
 
@@ -9,7 +9,7 @@ import json
 
 import httpx
 
-from tests.assistant.conftest import (
+from tests.turns.conftest import (
     FaultyOpenAI,
     chunk_types,
     new_chat,

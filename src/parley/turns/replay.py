@@ -27,8 +27,8 @@ from pydantic_ai.ui.vercel_ai.response_types import (
     ToolOutputErrorChunk,
 )
 
-from parley.assistant.sse import SDK_VERSION
 from parley.chats.schemas import MessagePublic
+from parley.turns.sse import SDK_VERSION
 
 
 def _part_chunks(index: int, part: dict[str, Any]) -> list[BaseChunk]:

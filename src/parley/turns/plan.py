@@ -20,8 +20,8 @@ if TYPE_CHECKING:
     from pydantic_ai.messages import ModelMessage
     from pydantic_ai.models import Model
 
-    from parley.assistant.loop import BoundTool
-    from parley.assistant.openai_step import OpenAICompatibleModel
+    from parley.llm.openai_step import OpenAICompatibleModel
+    from parley.turns.loop import BoundTool
 
 
 @dataclass

@@ -20,14 +20,6 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from parley.accounts.models import User
-from parley.assistant.manager import GenerationManager
-from parley.assistant.plan import FallbackPricing, TurnPlan
-from parley.assistant.turn_keys import (
-    ReplyInProgress,
-    StartedTurn,
-    TurnKeys,
-    request_fingerprint,
-)
 from parley.chats import repository as chats
 from parley.chats.models import Chat, Message
 from parley.chats.schemas import MessagePublic, TurnResult
@@ -43,6 +35,14 @@ from parley.llm.service import LLMService
 from parley.llm.tokens import CHARS_PER_TOKEN
 from parley.settings import Settings
 from parley.tools.registry import ToolContext, ToolRegistry
+from parley.turns.idempotency import (
+    ReplyInProgress,
+    StartedTurn,
+    TurnKeys,
+    request_fingerprint,
+)
+from parley.turns.plan import FallbackPricing, TurnPlan
+from parley.turns.runner import TurnRunner
 from parley.usage.service import UsageMeter, estimate_cost
 
 if TYPE_CHECKING:
@@ -69,7 +69,7 @@ class TurnService:
         session: AsyncSession,
         *,
         settings: Settings,
-        manager: GenerationManager,
+        manager: TurnRunner,
         llm: LLMService,
         registry: ToolRegistry,
         limiter: RateLimiter,
@@ -144,9 +144,9 @@ class TurnService:
         api_key_id: uuid.UUID | None,
     ) -> TurnPlan:
         # The model library is imported with the first turn, not at start-up.
-        ensure_imported("parley.assistant.context", "pydantic_ai.models.fallback")
-        from parley.assistant.context import bind_tools, build_context
-        from parley.assistant.openai_step import compatible_model
+        ensure_imported("parley.turns.context", "pydantic_ai.models.fallback")
+        from parley.llm.openai_step import compatible_model
+        from parley.turns.context import bind_tools, build_context
 
         if new_user_message:  # not written yet: the branch up to its parent, then it
             earlier: list[Message] = []

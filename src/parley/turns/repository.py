@@ -11,7 +11,7 @@ from datetime import datetime
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from parley.assistant.models import IdempotencyRecord
+from parley.turns.models import IdempotencyRecord
 
 
 async def find_idempotency_record(
