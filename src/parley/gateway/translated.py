@@ -21,29 +21,12 @@ from typing import Any
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from pydantic_ai.direct import model_request, model_request_stream
-from pydantic_ai.exceptions import (
-    ModelAPIError,
-    ModelAuthenticationError,
-    ModelConnectionError,
-    ModelContextWindowExceededError,
-    ModelHTTPError,
-    ModelRateLimitError,
-    ModelRequestRejectedError,
-    ModelRequestTimeout,
-    ModelTimeoutError,
-    ModelUnavailableError,
-    UserError,
-)
 from pydantic_ai.messages import ModelResponse, TextPart, ToolCallPart
 from pydantic_ai.models import Model
 from pydantic_ai.usage import RequestUsage
 
 from parley.core.errors import (
-    InvalidRequest,
     ParleyError,
-    ProviderError,
-    ProviderTimeout,
-    ProviderUnavailable,
 )
 from parley.gateway.errors import openai_error_event
 from parley.gateway.metering import CallStatus, MeteredCall
@@ -55,39 +38,12 @@ from parley.gateway.translation import (
     now_seconds,
     to_completion,
 )
+from parley.llm.failures import provider_failure
 from parley.llm.tokens import estimate_tokens
 
 logger = logging.getLogger(__name__)
 BUFFERED_CHUNKS = 64
 DONE = b"data: [DONE]\n\n"
-
-
-def provider_failure(error: BaseException) -> ParleyError:
-    """The Parley error for a model's failure; never the provider's own text, except for a
-    request the provider rejected as the caller's fault."""
-    if isinstance(error, ParleyError):
-        return error
-    if isinstance(error, ModelContextWindowExceededError):
-        return InvalidRequest(
-            "The messages are too long for this model's context window.",
-            param="messages",
-            openai_code="context_length_exceeded",
-        )
-    if isinstance(error, ModelTimeoutError | ModelRequestTimeout | TimeoutError):
-        return ProviderTimeout()
-    if isinstance(error, ModelRateLimitError | ModelUnavailableError | ModelConnectionError):
-        return ProviderUnavailable()
-    if isinstance(error, ModelAuthenticationError):
-        return ProviderError()
-    if isinstance(error, ModelRequestRejectedError) and (
-        isinstance(error, ModelHTTPError) and error.status_code in (400, 413, 422)
-    ):
-        return InvalidRequest("The model provider rejected the request as invalid.")
-    if isinstance(error, UserError):
-        return InvalidRequest(f"This model cannot answer this request: {error}")
-    if not isinstance(error, ModelAPIError):
-        logger.error("a /v1 call failed", exc_info=error)
-    return ProviderError()
 
 
 async def complete(model: Model, call: ModelCall, metered: MeteredCall, model_id: str) -> bytes:

@@ -72,17 +72,17 @@ from pydantic_ai.usage import RequestUsage
 from pydantic_core import to_json
 
 from parley.core.errors import ParleyError
+from parley.llm.failures import TurnFailure, turn_failure
 from parley.llm.openai_step import OpenAICompatibleModel, openai_chat_stream
 from parley.llm.tokens import tokens_for_chars
 from parley.tools.registry import ToolContext, ToolDefinition, ToolResult
-from parley.turns.parts import ReplyFailure, classify_failure
 
 logger = logging.getLogger(__name__)
 
 Emit = Callable[[BaseChunk], Awaitable[None]]
 T = TypeVar("T")
 
-STEP_LIMIT = ReplyFailure("step_limit", "The assistant reached its limit of steps for one reply.")
+STEP_LIMIT = TurnFailure("step_limit", "The assistant reached its limit of steps for one reply.")
 # What a tool call that was announced but never answered gets, when the reply ends early.
 INTERRUPTED_TOOL_TEXT = "Tool execution was interrupted."
 # What a tool call gets whose input was still streaming when the reply ended.
@@ -166,7 +166,7 @@ class TurnLoop:
     # The same model, reached without Pydantic AI's model (see `parley.llm.openai_step`).
     openai: OpenAICompatibleModel | None = None
     status: Literal["complete", "error", "cancelled"] = "complete"
-    failure: ReplyFailure | None = None
+    failure: TurnFailure | None = None
     finish_reason: FinishReason = None
     model_name: str | None = None
     _usage: _Usage = field(default_factory=_Usage)  # of the steps done
@@ -254,7 +254,7 @@ class TurnLoop:
                 raise  # cancelled from outside (as well)
             self.status = "cancelled"
         except Exception as exc:
-            self.status, self.failure = "error", classify_failure(exc)
+            self.status, self.failure = "error", turn_failure(exc)
             if isinstance(exc, ParleyError):  # the relay's: the provider failed or refused
                 logger.warning("a reply's model step failed: %s", exc.code)
             elif not isinstance(exc, ModelAPIError | TimeoutError) and not self._cancelling:

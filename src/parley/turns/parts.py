@@ -1,7 +1,4 @@
-"""A reply's failures and stored parts.
-
-`classify_failure` turns a model's or the loop's failure into a stable code and a sentence for a
-person, as the `error` chunk and the stored message carry it, never the provider's raw text.
+"""A reply's stored parts.
 
 `PartsAccumulator` rebuilds the contract's message parts from the very chunks the clients receive,
 so what is saved is exactly what was streamed.
@@ -13,15 +10,6 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic_ai.exceptions import (
-    ModelAPIError,
-    ModelConnectionError,
-    ModelContextWindowExceededError,
-    ModelRateLimitError,
-    ModelRequestTimeout,
-    ModelTimeoutError,
-    ModelUnavailableError,
-)
 from pydantic_ai.ui.vercel_ai.response_types import (
     BaseChunk,
     ReasoningDeltaChunk,
@@ -32,51 +20,6 @@ from pydantic_ai.ui.vercel_ai.response_types import (
     ToolOutputAvailableChunk,
     ToolOutputErrorChunk,
 )
-
-from parley.core.errors import InvalidRequest, ParleyError, ProviderTimeout, ProviderUnavailable
-
-
-@dataclass(frozen=True, slots=True)
-class ReplyFailure:
-    """Why a reply failed, as stored on the message and sent in the `error` chunk."""
-
-    code: str
-    message: str
-
-
-def classify_failure(error: BaseException) -> ReplyFailure:
-    """A stable code and a sentence for a person, never the provider's raw response."""
-    if isinstance(error, ParleyError):  # from an OpenAI-compatible server, through the relay
-        return _from_relay(error)
-    if isinstance(error, ModelContextWindowExceededError):
-        return ReplyFailure(
-            "context_too_long", "The conversation is too long for this model's context window."
-        )
-    if isinstance(error, ModelTimeoutError | ModelRequestTimeout | TimeoutError):
-        return ReplyFailure("provider_timeout", "The model provider did not answer in time.")
-    if isinstance(error, ModelRateLimitError | ModelUnavailableError | ModelConnectionError):
-        return ReplyFailure(
-            "provider_unavailable", "The model provider is unavailable; try again shortly."
-        )
-    if isinstance(error, ModelAPIError):
-        return ReplyFailure("provider_error", "The model provider returned an error.")
-    return ReplyFailure("provider_error", "The reply failed.")
-
-
-def _from_relay(error: ParleyError) -> ReplyFailure:
-    if isinstance(error, ProviderTimeout):
-        return ReplyFailure("provider_timeout", "The model provider did not answer in time.")
-    if isinstance(error, ProviderUnavailable):
-        return ReplyFailure(
-            "provider_unavailable", "The model provider is unavailable; try again shortly."
-        )
-    if isinstance(error, InvalidRequest) and (
-        error.openai_code == "context_length_exceeded" or "context" in error.message.lower()
-    ):
-        return ReplyFailure(
-            "context_too_long", "The conversation is too long for this model's context window."
-        )
-    return ReplyFailure("provider_error", "The model provider returned an error.")
 
 
 def _parse_json(text: str) -> Any:

@@ -33,10 +33,11 @@ from sqlalchemy.engine import CursorResult
 from parley.chats.models import Chat, Message
 from parley.core.db import Database, utcnow
 from parley.core.telemetry import get_tracer
+from parley.llm.failures import TurnFailure
 from parley.llm.tokens import CHARS_PER_TOKEN, output_tokens_of_parts
 from parley.turns.event_log import EventLogs
 from parley.turns.loop import TurnLoop
-from parley.turns.parts import PartsAccumulator, ReplyFailure
+from parley.turns.parts import PartsAccumulator
 from parley.turns.plan import TurnPlan, answered_by_fallback, cost_of
 from parley.turns.sse import SDK_VERSION
 from parley.usage.service import UsageEntry, UsageMeter
@@ -64,7 +65,7 @@ class TurnOutcome:
     input_tokens: int
     output_tokens: int
     cost_usd: Decimal
-    failure: ReplyFailure | None
+    failure: TurnFailure | None
     time_to_first_token_ms: int | None
     duration_ms: int
 
@@ -207,12 +208,12 @@ class RunningTurn:
             tokens = self._estimated(loop.input_tokens, loop.output_tokens)
         await self._emit(self._usage_metadata(tokens))
         status: str = loop.status
-        failure: ReplyFailure | None = None
+        failure: TurnFailure | None = None
         ending: list[BaseChunk]
         if loop.status == "complete":
             ending = [FinishChunk(finish_reason=loop.finish_reason)]
         elif loop.status == "error":
-            failure = loop.failure or ReplyFailure("provider_error", "The reply failed.")
+            failure = loop.failure or UNKNOWN_FAILURE
             ending = [ErrorChunk(error_text=failure.message), FinishChunk(finish_reason="error")]
         else:
             status = "interrupted" if self._interrupted else "cancelled"
@@ -354,7 +355,7 @@ class RunningTurn:
     async def _finish_after_crash(self) -> None:
         """Last resort after an unexpected failure of our own: keep what was streamed, as an
         error, and end the stream so readers are not left waiting."""
-        failure = ReplyFailure("internal_error", "The reply failed unexpectedly.")
+        failure = TurnFailure("internal_error", "The reply failed unexpectedly.")
         try:
             if self._ended:  # saved, and the ending was being sent: an error now would be false
                 return
