@@ -17,12 +17,11 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from starlette.routing import Route
 
-from parley import __version__
+from parley import __version__, engines
 from parley.accounts.admin_router import admin_users_router
 from parley.accounts.router import auth_router, users_router
 from parley.chats.router import chats_router
 from parley.core.db import Database
-from parley.core.imports import import_modules
 from parley.core.logging import configure_logging
 from parley.core.memory import trim_heap, trim_periodically
 from parley.core.middleware import (
@@ -59,16 +58,6 @@ from parley.web.api_docs import api_docs_router
 from parley.web.router import web_router
 
 logger = logging.getLogger(__name__)
-# Imported in a thread once the app is up (see `_warm_up`): the first turn or /v1 call would
-# otherwise import them on the event loop and stall every request for seconds.
-_TURN_MODULES = (
-    "parley.turns.running",
-    "parley.turns.context",
-    "parley.turns.replay",
-    "parley.llm.offline.model",
-    "parley.gateway.translated",
-    "pydantic_ai.models.fallback",
-)
 
 
 async def _warm_up(settings: Settings) -> None:
@@ -77,8 +66,8 @@ async def _warm_up(settings: Settings) -> None:
     # First the dummy hash that equal-time logins check unknown emails against (a login before
     # it is ready computes it itself, and takes longer than one for a known email).
     await anyio.to_thread.run_sync(warm_up_password_hashing, abandon_on_cancel=True)
-    names = [*_TURN_MODULES, *provider_modules(settings)]
-    await anyio.to_thread.run_sync(import_modules, names, abandon_on_cancel=True)
+    names = [*engines.TURN_MODULES, *provider_modules(settings)]
+    await anyio.to_thread.run_sync(engines.warm_up, names, abandon_on_cancel=True)
     # The imports and the hash leave freed memory in the C heap: give it back (7 MB idle).
     await anyio.to_thread.run_sync(trim_heap, abandon_on_cancel=True)
 

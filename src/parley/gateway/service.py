@@ -16,9 +16,9 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from parley import engines
 from parley.accounts.service import Caller
 from parley.core.errors import InvalidRequest
-from parley.core.imports import ensure_imported
 from parley.core.ratelimit import RateLimiter
 from parley.core.telemetry import traced
 from parley.gateway.errors import ModelNotFound
@@ -143,7 +143,7 @@ class GatewayService:
         passes_through = entry.provider == PASS_THROUGH_PROVIDER
         if not passes_through:
             # Translation needs the model library, imported with the first such call (start-up).
-            ensure_imported("parley.gateway.translated", "parley.gateway.translation")
+            engines.ensure_imported("parley.gateway.translated", "parley.gateway.translation")
             from parley.gateway import translated
             from parley.gateway.translation import to_model_call
         model_call = None if passes_through else to_model_call(request, entry)

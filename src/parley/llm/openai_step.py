@@ -1,15 +1,14 @@
-"""One model step of a reply, streamed straight from an OpenAI-compatible server (Ollama, vLLM,
-llama.cpp, OpenRouter...), read as Pydantic AI's stream events.
+"""The OpenAI-compatible model step: one step streamed straight from an OpenAI-compatible server
+(Ollama, vLLM, llama.cpp, OpenRouter...), read as the step events of `parley.llm.steps`.
 
-The reply's loop (`parley.turns.loop`) takes a step's events from Pydantic AI's model by
-default. For an OpenAI-compatible server other than OpenAI's own, whose request and stream are
-plain `/chat/completions` JSON, this does the same for a fraction of the CPU: the request is built
+A turn's step goes through Pydantic AI's model by default (`parley.llm.pydantic_step`). For an
+OpenAI-compatible server other than OpenAI's own, whose request and stream are plain
+`/chat/completions` JSON, this does the same for a fraction of the CPU: the request is built
 from the conversation directly, sent by `parley.llm.openai_relay` as the `/v1` gateway's
 pass-through sends it (one shared HTTP client, the same retries before the first byte: connection
 errors, 408, 409, 429 and 5xx, up to `PROVIDER_MAX_RETRIES`), and each streamed line is parsed
 once with `json.loads`, reading only the fields a reply needs (text, reasoning, tool calls, the
-finish reason and usage). Pydantic AI spent about four CPU-milliseconds a step more on the same
-stream through the `openai` SDK's models, its parts manager and its locks (bench/findings.md).
+finish reason and usage); bench/findings.md has the measurements.
 
 OpenAI's own service keeps Pydantic AI's model, with OpenAI's model profiles; so does a turn with a
 fallback model, which Pydantic AI's `FallbackModel` tries in turn.
@@ -20,10 +19,8 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
-from urllib.parse import urlsplit
+from typing import Any, Literal
 
 import anyio
 import httpx2
@@ -33,16 +30,10 @@ from pydantic_ai.messages import (
     ModelRequest,
     ModelResponse,
     ModelResponsePart,
-    ModelResponseStreamEvent,
-    PartDeltaEvent,
-    PartStartEvent,
     SystemPromptPart,
     TextPart,
-    TextPartDelta,
     ThinkingPart,
-    ThinkingPartDelta,
     ToolCallPart,
-    ToolCallPartDelta,
     ToolReturnPart,
     UserPromptPart,
 )
@@ -50,9 +41,19 @@ from pydantic_ai.tools import ToolDefinition
 from pydantic_ai.usage import RequestUsage
 
 from parley.core.errors import ProviderError
-from parley.llm.openai_relay import OpenAIRelay, transport_failure
-from parley.llm.providers import OPENAI_HOST, ModelProviders
-from parley.llm.schemas import CatalogEntry
+from parley.llm.failures import provider_failure
+from parley.llm.openai_relay import transport_failure
+from parley.llm.selection import OpenAICompatibleModel
+from parley.llm.steps import (
+    StepEvent,
+    StepFailed,
+    StepFinished,
+    StepRequest,
+    StepUsage,
+    TextDelta,
+    ToolCallDelta,
+    ToolCallStart,
+)
 
 PROVIDER_NAME = "openai"
 # Reasoning models served without a reasoning parser stream their thinking in these.
@@ -64,27 +65,6 @@ _FINISH_REASONS: dict[str, FinishReason] = {
     "function_call": "tool_call",
     "content_filter": "content_filter",
 }
-
-
-@dataclass(frozen=True, slots=True)
-class OpenAICompatibleModel:
-    """A catalog model served by an OpenAI-compatible server, reached through `relay`."""
-
-    relay: OpenAIRelay
-    model_name: str
-
-
-def compatible_model(
-    providers: ModelProviders, entry: CatalogEntry, max_retries: int
-) -> OpenAICompatibleModel | None:
-    """The entry as an OpenAI-compatible server's model, if it is one (and not OpenAI's own)."""
-    if entry.provider != "openai":
-        return None
-    config = providers.config("openai")
-    if config is None or urlsplit(config.base_url).hostname == OPENAI_HOST:
-        return None
-    relay = OpenAIRelay(providers.http_client, config, max_retries)
-    return OpenAICompatibleModel(relay, entry.model_name)
 
 
 def request_body(
@@ -191,8 +171,8 @@ def _held_back(text: str, tag: str) -> int:
 
 @dataclass
 class OpenAIChatStream:
-    """A streamed chat completion, as Pydantic AI's stream events (`PartStartEvent` and
-    `PartDeltaEvent` of text, reasoning and tool call parts); `get()` is the response so far.
+    """A streamed chat completion, as step events (text, reasoning and tool calls, and the usage
+    when the server reports it); `get()` is the response so far.
 
     As Pydantic AI's OpenAI model reads such a stream: reasoning comes as `reasoning_content` (or
     `reasoning`), or as `<think>...</think>` in the content; a tool call becomes a part once its
@@ -207,7 +187,7 @@ class OpenAIChatStream:
     model_name: str
     usage: RequestUsage = field(default_factory=RequestUsage)
     finish_reason: FinishReason | None = None
-    _parts: list[ModelResponsePart] = field(default_factory=list)
+    _parts: list[str] = field(default_factory=list)  # each part's kind: text, reasoning, call
     _texts: dict[int, list[str]] = field(default_factory=dict)  # part index: pieces
     _current: tuple[str, int] | None = None  # the text or reasoning part being streamed
     _calls: dict[int, _Call] = field(default_factory=dict)  # OpenAI's call index: the call
@@ -216,10 +196,10 @@ class OpenAIChatStream:
     _held: str = ""  # content that may be the start of a think tag
     _after_thinking: bool = False  # text right after `</think>`: its leading space is dropped
 
-    def __aiter__(self) -> AsyncIterator[ModelResponseStreamEvent]:
+    def __aiter__(self) -> AsyncIterator[StepEvent]:
         return self._events()
 
-    async def _events(self) -> AsyncIterator[ModelResponseStreamEvent]:
+    async def _events(self) -> AsyncIterator[StepEvent]:
         try:
             async for line in self.response.aiter_lines():
                 if not line.startswith("data:"):
@@ -245,18 +225,19 @@ class OpenAIChatStream:
         if not self._parts:
             raise ProviderError("The model provider's stream held no reply.")
 
-    def _read(self, payload: dict[str, Any]) -> list[ModelResponseStreamEvent]:
+    def _read(self, payload: dict[str, Any]) -> list[StepEvent]:
         if payload.get("error"):  # OpenRouter's and others' failure mid-stream
             raise ProviderError()
+        events: list[StepEvent] = []
         usage = payload.get("usage")
         if isinstance(usage, dict):
             self.usage = RequestUsage(
                 input_tokens=int(usage.get("prompt_tokens") or 0),
                 output_tokens=int(usage.get("completion_tokens") or 0),
             )
+            events.append(StepUsage(self.usage.input_tokens, self.usage.output_tokens))
         if isinstance(payload.get("model"), str):
             self.model_name = payload["model"]
-        events: list[ModelResponseStreamEvent] = []
         for choice in payload.get("choices") or ():
             if not isinstance(choice, dict) or choice.get("index", 0) != 0:
                 continue
@@ -278,10 +259,10 @@ class OpenAIChatStream:
                 self.finish_reason = _FINISH_REASONS.get(finish)
         return events
 
-    def _content(self, content: str) -> list[ModelResponseStreamEvent]:
+    def _content(self, content: str) -> list[StepEvent]:
         """Content, split into text and reasoning at `<think>` and `</think>`."""
         text, self._held = self._held + content, ""
-        events: list[ModelResponseStreamEvent] = []
+        events: list[StepEvent] = []
         while text:
             tag = THINK_END if self._thinking else THINK_START
             at = text.find(tag)
@@ -302,23 +283,18 @@ class OpenAIChatStream:
             self._after_thinking = not self._thinking
         return events
 
-    def _text(self, kind: str, text: str) -> ModelResponseStreamEvent:
+    def _text(self, kind: Literal["text", "reasoning"], text: str) -> TextDelta:
         if self._current is not None and self._current[0] == kind:
             index = self._current[1]
             self._texts[index].append(text)
-            if kind == "text":
-                return PartDeltaEvent(index=index, delta=TextPartDelta(content_delta=text))
-            return PartDeltaEvent(index=index, delta=ThinkingPartDelta(content_delta=text))
+            return TextDelta(index, kind, text)
         index = len(self._parts)
         self._current = (kind, index)
         self._texts[index] = [text]
-        part: ModelResponsePart = (
-            TextPart(content=text) if kind == "text" else ThinkingPart(content=text)
-        )
-        self._parts.append(part)
-        return PartStartEvent(index=index, part=part)
+        self._parts.append(kind)
+        return TextDelta(index, kind, text, start=True)
 
-    def _call(self, delta: dict[str, Any]) -> list[ModelResponseStreamEvent]:
+    def _call(self, delta: dict[str, Any]) -> list[StepEvent]:
         function = delta.get("function")
         function = function if isinstance(function, dict) else {}
         name, arguments, call_id = (
@@ -344,29 +320,23 @@ class OpenAIChatStream:
                 return []  # held until its name comes
             self._current = None
             call.index = len(self._parts)
-            part = ToolCallPart(
-                tool_name=call.name, args="".join(call.arguments), tool_call_id=call.tool_call_id
-            )
-            self._parts.append(part)
-            return [PartStartEvent(index=call.index, part=part)]
+            self._parts.append("call")
+            return [
+                ToolCallStart(call.index, call.tool_call_id, call.name, "".join(call.arguments))
+            ]
         if not arguments:
             return []
         call.arguments.append(arguments)
-        return [
-            PartDeltaEvent(
-                index=call.index,
-                delta=ToolCallPartDelta(args_delta=arguments, tool_call_id=call.tool_call_id),
-            )
-        ]
+        return [ToolCallDelta(call.index, arguments)]
 
     def get(self) -> ModelResponse:
         """The response streamed so far (a call whose name never came is left out)."""
         parts: list[ModelResponsePart] = []
         calls = {call.index: call for call in self._calls.values() if call.index is not None}
-        for index, part in enumerate(self._parts):
-            if isinstance(part, TextPart):
+        for index, kind in enumerate(self._parts):
+            if kind == "text":
                 parts.append(TextPart(content="".join(self._texts[index])))
-            elif isinstance(part, ThinkingPart):
+            elif kind == "reasoning":
                 parts.append(ThinkingPart(content="".join(self._texts[index])))
             elif index in calls:
                 call = calls[index]
@@ -399,22 +369,32 @@ def _content_text(content: Any) -> str:
     return ""
 
 
-@asynccontextmanager
-async def openai_chat_stream(
-    model: OpenAICompatibleModel,
-    messages: Sequence[ModelMessage],
-    instructions: str | None,
-    tools: Sequence[ToolDefinition],
-) -> AsyncIterator[OpenAIChatStream]:
-    """Open the step's stream (retried before its first byte by the relay); closed on exit.
+@dataclass(frozen=True, slots=True)
+class OpenAICompatibleStep:
+    """The model step of a catalog model served by an OpenAI-compatible server."""
 
-    Raises:
-        ParleyError: the server failed or refused the request (after retries).
-    """
-    body = request_body(model.model_name, messages, instructions, tools)
-    response = await model.relay.open(body, stream=True)
-    try:
-        yield OpenAIChatStream(response, model.model_name)
-    finally:
-        with anyio.CancelScope(shield=True):
-            await response.aclose()
+    model: OpenAICompatibleModel
+
+    async def stream(
+        self, messages: Sequence[ModelMessage], request: StepRequest
+    ) -> AsyncIterator[StepEvent]:
+        """Open the step's stream (retried before its first byte by the relay) and read it; the
+        request is closed when the step ends, fails or is cancelled."""
+        body = request_body(self.model.model_name, messages, request.instructions, request.tools)
+        try:
+            response = await self.model.relay.open(body, stream=True)
+        except Exception as exc:
+            yield StepFailed(provider_failure(exc, log_unknown=False), exc)
+            return
+        stream = OpenAIChatStream(response, self.model.model_name)
+        try:
+            try:
+                async for event in stream:
+                    yield event
+            except Exception as exc:
+                yield StepFailed(provider_failure(exc, log_unknown=False), exc)
+                return
+            yield StepFinished(stream.get())
+        finally:
+            with anyio.CancelScope(shield=True):
+                await response.aclose()

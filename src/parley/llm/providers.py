@@ -18,8 +18,8 @@ from urllib.parse import urlsplit
 
 import httpx2
 
+from parley import engines
 from parley.core.errors import ServiceUnavailable
-from parley.core.imports import ensure_imported
 from parley.llm.catalog_config import ProviderConfig, configured_providers
 from parley.llm.schemas import OFFLINE_PROVIDER, CatalogEntry
 from parley.settings import Settings
@@ -184,9 +184,9 @@ class ModelProviders:
             ProviderNotConfigured: the entry's provider is not configured.
         """
         # The model library is imported with the first model built (or by the warm-up).
-        ensure_imported("pydantic_ai", *_PROVIDER_MODULES.get(entry.provider, ()))
+        engines.ensure_imported("pydantic_ai", *_PROVIDER_MODULES.get(entry.provider, ()))
         if entry.provider == OFFLINE_PROVIDER:
-            ensure_imported("parley.llm.offline.model")
+            engines.ensure_imported("parley.llm.offline.model")
             from parley.llm.offline.model import OfflineModel
 
             return OfflineModel(delay_seconds=self.settings.offline_model_delay_ms / 1000)

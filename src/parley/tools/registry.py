@@ -217,3 +217,29 @@ class ToolRegistry:
             if result.is_error:
                 span.set_attribute("parley.error.code", str(result.content["error"]["code"]))
             return result
+
+
+@dataclass(frozen=True, slots=True)
+class BoundTool:
+    """A registry tool acting as one user, for one turn."""
+
+    definition: ToolDefinition[Any]
+    context: ToolContext
+
+    @property
+    def name(self) -> str:
+        """The name the model calls it by."""
+        return self.definition.name
+
+    async def call(self, arguments: dict[str, Any]) -> ToolResult:
+        """Validate the arguments and run the tool (a refusal is a result, not an exception)."""
+        return await self.definition.run(self.context, arguments)
+
+
+def bind_tools(registry: ToolRegistry, context: ToolContext) -> list[BoundTool]:
+    """Every registry tool acting as `context.user`.
+
+    Arguments are validated by the registry (the one place a tool's rules live); a refusal comes
+    back to the model as a failed tool result it can read and adapt to.
+    """
+    return [BoundTool(definition, context) for definition in registry]

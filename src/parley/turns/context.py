@@ -25,8 +25,6 @@ from pydantic_ai.messages import (
 
 from parley.chats.models import Message
 from parley.llm.tokens import CHARS_PER_TOKEN
-from parley.tools.registry import ToolContext, ToolRegistry
-from parley.turns.loop import BoundTool
 
 # Room left for the reply itself when trimming the context (a quarter of the window, at most this).
 MAX_REPLY_RESERVE_TOKENS = 8192
@@ -134,12 +132,3 @@ def build_context(
     return ModelContext(
         history=history, prompt=message_text(question), chars=chars + len(system_prompt or "")
     )
-
-
-def bind_tools(registry: ToolRegistry, context: ToolContext) -> list[BoundTool]:
-    """Every registry tool acting as `context.user`.
-
-    Arguments are validated by the registry (the one place a tool's rules live); a refusal comes
-    back to the model as a failed tool result it can read and adapt to.
-    """
-    return [BoundTool(definition, context) for definition in registry]

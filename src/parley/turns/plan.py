@@ -1,8 +1,7 @@
-"""The plan of one turn: everything its generation needs, prepared and committed by the turn flow,
-and the prices it is charged at.
+"""The plan of one turn: everything its running turn needs, prepared and committed by the turn
+service, and the prices it is charged at.
 
-Free of any model library at import time (the types are for checking only), so that starting the
-app does not import Pydantic AI until the first turn runs.
+Free of any model library at import time (the types are for checking only; see `parley.engines`).
 """
 
 from __future__ import annotations
@@ -13,27 +12,27 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
+from parley.llm.selection import FallbackPricing
 from parley.usage.pricing import cost_usd
 from parley.usage.service import Reservation
 
 if TYPE_CHECKING:
     from pydantic_ai.messages import ModelMessage
-    from pydantic_ai.models import Model
 
-    from parley.llm.openai_step import OpenAICompatibleModel
-    from parley.turns.loop import BoundTool
+    from parley.llm.steps import ModelStep
+    from parley.tools.registry import BoundTool
 
 
 @dataclass
 class TurnPlan:
-    """Everything a generation needs, prepared (and committed) by the turn flow."""
+    """Everything a running turn needs, prepared (and committed) by the turn service."""
 
     chat_id: uuid.UUID
     user_id: uuid.UUID
     user_message_id: uuid.UUID
     assistant_message_id: uuid.UUID
     model_id: str
-    model: Model
+    step: ModelStep
     input_price_per_mtok: Decimal
     output_price_per_mtok: Decimal
     instructions: str | None
@@ -48,18 +47,6 @@ class TurnPlan:
     # the turn was started with, for the usage record.
     reservation: Reservation | None = None
     api_key_id: uuid.UUID | None = None
-    # The model as an OpenAI-compatible server's, streamed without Pydantic AI's model.
-    openai: OpenAICompatibleModel | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class FallbackPricing:
-    """The fallback model of a turn: how to recognise its answer, and what it costs."""
-
-    model_id: str
-    model_name: str
-    input_price_per_mtok: Decimal
-    output_price_per_mtok: Decimal
 
 
 def cost_of(plan: TurnPlan, input_tokens: int, output_tokens: int) -> Decimal:

@@ -18,6 +18,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Header, Query, Response, status
 from fastapi.responses import StreamingResponse
 
+from parley import engines
 from parley.accounts.dependencies import CurrentPrincipal, CurrentUser
 from parley.chats.schemas import MessageCreate, RegenerateRequest, TurnResult
 from parley.core.errors import (
@@ -27,7 +28,6 @@ from parley.core.errors import (
     NotFound,
     RateLimited,
 )
-from parley.core.imports import ensure_imported
 from parley.core.responses import Envelope, error_responses, ok
 from parley.turns.dependencies import TurnRunnerDep, TurnServiceDep
 from parley.turns.idempotency import IdempotencyKeyReused, ReplyInProgress, StartedTurn
@@ -106,11 +106,8 @@ async def _answer(
     if await manager.can_follow(started.assistant_message_id):
         return _stream(manager.follow_batches(started.assistant_message_id))
     # A retried request whose reply is no longer in any event log: send the stored reply.
-    ensure_imported("parley.turns.replay")  # it imports the model library
-    from parley.turns.replay import stored_reply_chunks
-
     result = await turns.result(started)
-    chunks = stored_reply_chunks(result.assistant_message, str(started.user_message_id))
+    chunks = engines.stored_reply_chunks()(result.assistant_message, str(started.user_message_id))
     return _stream(numbered(chunks))
 
 

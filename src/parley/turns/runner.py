@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 
+from parley import engines
 from parley.chats import repository as chats
 from parley.chats.models import Message
 from parley.core.db import Database, utcnow
-from parley.core.imports import ensure_imported
 from parley.llm import repository as catalog
 from parley.llm.tokens import output_tokens_of_parts
 from parley.turns import repository as idempotency
@@ -72,12 +72,8 @@ class TurnRunner:
 
         Its event log exists before this returns, so the caller can follow it at once.
         """
-        # Imported with the first turn: the generation brings in the model library.
-        ensure_imported("parley.turns.running")
-        from parley.turns.running import RunningTurn
-
         await self.logs.open(str(plan.assistant_message_id))
-        generation = RunningTurn(
+        generation = engines.running_turn()(
             plan=plan,
             database=self.database,
             logs=self.logs,

@@ -33,7 +33,7 @@ from sqlalchemy.engine import CursorResult
 from parley.chats.models import Chat, Message
 from parley.core.db import Database, utcnow
 from parley.core.telemetry import get_tracer
-from parley.llm.failures import TurnFailure
+from parley.llm.failures import UNKNOWN_FAILURE, TurnFailure
 from parley.llm.tokens import CHARS_PER_TOKEN, output_tokens_of_parts
 from parley.turns.event_log import EventLogs
 from parley.turns.loop import TurnLoop
@@ -169,14 +169,13 @@ class RunningTurn:
         plan = self.plan
         self._started = time.monotonic()
         loop = TurnLoop(
-            model=plan.model,
+            step=plan.step,
             instructions=plan.instructions,
             history=plan.history,
             prompt=plan.prompt,
             tools=plan.tools,
             max_steps=plan.max_steps,
             prompt_chars=plan.prompt_chars,
-            openai=plan.openai,
         )
         self._loop = loop
         if self._stop_requested:

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import logging
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from parley import engines
 from parley.accounts.models import User
 from parley.chats import repository as chats
 from parley.chats.models import Chat, Message
@@ -26,27 +27,24 @@ from parley.chats.schemas import MessagePublic, TurnResult
 from parley.chats.service import MESSAGE_NOT_FOUND, ChatService
 from parley.core.db import new_id
 from parley.core.errors import Conflict, NotFound, ValidationFailed
-from parley.core.imports import ensure_imported
 from parley.core.pagination import CursorCodec
 from parley.core.ratelimit import RateLimiter
 from parley.core.telemetry import traced
 from parley.llm.schemas import CatalogEntry
+from parley.llm.selection import choose_model
 from parley.llm.service import LLMService
 from parley.llm.tokens import CHARS_PER_TOKEN
 from parley.settings import Settings
-from parley.tools.registry import ToolContext, ToolRegistry
+from parley.tools.registry import ToolContext, ToolRegistry, bind_tools
 from parley.turns.idempotency import (
     ReplyInProgress,
     StartedTurn,
     TurnKeys,
     request_fingerprint,
 )
-from parley.turns.plan import FallbackPricing, TurnPlan
+from parley.turns.plan import TurnPlan
 from parley.turns.runner import TurnRunner
 from parley.usage.service import UsageMeter, estimate_cost
-
-if TYPE_CHECKING:
-    from pydantic_ai.models import Model
 
 logger = logging.getLogger(__name__)
 # The most messages of a branch read to build a turn's context (trimmed further to the window), so
@@ -107,30 +105,6 @@ class TurnService:
             raise ReplyInProgress()
         await self.session.commit()
 
-    async def _model_with_fallback(
-        self, entry: CatalogEntry
-    ) -> tuple[Model, FallbackPricing | None]:
-        """The entry's model, wrapped so that `FALLBACK_MODEL` answers when it fails (after its
-        provider's own retries), if a usable fallback is configured."""
-        from pydantic_ai.models.fallback import FallbackModel  # with the first turn (start-up time)
-
-        model = self.llm.model_for(entry)
-        fallback_id = self.settings.fallback_model
-        if not fallback_id or fallback_id == entry.id:
-            return model, None
-        try:
-            fallback = await self.llm.resolve(fallback_id, field="FALLBACK_MODEL")
-        except ValidationFailed:
-            logger.warning("FALLBACK_MODEL %s is not an enabled catalog model", fallback_id)
-            return model, None
-        pricing = FallbackPricing(
-            model_id=fallback.id,
-            model_name=fallback.model_name,
-            input_price_per_mtok=fallback.input_price_per_mtok,
-            output_price_per_mtok=fallback.output_price_per_mtok,
-        )
-        return FallbackModel(model, self.llm.model_for(fallback)), pricing
-
     async def _plan(
         self,
         user: User,
@@ -143,11 +117,6 @@ class TurnService:
         first_exchange: bool,
         api_key_id: uuid.UUID | None,
     ) -> TurnPlan:
-        # The model library is imported with the first turn, not at start-up.
-        ensure_imported("parley.turns.context", "pydantic_ai.models.fallback")
-        from parley.llm.openai_step import compatible_model
-        from parley.turns.context import bind_tools, build_context
-
         if new_user_message:  # not written yet: the branch up to its parent, then it
             earlier: list[Message] = []
             if user_message.parent_id is not None:
@@ -163,16 +132,14 @@ class TurnService:
             path, _ = await chats.path_to(
                 self.session, user.id, chat.id, user_message.id, limit=MAX_CONTEXT_MESSAGES
             )
-        context = build_context(
+        context = engines.turn_context()(
             path, context_window=entry.context_window, system_prompt=chat.system_prompt
         )
-        model, fallback = await self._model_with_fallback(entry)
-        # Without a fallback, whose model Pydantic AI tries in turn, an OpenAI-compatible server
-        # is streamed directly.
-        openai = (
-            compatible_model(self.llm.providers, entry, self.settings.provider_max_retries)
-            if fallback is None
-            else None
+        chosen = await choose_model(
+            self.llm,
+            entry,
+            fallback_id=self.settings.fallback_model,
+            max_retries=self.settings.provider_max_retries,
         )
         tool_context = ToolContext(
             user=user, sessionmaker=self.manager.database.sessionmaker, cursor_codec=self.codec
@@ -183,10 +150,10 @@ class TurnService:
             user_message_id=user_message.id,
             assistant_message_id=assistant_id,
             model_id=entry.id,
-            model=model,
+            step=chosen.step,
             input_price_per_mtok=entry.input_price_per_mtok,
             output_price_per_mtok=entry.output_price_per_mtok,
-            fallback=fallback,
+            fallback=chosen.fallback,
             instructions=chat.system_prompt,
             history=context.history,
             prompt=context.prompt,
@@ -195,7 +162,6 @@ class TurnService:
             title_from=context.prompt if first_exchange and chat.title is None else None,
             prompt_chars=context.chars,
             api_key_id=api_key_id,
-            openai=openai,
         )
 
     async def _start_reply(
