@@ -19,6 +19,7 @@ from starlette.routing import Route
 
 from parley import __version__, engines
 from parley.accounts.admin_router import admin_users_router
+from parley.accounts.authentication import TouchThrottle
 from parley.accounts.router import auth_router, users_router
 from parley.chats.router import chats_router
 from parley.core.db import Database
@@ -173,6 +174,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         telemetry={"tracing": False},
     )
     app.state.settings = settings
+    app.state.api_key_touches = TouchThrottle()  # this app's own, not the process's
     install_error_handlers(
         app,
         renderers={"/v1": render_openai_error},  # /v1: OpenAI's errors

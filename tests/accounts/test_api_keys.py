@@ -16,8 +16,8 @@ from fastapi import FastAPI
 from sqlalchemy import event, select, update
 from sqlalchemy.engine import make_url
 
+from parley.accounts.authentication import API_KEY_TOUCH_INTERVAL
 from parley.accounts.models import ApiKey
-from parley.accounts.service import API_KEY_TOUCH_INTERVAL
 from parley.core.db import utcnow
 from tests.accounts.test_auth import assert_error
 from tests.conftest import PASSWORD, TestUser, make_settings, running_app
@@ -153,7 +153,7 @@ async def test_list_pages_with_a_cursor(
 
 
 @pytest.mark.parametrize(
-    # `/v1` authenticates on its own path (plain rows on a connection of its own).
+    # Both surfaces, through the one authentication.
     "path",
     ["/api/users/me", "/v1/models/offline:parley"],
 )

@@ -16,10 +16,10 @@ import openai
 import pytest
 import uvicorn
 from fastapi import FastAPI
-from tests.turns.conftest import ANTHROPIC_MODEL, OPENAI_MODEL, FaultyOpenAI, upstream_settings
 from tests.conftest import LiveServer, TestUser, free_port, stop_live_server
 from tests.fakes import Script
 from tests.fakes.anthropic_upstream import FakeAnthropic
+from tests.turns.conftest import ANTHROPIC_MODEL, OPENAI_MODEL, FaultyOpenAI, upstream_settings
 
 from parley.app import create_app
 from parley.llm.catalog_config import load_models_file, plan_catalog

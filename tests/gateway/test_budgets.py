@@ -14,10 +14,10 @@ import openai
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import select
-from tests.turns.conftest import FaultyOpenAI
 from tests.conftest import TestUser
 from tests.fakes import Reply
 from tests.gateway.conftest import OFFLINE_MODEL, OPENAI_MODEL, usage_records
+from tests.turns.conftest import FaultyOpenAI
 
 from parley.usage.models import BudgetReservation
 from parley.usage.service import LEASE_BUDGET_SHARE

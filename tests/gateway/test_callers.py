@@ -1,5 +1,5 @@
-"""Who calls `/v1`: its own authentication (`identify_caller`, plain rows on a connection of its
-own) gives the same answers as `/api`'s — keys and access tokens accepted; revoked, expired,
+"""Who calls `/v1`: the one authentication (`authenticate`, plain rows on a connection of its
+own) gives the same answers as on `/api` — keys and access tokens accepted; revoked, expired,
 forged and overlong credentials, and deactivated users, refused with OpenAI's 401; and the
 caller's own budget enforced — and its connection leaves nothing checked out, no transaction open
 and no SQLite write lock held, even when cancelled mid-write. (The key's `last_used_at`, written
@@ -21,13 +21,12 @@ from sqlalchemy.engine import make_url
 from tests.conftest import TestUser
 from tests.gateway.conftest import OFFLINE_MODEL, create_api_key
 
-from parley.accounts.models import ApiKey
-from parley.accounts.service import (
-    _RECENT_TOUCHES,
+from parley.accounts.authentication import (
     API_KEY_TOUCH_INTERVAL,
     MAX_TOKEN_CHARS,
-    identify_caller,
+    authenticate,
 )
+from parley.accounts.models import ApiKey
 from parley.core.db import utcnow
 
 MODELS = "/v1/models"
@@ -139,7 +138,7 @@ async def _make_stale(app: FastAPI) -> None:
             update(ApiKey).values(last_used_at=utcnow() - API_KEY_TOUCH_INTERVAL * 2)
         )
         await session.commit()
-    _RECENT_TOUCHES.clear()
+    app.state.api_key_touches.clear()
 
 
 async def _assert_nothing_held(app: FastAPI, db_kind: str, database_url: str) -> None:
@@ -186,14 +185,15 @@ async def test_a_caller_cancelled_mid_touch_leaves_nothing_behind(
         await holder.execute(text("UPDATE users SET display_name = display_name WHERE 0"))
     else:  # the touch waits on the key's row lock
         await holder.execute(text("SELECT 1 FROM api_keys FOR UPDATE"))
-    caller = asyncio.create_task(identify_caller(engine, app.state.settings.jwt_key, key))
+    touches = app.state.api_key_touches
+    caller = asyncio.create_task(authenticate(engine, app.state.settings.jwt_key, touches, key))
     await asyncio.sleep(0.3)
     caller.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await caller
     await holder.rollback()
     await holder.close()
-    assert not _RECENT_TOUCHES  # not written, so the next call may write it
+    assert not touches  # not written, so the next call may write it
     await _assert_nothing_held(app, db_kind, database_url)
     ok = await client.get("/v1/models", headers={"Authorization": f"Bearer {key}"})
     assert ok.status_code == 200, ok.text

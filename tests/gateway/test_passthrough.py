@@ -13,10 +13,10 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from tests.turns.conftest import FaultyOpenAI
 from tests.conftest import TestUser, free_port, make_settings, running_app
 from tests.fakes import Reply, ToolCall
 from tests.gateway.conftest import OPENAI_MODEL, READ_TIMEOUT_SECONDS, create_api_key, usage_records
+from tests.turns.conftest import FaultyOpenAI
 
 UPSTREAM_NAME = OPENAI_MODEL.partition(":")[2]
 

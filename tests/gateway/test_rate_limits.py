@@ -9,7 +9,6 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from tests.turns.conftest import FaultyOpenAI
 from tests.conftest import LiveServer, TestUser
 from tests.fakes.anthropic_upstream import FakeAnthropic
 from tests.gateway.conftest import (
@@ -20,6 +19,7 @@ from tests.gateway.conftest import (
     start_gateway_server,
     stop_gateway_server,
 )
+from tests.turns.conftest import FaultyOpenAI
 
 LIMIT = 3
 REDIS_URL = "redis://127.0.0.1:6379/0"

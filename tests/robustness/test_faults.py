@@ -26,7 +26,6 @@ from parley.chats.models import Message
 from parley.llm.catalog_config import load_models_file, plan_catalog
 from parley.llm.seeding import seed_catalog
 from parley.settings import Settings
-from tests.turns.conftest import FaultyOpenAI, upstream_settings
 from tests.conftest import (
     TEST_JWT_SECRET,
     LiveServer,
@@ -41,6 +40,7 @@ from tests.fakes import Reply
 from tests.fakes.anthropic_upstream import FakeAnthropic
 from tests.robustness.conftest import assert_envelope_error, branch, text_of, wait_until
 from tests.subprocess_server import ServerProcess, clean_environment, parley_serve
+from tests.turns.conftest import FaultyOpenAI, upstream_settings
 
 
 def _serve_env(database_url: str, data_dir: Path, **extra: str) -> dict[str, str]:

@@ -10,6 +10,8 @@ from typing import Any
 import httpx
 
 from tests.accounts.test_auth import assert_error
+from tests.conftest import TestUser
+from tests.fakes import Reply
 from tests.turns.conftest import (
     OPENAI_MODEL,
     FaultyOpenAI,
@@ -18,8 +20,6 @@ from tests.turns.conftest import (
     parse_sse,
     wait_for,
 )
-from tests.conftest import TestUser
-from tests.fakes import Reply
 
 Json = dict[str, Any]
 UNKNOWN_ID = "01890000-0000-7000-8000-000000000000"

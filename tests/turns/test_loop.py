@@ -9,6 +9,8 @@ import json
 
 import httpx
 
+from tests.conftest import TestUser
+from tests.fakes import Reply, ToolCall
 from tests.turns.conftest import (
     FaultyOpenAI,
     chunk_types,
@@ -16,8 +18,6 @@ from tests.turns.conftest import (
     parse_sse,
     wait_for,
 )
-from tests.conftest import TestUser
-from tests.fakes import Reply, ToolCall
 
 MAX_STEPS = 8  # AGENT_MAX_STEPS's default, which the upstream app keeps
 

@@ -10,8 +10,8 @@ from typing import Any
 
 import httpx
 
-from tests.turns.conftest import StreamEvent, chunk_types, new_chat, parse_sse
 from tests.conftest import TestUser
+from tests.turns.conftest import StreamEvent, chunk_types, new_chat, parse_sse
 
 Json = dict[str, Any]
 OFFLINE_MODEL = "offline:parley"

@@ -12,9 +12,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.turns.conftest import FaultyOpenAI, chunk_types, new_chat, parse_sse
 from tests.conftest import TestUser
 from tests.fakes import Reply
+from tests.turns.conftest import FaultyOpenAI, chunk_types, new_chat, parse_sse
 
 
 def _chunk(delta: dict[str, Any], finish_reason: str | None = None, **extra: Any) -> str:

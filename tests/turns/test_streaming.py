@@ -17,6 +17,9 @@ from parley.app import create_app
 from parley.core.db import utcnow
 from parley.turns.models import IDEMPOTENCY_WINDOW, IdempotencyRecord
 from tests.accounts.test_auth import assert_error
+from tests.conftest import LiveServer, TestUser
+from tests.fakes import Reply, ToolCall
+from tests.fakes.anthropic_upstream import FakeAnthropic
 from tests.turns.conftest import (
     ANTHROPIC_MODEL,
     OPENAI_MODEL,
@@ -27,9 +30,6 @@ from tests.turns.conftest import (
     upstream_settings,
     wait_for,
 )
-from tests.conftest import LiveServer, TestUser
-from tests.fakes import Reply, ToolCall
-from tests.fakes.anthropic_upstream import FakeAnthropic
 
 
 async def _messages(http: httpx.AsyncClient, user: TestUser, chat_id: str) -> list[dict]:

@@ -19,6 +19,9 @@ from sqlalchemy import update
 from parley.app import create_app
 from parley.chats.models import Chat, Message
 from parley.core.db import utcnow
+from tests.conftest import TestUser, make_settings, start_live_server, stop_live_server
+from tests.fakes import Reply
+from tests.fakes.anthropic_upstream import FakeAnthropic
 from tests.turns.conftest import (
     FaultyOpenAI,
     chunk_types,
@@ -27,9 +30,6 @@ from tests.turns.conftest import (
     upstream_settings,
     wait_for,
 )
-from tests.conftest import TestUser, make_settings, start_live_server, stop_live_server
-from tests.fakes import Reply
-from tests.fakes.anthropic_upstream import FakeAnthropic
 
 REDIS_URL = "redis://127.0.0.1:6379/14"
 

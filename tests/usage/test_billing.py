@@ -18,14 +18,14 @@ import pytest
 from fastapi import FastAPI
 
 from parley.usage.service import UsageEntry
+from tests.conftest import TestUser
+from tests.fakes import Reply
 from tests.turns.conftest import (
     OPENAI_MODEL,
     FaultyOpenAI,
     new_chat,
     wait_for,
 )
-from tests.conftest import TestUser
-from tests.fakes import Reply
 
 Json = dict[str, Any]
 

@@ -20,9 +20,9 @@ from sqlalchemy import select, update
 from parley.accounts.models import User
 from parley.core.db import utcnow
 from parley.usage.models import BudgetReservation
-from tests.turns.conftest import OPENAI_MODEL, FaultyOpenAI, new_chat, wait_for
 from tests.conftest import TestUser, make_settings, running_app
 from tests.fakes import Reply
+from tests.turns.conftest import OPENAI_MODEL, FaultyOpenAI, new_chat, wait_for
 
 Json = dict[str, Any]
 OFFLINE_MODEL = "offline:parley"

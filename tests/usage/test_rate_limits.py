@@ -9,8 +9,8 @@ from typing import Any
 
 import httpx
 
-from tests.turns.conftest import new_chat
 from tests.conftest import TestUser, make_settings, running_app
+from tests.turns.conftest import new_chat
 
 OFFLINE_MODEL = "offline:parley"
 REDIS_URL = "redis://127.0.0.1:6379/0"

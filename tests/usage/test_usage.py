@@ -10,9 +10,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.turns.conftest import OPENAI_MODEL, FaultyOpenAI, new_chat
 from tests.conftest import TestUser
 from tests.fakes import Reply
+from tests.turns.conftest import OPENAI_MODEL, FaultyOpenAI, new_chat
 
 Json = dict[str, Any]
 OFFLINE_MODEL = "offline:parley"

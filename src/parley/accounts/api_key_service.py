@@ -9,7 +9,6 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from parley.accounts import repository
@@ -37,10 +36,7 @@ class ApiKeyService:
         """A new key for `owner`; returns the row and the secret, which is not stored."""
         if expires_at is not None and expires_at <= utcnow():
             raise ValidationFailed.for_field("body.expires_at", "The expiry must be in the future.")
-        count = await self.session.scalar(
-            select(func.count()).select_from(repository.readable_api_keys(owner.id).subquery())
-        )
-        if (count or 0) >= MAX_KEYS_PER_USER:
+        if await repository.count_api_keys(self.session, owner.id) >= MAX_KEYS_PER_USER:
             raise Conflict(f"A user may hold at most {MAX_KEYS_PER_USER} API keys; revoke one.")
         secret, prefix, key_hash = generate_api_key()
         key = ApiKey(

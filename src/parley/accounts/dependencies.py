@@ -1,6 +1,5 @@
-"""Who is calling: `CurrentPrincipal` (user and API key), `CurrentUser`, `AdminUser`,
-`CurrentCaller` (`/v1`: the user's standing as plain values), and the account services for a
-route."""
+"""Who is calling: `CurrentCaller` (the one authentication, as plain values), `CurrentUser` and
+`AdminUser` (the caller's ORM row in the route's session), and the account services for a route."""
 
 from __future__ import annotations
 
@@ -11,8 +10,9 @@ from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from parley.accounts.api_key_service import ApiKeyService
+from parley.accounts.authentication import Caller, TouchThrottle, authenticate, load_user
 from parley.accounts.models import User
-from parley.accounts.service import AccountService, Caller, Principal, identify_caller
+from parley.accounts.service import AccountService
 from parley.core.dependencies import (
     SessionDep,
     cursor_codec_of,
@@ -56,38 +56,42 @@ AccountServiceDep = Annotated[AccountService, Depends(get_account_service)]
 ApiKeyServiceDep = Annotated[ApiKeyService, Depends(get_api_key_service)]
 
 
-async def get_current_principal(
-    request: Request,
-    session: SessionDep,
-    token: Annotated[str | None, Depends(bearer_scheme)],
-) -> Principal:
-    """The authenticated caller; 401 without valid credentials."""
-    if not token:
-        raise NotAuthenticated()
-    principal = await account_service_of(request, session).authenticate(token)
-    request.state.principal = principal
-    return principal
+def api_key_touches_of(request: Request) -> TouchThrottle:
+    """The running app's memory of recent API key `last_used_at` writes."""
+    touches: TouchThrottle = request.app.state.api_key_touches
+    return touches
 
 
-CurrentPrincipal = Annotated[Principal, Depends(get_current_principal)]
+async def authenticate_request(request: Request, token: str) -> Caller:
+    """The caller behind `token`, through the running app's database, key and touch throttle.
+
+    Raises:
+        InvalidToken: bad, expired or revoked credentials, or a deactivated or deleted user.
+    """
+    return await authenticate(
+        database_of(request).engine,
+        settings_of(request).jwt_key,
+        api_key_touches_of(request),
+        token,
+    )
 
 
 async def get_current_caller(
     request: Request, token: Annotated[str | None, Depends(bearer_scheme)]
 ) -> Caller:
-    """The authenticated `/v1` caller, read as plain values without the route's session; 401
-    without valid credentials."""
+    """The authenticated caller, read as plain values without the route's session; 401 without
+    valid credentials."""
     if not token:
         raise NotAuthenticated()
-    return await identify_caller(database_of(request).engine, settings_of(request).jwt_key, token)
+    return await authenticate_request(request, token)
 
 
 CurrentCaller = Annotated[Caller, Depends(get_current_caller)]
 
 
-async def get_current_user(principal: CurrentPrincipal) -> User:
-    """The authenticated user."""
-    return principal.user
+async def get_current_user(caller: CurrentCaller, session: SessionDep) -> User:
+    """The authenticated user, as an ORM row in the route's session."""
+    return await load_user(session, caller)
 
 
 CurrentUser = Annotated[User, Depends(get_current_user)]

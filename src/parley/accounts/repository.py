@@ -1,4 +1,5 @@
-"""Queries over users, refresh tokens and API keys. Never commits.
+"""Queries over users, refresh tokens and API keys: every statement of the accounts domain. Never
+commits.
 
 API keys are user data: every read of them starts from `readable_api_keys(owner_id)`. Looking a key
 up by its prefix (authentication) is the one unscoped path, and it is how the owner is learnt.
@@ -145,24 +146,25 @@ async def get_api_key(
     return result.scalar_one_or_none()
 
 
-async def find_api_key_by_prefix(session: AsyncSession, prefix: str) -> tuple[ApiKey, User] | None:
-    """The unrevoked key with this lookup prefix and its owner, whoever that is (authentication
-    only; one query, as every `/v1` call makes it)."""
-    result = await session.execute(
-        select(ApiKey, User)
-        .join(User, User.id == ApiKey.user_id)
-        .where(ApiKey.prefix == prefix, ApiKey.revoked_at.is_(None))
+async def count_api_keys(session: AsyncSession, owner_id: uuid.UUID) -> int:
+    """How many live keys the owner holds."""
+    count = await session.scalar(
+        select(func.count()).select_from(readable_api_keys(owner_id).subquery())
     )
-    row = result.one_or_none()
-    return None if row is None else (row[0], row[1])
+    return count or 0
 
 
-# -- `/v1` callers, as plain rows -----------------------------------------------------------------
-# `/v1` reads who is calling and changes nothing on the account, so it reads these columns on a
-# connection of its own rather than loading ORM objects into a session (about half the CPU). The
-# statements are built once: building one costs about as much as SQLite running it.
+# -- callers, as plain rows (authentication) ----------------------------------------------------
+# Authentication reads these columns on a connection of its own rather than loading ORM objects
+# into a session. The statements are built once, not per call (see bench/findings.md).
 
-_CALLER_COLUMNS = (User.id.label("user_id"), User.is_active, User.monthly_budget_usd)
+_CALLER_COLUMNS = (
+    User.id.label("user_id"),
+    User.is_active,
+    User.is_admin,
+    User.is_guest,
+    User.monthly_budget_usd,
+)
 _KEY_HOLDER = (
     select(
         ApiKey.id.label("key_id"),
@@ -179,15 +181,16 @@ _USER_STANDING = select(*_CALLER_COLUMNS).where(User.id == bindparam("user_id"))
 
 async def find_key_holder(connection: AsyncConnection, prefix: str) -> Row[*tuple[Any, ...]] | None:
     """The unrevoked key with this lookup prefix (`key_id`, `key_hash`, `expires_at`,
-    `last_used_at`) and its owner's standing (`user_id`, `is_active`, `monthly_budget_usd`),
-    whoever that is: authentication only."""
+    `last_used_at`) and its owner's standing (`user_id`, `is_active`, `is_admin`, `is_guest`,
+    `monthly_budget_usd`), whoever that is: authentication only."""
     return (await connection.execute(_KEY_HOLDER, {"prefix": prefix})).one_or_none()
 
 
 async def find_user_standing(
     connection: AsyncConnection, user_id: uuid.UUID
 ) -> Row[*tuple[Any, ...]] | None:
-    """The user's standing (`user_id`, `is_active`, `monthly_budget_usd`)."""
+    """The user's standing (`user_id`, `is_active`, `is_admin`, `is_guest`,
+    `monthly_budget_usd`)."""
     return (await connection.execute(_USER_STANDING, {"user_id": user_id})).one_or_none()
 
 

@@ -1,5 +1,6 @@
-"""Account use cases: sign-up, sign-in, guests and their upgrade, token rotation, authentication of
-every request, the current user, and admin user management. API keys live in `api_keys.py`.
+"""Account use cases: sign-up, sign-in, guests and their upgrade, token rotation, the current user,
+and admin user management. Authentication of every request is in `authentication.py`, API keys in
+`api_key_service.py`.
 
 Each public method is one use case and commits once at its end. Errors are Parley errors; nothing
 here knows about HTTP.
@@ -8,13 +9,10 @@ here knows about HTTP.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
-from datetime import datetime, timedelta
-from decimal import Decimal
-from typing import Any, Protocol, TypeVar
+from typing import Any
 
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from parley.accounts import repository
 from parley.accounts.models import User
@@ -31,150 +29,19 @@ from parley.core.errors import (
 from parley.core.pagination import CursorCodec
 from parley.core.ratelimit import RateLimiter
 from parley.core.security import (
-    api_key_lookup_prefix,
     decode_token,
     encode_token,
     hash_password,
-    looks_like_api_key,
-    secrets_match,
     verify_password,
 )
 from parley.core.telemetry import traced
 from parley.settings import Settings
 
 GUEST_DISPLAY_NAME = "Guest"
-MAX_TOKEN_CHARS = 4096
-# `last_used_at` is written at most this often per key, so a busy key does not write on every call.
-API_KEY_TOUCH_INTERVAL = timedelta(seconds=60)
-# The keys whose `last_used_at` this worker last wrote, and when (bounded: cleared when full).
-_RECENT_TOUCHES: dict[uuid.UUID, datetime] = {}
-_RECENT_TOUCHES_MAX = 10_000
-
-
-def _claim_touch(key_id: uuid.UUID, last_used_at: datetime | None, now: datetime) -> bool:
-    """Whether this request should write the key's `last_used_at`.
-
-    Every request in flight when the interval lapses read the same stale value; had each written
-    it, a busy key would have sent a burst of identical updates to the database (on SQLite, each
-    queued for the one write lock while holding a pooled connection). The first request of the
-    worker claims the write and the worker's others skip it: a key is written at most once an
-    interval per worker.
-    """
-    if last_used_at is not None and now - last_used_at < API_KEY_TOUCH_INTERVAL:
-        return False
-    claimed = _RECENT_TOUCHES.get(key_id)
-    if claimed is not None and now - claimed < API_KEY_TOUCH_INTERVAL:
-        return False
-    if len(_RECENT_TOUCHES) >= _RECENT_TOUCHES_MAX:
-        _RECENT_TOUCHES.clear()
-    _RECENT_TOUCHES[key_id] = now
-    return True
-
-
-class _KeyFields(Protocol):
-    key_hash: str
-    expires_at: datetime | None
-
-
-class _StandingFields(Protocol):
-    is_active: bool
-
-
-_K = TypeVar("_K", bound=_KeyFields)
-
-
-def _verified_key(token: str, key: _K | None, now: datetime) -> _K:
-    """The key found for `token`'s prefix, if `token` is that key and it has not expired.
-
-    Raises:
-        InvalidToken: no such key, another secret, or expired.
-    """
-    if key is None or not secrets_match(token, key.key_hash):
-        raise InvalidToken("The API key is invalid or has been revoked.")
-    if key.expires_at is not None and key.expires_at <= now:
-        raise InvalidToken("The API key has expired.")
-    return key
-
-
-def _check_token_text(token: str) -> None:
-    """Raises InvalidToken for text no Parley token has: too long, or other than printable ASCII
-    (a NUL would reach the database otherwise, and PostgreSQL refuses it in text: a 500)."""
-    if len(token) > MAX_TOKEN_CHARS or not (token.isascii() and token.isprintable()):
-        raise InvalidToken()
-
-
-def _check_standing(user: _StandingFields | None) -> None:
-    """Raises InvalidToken for a deleted or deactivated user."""
-    if user is None:
-        raise InvalidToken()
-    if not user.is_active:
-        raise InvalidToken("This account is deactivated.")
-
-
-@dataclass(frozen=True, slots=True)
-class Principal:
-    """Who is calling: the user, and the API key they used if any."""
-
-    user: User
-    api_key_id: uuid.UUID | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class UserStanding:
-    """What `/v1` needs of a user, as plain values: who, and their own monthly budget (None: the
-    default)."""
-
-    id: uuid.UUID
-    monthly_budget_usd: Decimal | None
-
-
-@dataclass(frozen=True, slots=True)
-class Caller:
-    """Who calls `/v1`: the user's standing, and the API key they used if any.
-
-    `/v1` changes nothing on the account, so `identify_caller` reads these columns in one query
-    on a connection of its own instead of loading ORM objects into the route's session: the same
-    checks as `AccountService.authenticate`, at about half the CPU of every call's first step.
-    """
-
-    user: UserStanding
-    api_key_id: uuid.UUID | None = None
-
-
-async def identify_caller(engine: AsyncEngine, jwt_key: str, token: str) -> Caller:
-    """The `/v1` caller behind a bearer token: an API key or an access JWT.
-
-    Raises:
-        InvalidToken: bad, expired or revoked credentials, or a deactivated or deleted user.
-    """
-    _check_token_text(token)
-    if not looks_like_api_key(token):
-        claims = decode_token(jwt_key, token, expected_type="access")
-        async with engine.connect() as connection:
-            row = await repository.find_user_standing(connection, claims.subject)
-        _check_standing(row)
-        return Caller(_standing(row))
-    async with engine.connect() as connection:
-        row = await repository.find_key_holder(connection, api_key_lookup_prefix(token))
-        now = utcnow()
-        key = _verified_key(token, row, now)
-        _check_standing(key)
-        if _claim_touch(key.key_id, key.last_used_at, now):
-            try:
-                await repository.touch_api_key(connection, key.key_id, now)
-                await connection.commit()
-            except BaseException:
-                _RECENT_TOUCHES.pop(key.key_id, None)  # not written: the next call may try again
-                raise
-    return Caller(_standing(key), api_key_id=key.key_id)
-
-
-def _standing(row: Any) -> UserStanding:
-    return UserStanding(row.user_id, row.monthly_budget_usd)
 
 
 class AccountService:
-    """Accounts and authentication, over one database session."""
+    """Account use cases, over one database session."""
 
     def __init__(
         self,
@@ -348,46 +215,6 @@ class AccountService:
             raise InvalidToken()
         await repository.revoke_family(self.session, row.family_id, utcnow())
         await self.session.commit()
-
-    # -- every request ----------------------------------------------------------------------
-
-    @traced(name="accounts.authenticate", skip_input=True)
-    async def authenticate(self, token: str) -> Principal:
-        """The caller behind a bearer token: an access JWT or an API key.
-
-        Raises:
-            InvalidToken: bad, expired or revoked credentials, or a deactivated or deleted user.
-        """
-        _check_token_text(token)
-        if looks_like_api_key(token):
-            return await self._authenticate_api_key(token)
-        claims = decode_token(self.settings.jwt_key, token, expected_type="access")
-        user = await repository.get_user(self.session, claims.subject)
-        return Principal(self._usable(user))
-
-    async def _authenticate_api_key(self, token: str) -> Principal:
-        found = await repository.find_api_key_by_prefix(self.session, api_key_lookup_prefix(token))
-        now = utcnow()
-        key = _verified_key(token, None if found is None else found[0], now)
-        user = self._usable(found[1] if found else None)
-        # Read now: a failed commit expires the key, and reading it then would mask the
-        # database's error (a busy database is a 503) with one of the session's own (a 500).
-        key_id = key.id
-        if _claim_touch(key_id, key.last_used_at, now):
-            key.last_used_at = now
-            try:
-                await self.session.commit()
-            except BaseException:
-                _RECENT_TOUCHES.pop(key_id, None)  # not written: the next call may try again
-                raise
-        return Principal(user, api_key_id=key_id)
-
-    @staticmethod
-    def _usable(user: User | None) -> User:
-        if user is None:
-            raise InvalidToken()
-        _check_standing(user)
-        return user
 
     # -- the current user -------------------------------------------------------------------
 

@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from parley import engines
-from parley.accounts.service import Caller
+from parley.accounts.authentication import Caller
 from parley.core.errors import InvalidRequest
 from parley.core.ratelimit import RateLimiter
 from parley.core.telemetry import traced
@@ -85,7 +85,7 @@ class GatewayService:
         """
         per_minute = self.settings.rate_limit_v1_per_minute
         await self.limiter.hit(
-            f"v1:user:{caller.user.id}",
+            f"v1:user:{caller.user_id}",
             per_minute,
             message=f"Rate limit reached for /v1 requests: {per_minute} per minute.",
         )
@@ -152,13 +152,13 @@ class GatewayService:
         # The request's reads are done: end the transaction, so no connection waits on the model.
         await self.session.commit()
         reservation = await self.meter.reserve(
-            caller.user,
+            caller,
             estimate_cost(entry, input_tokens=input_estimate, output_tokens=output_estimate),
         )
         metered = MeteredCall(
             meter=self.meter,
             reservation=reservation,
-            user_id=caller.user.id,
+            user_id=caller.user_id,
             api_key_id=caller.api_key_id,
             entry=entry,
             input_estimate=input_estimate,

@@ -6,9 +6,9 @@ Each HTTP request is checked in this order before the SDK's session manager sees
    loopback names while the server listens on loopback, and no check while it listens on another
    address, where requests carry whatever name a load balancer or DNS gave): a bad Host is 421, a
    bad Origin 403.
-2. `Authorization: Bearer <access token or API key>`, through the same `AccountService.authenticate`
-   as the REST API: none or a bad one is 401 with `WWW-Authenticate: Bearer` and the error
-   envelope. Every request is authenticated, so a revoked key or a deactivated user stops at once.
+2. `Authorization: Bearer <access token or API key>`, through the same `authenticate` as the REST
+   API: none or a bad one is 401 with `WWW-Authenticate: Bearer` and the error envelope. Every
+   request is authenticated, so a revoked key or a deactivated user stops at once.
 
 By default (`MCP_STATELESS`) no session is kept: each request stands alone, so any worker serves
 it. With sessions, a new one past its user's or the worker's cap is refused in the envelope
@@ -19,7 +19,7 @@ to `/mcp`, not with the app, so that a server nobody reaches over MCP starts fas
 
 The authenticated user is handed to the SDK as `scope["user"]` (its `AuthenticatedUser`, with the
 user id as subject): in stateful mode the SDK binds each session id to the principal that opened
-it and answers 404 to anyone else presenting it. The user also rides on `request.state.principal`,
+it and answers 404 to anyone else presenting it. The user's row also rides on `request.state.user`,
 where the tool calls pick it up (`parley.mcp.server`).
 """
 
@@ -38,13 +38,10 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.types import Receive, Scope, Send
 
-from parley.accounts.service import AccountService, Principal
-from parley.core.dependencies import (
-    cursor_codec_of,
-    database_of,
-    rate_limiter_of,
-    settings_of,
-)
+from parley.accounts.authentication import load_user
+from parley.accounts.dependencies import authenticate_request
+from parley.accounts.models import User
+from parley.core.dependencies import database_of
 from parley.core.errors import NotAuthenticated, ParleyError, ServiceUnavailable
 from parley.core.responses import error_response
 from parley.settings import Settings
@@ -191,12 +188,12 @@ class McpEndpoint:
             await error_response(exc)(scope, receive, send)
             return
         try:
-            principal = await self._authenticate(request)
+            user = await self._authenticate(request)
         except ParleyError as exc:
             await error_response(exc)(scope, receive, send)
             return
-        request.state.principal = principal
-        user_id = str(principal.user.id)
+        request.state.user = user
+        user_id = str(user.id)
         scope["user"] = AuthenticatedUser(
             AccessToken(
                 token="",  # the credential itself is not needed past this point
@@ -214,8 +211,8 @@ class McpEndpoint:
             await error_response(exc)(scope, receive, send)
 
     @staticmethod
-    async def _authenticate(request: Request) -> Principal:
-        """The caller behind the request's bearer credential.
+    async def _authenticate(request: Request) -> User:
+        """The user behind the request's bearer credential.
 
         Raises:
             NotAuthenticated: no bearer credential was sent.
@@ -224,9 +221,7 @@ class McpEndpoint:
         scheme, token = get_authorization_scheme_param(request.headers.get("authorization"))
         if scheme.lower() != "bearer" or not token:
             raise NotAuthenticated()
+        caller = await authenticate_request(request, token)
         # A session of its own, closed before the MCP exchange (which may stream) begins.
         async with database_of(request).sessionmaker() as session:
-            accounts = AccountService(
-                session, settings_of(request), rate_limiter_of(request), cursor_codec_of(request)
-            )
-            return await accounts.authenticate(token)
+            return await load_user(session, caller)

@@ -18,7 +18,7 @@ from mcp.shared.exceptions import MCPError
 from starlette.requests import Request
 
 from parley import __version__
-from parley.accounts.service import Principal
+from parley.accounts.models import User
 from parley.core.dependencies import cursor_codec_of, database_of
 from parley.tools.registry import ToolContext, ToolDefinition, ToolRegistry
 
@@ -53,13 +53,13 @@ def describe_tool(tool: ToolDefinition[Any]) -> types.Tool:
 def _tool_context(ctx: McpContext) -> ToolContext:
     """The calling user and the app's database, from the HTTP request carrying this message."""
     request = ctx.request
-    principal = getattr(request.state, "principal", None) if isinstance(request, Request) else None
-    if not isinstance(request, Request) or not isinstance(principal, Principal):
+    user = getattr(request.state, "user", None) if isinstance(request, Request) else None
+    if not isinstance(request, Request) or not isinstance(user, User):
         # The endpoint authenticates every request before the SDK sees it; reaching here
-        # without a principal is a wiring error, never something a client can cause.
+        # without a user is a wiring error, never something a client can cause.
         raise MCPError(code=types.INTERNAL_ERROR, message="The request is not authenticated.")
     return ToolContext(
-        user=principal.user,
+        user=user,
         sessionmaker=database_of(request).sessionmaker,
         cursor_codec=cursor_codec_of(request),
     )

@@ -19,7 +19,7 @@ from fastapi import APIRouter, Body, Header, Query, Response, status
 from fastapi.responses import StreamingResponse
 
 from parley import engines
-from parley.accounts.dependencies import CurrentPrincipal, CurrentUser
+from parley.accounts.dependencies import CurrentCaller, CurrentUser
 from parley.chats.schemas import MessageCreate, RegenerateRequest, TurnResult
 from parley.core.errors import (
     BudgetExceeded,
@@ -120,7 +120,8 @@ async def _answer(
 async def send_message(
     chat_id: uuid.UUID,
     body: MessageCreate,
-    principal: CurrentPrincipal,
+    user: CurrentUser,
+    caller: CurrentCaller,
     turns: TurnServiceDep,
     manager: TurnRunnerDep,
     response: Response,
@@ -130,7 +131,7 @@ async def send_message(
     """Add a user message (under `parent_id`, default the current leaf; an earlier message's id
     starts a branch; an explicit null starts a new root) and stream the assistant's reply."""
     started = await turns.send(
-        principal.user,
+        user,
         chat_id,
         parts=body.text_parts(),
         parent_id=body.parent_id,
@@ -138,7 +139,7 @@ async def send_message(
         model_id=body.model_id,
         idempotency_key=idempotency_key,
         fingerprint_body=body.model_dump(mode="json", exclude_unset=True),
-        api_key_id=principal.api_key_id,
+        api_key_id=caller.api_key_id,
     )
     return await _answer(turns, manager, started, stream=stream, response=response)
 
@@ -152,7 +153,8 @@ async def send_message(
 async def regenerate_message(
     chat_id: uuid.UUID,
     message_id: uuid.UUID,
-    principal: CurrentPrincipal,
+    user: CurrentUser,
+    caller: CurrentCaller,
     turns: TurnServiceDep,
     manager: TurnRunnerDep,
     response: Response,
@@ -164,13 +166,13 @@ async def regenerate_message(
     it (a user message). Streams like sending."""
     request = body or RegenerateRequest()
     started = await turns.regenerate(
-        principal.user,
+        user,
         chat_id,
         message_id,
         model_id=request.model_id,
         idempotency_key=idempotency_key,
         fingerprint_body=request.model_dump(mode="json", exclude_unset=True),
-        api_key_id=principal.api_key_id,
+        api_key_id=caller.api_key_id,
     )
     return await _answer(turns, manager, started, stream=stream, response=response)
 

@@ -97,8 +97,7 @@ def estimate_cost(entry: CatalogEntry, *, input_tokens: int, output_tokens: int)
 
 
 class BudgetHolder(Protocol):
-    """What the meter reads of a user: an ORM `User`, or the plain `UserStanding` of a `/v1`
-    caller."""
+    """What the meter reads of a user: an ORM `User`, or the plain `Caller` of a `/v1` call."""
 
     @property
     def id(self) -> uuid.UUID: ...
