@@ -25,8 +25,8 @@ from pydantic_ai.messages import (
 
 from parley.assistant.loop import BoundTool
 from parley.chats.models import Message
-from parley.llm.tokens import CHARS_PER_TOKEN
 from parley.tools.registry import ToolContext, ToolRegistry
+from parley.usage.pricing import CHARS_PER_TOKEN
 
 # Room left for the reply itself when trimming the context (a quarter of the window, at most this).
 MAX_REPLY_RESERVE_TOKENS = 8192

@@ -40,10 +40,10 @@ from parley.core.ratelimit import RateLimiter
 from parley.core.telemetry import traced
 from parley.llm.schemas import CatalogEntry
 from parley.llm.service import LLMService
-from parley.llm.tokens import CHARS_PER_TOKEN
 from parley.settings import Settings
 from parley.tools.registry import ToolContext, ToolRegistry
-from parley.usage.service import UsageMeter, estimate_cost
+from parley.usage.pricing import CHARS_PER_TOKEN, estimate_cost
+from parley.usage.service import UsageMeter
 
 if TYPE_CHECKING:
     from pydantic_ai.models import Model

@@ -38,7 +38,7 @@ from parley.assistant.stream import PartsAccumulator, ReplyFailure
 from parley.chats.models import Chat, Message
 from parley.core.db import Database, utcnow
 from parley.core.telemetry import get_tracer
-from parley.llm.tokens import CHARS_PER_TOKEN, output_tokens_of_parts
+from parley.usage.pricing import CHARS_PER_TOKEN, output_tokens_of_parts
 from parley.usage.service import UsageEntry, UsageMeter
 
 logger = logging.getLogger(__name__)

@@ -74,8 +74,8 @@ from pydantic_core import to_json
 from parley.assistant.openai_step import OpenAICompatibleModel, openai_chat_stream
 from parley.assistant.stream import ReplyFailure, classify_failure
 from parley.core.errors import ParleyError
-from parley.llm.tokens import tokens_for_chars
 from parley.tools.registry import ToolContext, ToolDefinition, ToolResult
+from parley.usage.pricing import tokens_for_chars
 
 logger = logging.getLogger(__name__)
 

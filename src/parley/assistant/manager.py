@@ -27,8 +27,7 @@ from parley.chats.models import Message
 from parley.core.db import Database, utcnow
 from parley.core.imports import ensure_imported
 from parley.llm import repository as catalog
-from parley.llm.tokens import output_tokens_of_parts
-from parley.usage.pricing import ZERO, cost_usd
+from parley.usage.pricing import ZERO, cost_usd, output_tokens_of_parts
 from parley.usage.service import UsageEntry, UsageMeter
 
 if TYPE_CHECKING:

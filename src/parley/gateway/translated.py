@@ -55,7 +55,7 @@ from parley.gateway.translation import (
     now_seconds,
     to_completion,
 )
-from parley.llm.tokens import estimate_tokens
+from parley.usage.pricing import estimate_tokens
 
 logger = logging.getLogger(__name__)
 BUFFERED_CHUNKS = 64

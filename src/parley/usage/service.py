@@ -47,7 +47,6 @@ from parley.core.db import Database, new_id, utcnow
 from parley.core.errors import BudgetExceeded
 from parley.core.pagination import CursorCodec
 from parley.core.telemetry import traced
-from parley.llm.schemas import CatalogEntry
 from parley.settings import Settings
 from parley.usage import repository
 from parley.usage.pricing import bounded_tokens, bounded_usd, usd_for_display
@@ -89,11 +88,6 @@ def next_month_start(moment: datetime) -> datetime:
     """Midnight UTC on the first day of the following month."""
     start = month_start(moment)
     return start + timedelta(days=calendar.monthrange(start.year, start.month)[1])
-
-
-def estimate_cost(entry: CatalogEntry, *, input_tokens: int, output_tokens: int) -> Decimal:
-    """What a request of this size would cost at the entry's prices."""
-    return entry.cost_usd(input_tokens, output_tokens)
 
 
 class BudgetHolder(Protocol):
