@@ -42,7 +42,7 @@ from parley.llm.schemas import CatalogEntry
 from parley.llm.service import LLMService
 from parley.settings import Settings
 from parley.tools.registry import ToolContext, ToolRegistry
-from parley.usage.pricing import CHARS_PER_TOKEN, estimate_cost
+from parley.usage.pricing import estimate_cost, tokens_for_chars
 from parley.usage.service import UsageMeter
 
 if TYPE_CHECKING:
@@ -235,7 +235,7 @@ class TurnService:
             first_exchange=first_exchange,
             api_key_id=api_key_id,
         )
-        prompt_tokens = plan.prompt_chars // CHARS_PER_TOKEN
+        prompt_tokens = tokens_for_chars(plan.prompt_chars, round_up=False)
         estimate = estimate_cost(
             entry,
             input_tokens=prompt_tokens,

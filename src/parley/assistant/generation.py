@@ -38,7 +38,7 @@ from parley.assistant.stream import PartsAccumulator, ReplyFailure
 from parley.chats.models import Chat, Message
 from parley.core.db import Database, utcnow
 from parley.core.telemetry import get_tracer
-from parley.usage.pricing import CHARS_PER_TOKEN, output_tokens_of_parts
+from parley.usage.pricing import output_tokens_of_parts, tokens_for_chars
 from parley.usage.service import UsageEntry, UsageMeter
 
 logger = logging.getLogger(__name__)
@@ -151,7 +151,7 @@ class Generation:
         """The provider's counts, or estimates from what was sent and streamed where it reported
         none (a stopped or failed reply ends before the provider's final usage report)."""
         if input_tokens == 0:
-            input_tokens = max(1, self.plan.prompt_chars // CHARS_PER_TOKEN)
+            input_tokens = max(1, tokens_for_chars(self.plan.prompt_chars, round_up=False))
         if output_tokens == 0:
             output_tokens = output_tokens_of_parts(self._accumulator.parts)
         return Tokens(input_tokens, output_tokens)
