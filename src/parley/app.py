@@ -53,8 +53,8 @@ from parley.mcp.endpoint import McpEndpoint
 from parley.settings import Settings
 from parley.tasks.router import tasks_router
 from parley.tools.builtin import builtin_registry
+from parley.usage.meter import UsageMeter
 from parley.usage.router import admin_usage_router, usage_router
-from parley.usage.service import UsageMeter
 from parley.web.api_docs import api_docs_router
 from parley.web.router import web_router
 

@@ -17,7 +17,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from parley.usage.service import UsageEntry
+from parley.usage.reservations import UsageEntry
 from tests.assistant.conftest import (
     OPENAI_MODEL,
     FaultyOpenAI,

@@ -42,8 +42,8 @@ from parley.llm.schemas import CatalogEntry
 from parley.llm.service import LLMService
 from parley.settings import Settings
 from parley.tools.registry import ToolContext, ToolRegistry
+from parley.usage.meter import UsageMeter
 from parley.usage.pricing import estimate_cost, tokens_for_chars
-from parley.usage.service import UsageMeter
 
 if TYPE_CHECKING:
     from pydantic_ai.models import Model

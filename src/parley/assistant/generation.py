@@ -38,8 +38,9 @@ from parley.assistant.stream import PartsAccumulator, ReplyFailure
 from parley.chats.models import Chat, Message
 from parley.core.db import Database, utcnow
 from parley.core.telemetry import get_tracer
+from parley.usage.meter import UsageMeter
 from parley.usage.pricing import output_tokens_of_parts, tokens_for_chars
-from parley.usage.service import UsageEntry, UsageMeter
+from parley.usage.reservations import UsageEntry
 
 logger = logging.getLogger(__name__)
 # The tables, for Core statements: an ORM-enabled UPDATE costs about a fifth more CPU (it

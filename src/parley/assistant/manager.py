@@ -27,8 +27,9 @@ from parley.chats.models import Message
 from parley.core.db import Database, utcnow
 from parley.core.imports import ensure_imported
 from parley.llm import repository as catalog
+from parley.usage.meter import UsageMeter
 from parley.usage.pricing import ZERO, cost_usd, output_tokens_of_parts
-from parley.usage.service import UsageEntry, UsageMeter
+from parley.usage.reservations import UsageEntry
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis

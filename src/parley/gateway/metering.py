@@ -20,8 +20,9 @@ import anyio
 
 from parley.gateway.schemas import ChatCompletionRequest
 from parley.llm.schemas import CatalogEntry
+from parley.usage.meter import UsageMeter
 from parley.usage.pricing import estimate_tokens, tokens_for_chars
-from parley.usage.service import Reservation, UsageEntry, UsageMeter
+from parley.usage.reservations import Reservation, UsageEntry
 
 logger = logging.getLogger(__name__)
 SOURCE = "v1"
