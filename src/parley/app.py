@@ -27,7 +27,7 @@ from parley.chats.router import chats_router
 from parley.core.db import Database
 from parley.core.imports import import_modules
 from parley.core.logging import configure_logging
-from parley.core.memory import trim_heap, trim_periodically
+from parley.core.memory import trim_heap_in_thread
 from parley.core.middleware import (
     BodyLimitMiddleware,
     EnvelopedCORSMiddleware,
@@ -41,6 +41,7 @@ from parley.core.telemetry import configure_tracing
 from parley.gateway.errors import render_openai_error
 from parley.gateway.router import gateway_router
 from parley.health import health_router
+from parley.housekeeping import Housekeeping
 from parley.llm.cache import CatalogCache
 from parley.llm.providers import (
     ModelProviders,
@@ -80,7 +81,7 @@ async def _warm_up(settings: Settings) -> None:
     names = [*_TURN_MODULES, *provider_modules(settings)]
     await anyio.to_thread.run_sync(import_modules, names, abandon_on_cancel=True)
     # The imports and the hash leave freed memory in the C heap: give it back (7 MB idle).
-    await anyio.to_thread.run_sync(trim_heap, abandon_on_cancel=True)
+    await trim_heap_in_thread()
 
 
 def _operation_id(route: APIRoute) -> str:
@@ -139,6 +140,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             usage_meter=usage_meter,
         )
         app.state.generations = generations
+        # The periodic work: each job every so many seconds, until shutdown.
+        housekeeping = Housekeeping()
+        app.state.housekeeping = housekeeping
+        housekeeping.every(
+            max(1.0, settings.generation_stale_seconds / 3),
+            "budget-holds",
+            usage_meter.release_expired,  # holds whose request never settled
+        )
+        if settings.memory_trim_interval_seconds:
+            housekeeping.every(
+                settings.memory_trim_interval_seconds, "memory-trim", trim_heap_in_thread
+            )
         try:
             # Seed the model catalog from the configuration (models file, *_MODELS, or the
             # providers' model lists); admins' edits are kept. Discovery failures only warn.
@@ -146,17 +159,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await generations.run_background()
             async with mcp_endpoint.running():  # MCP sessions live as long as the app
                 app.state.warm_up = asyncio.create_task(_warm_up(settings), name="warm-up")
-                housekeeping = [app.state.warm_up]
-                if settings.memory_trim_interval_seconds:
-                    trimming = trim_periodically(settings.memory_trim_interval_seconds)
-                    housekeeping.append(asyncio.create_task(trimming, name="memory-trim"))
+                housekeeping.start()
                 try:
                     yield
                 finally:
-                    for task in housekeeping:
-                        task.cancel()
-                        with contextlib.suppress(asyncio.CancelledError):
-                            await task
+                    app.state.warm_up.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await app.state.warm_up
+                    await housekeeping.stop()
         finally:
             await generations.shutdown()
             await usage_meter.aclose()  # /v1 calls' settles still being written

@@ -252,8 +252,6 @@ class GenerationManager:
             try:
                 await self.sweep_interrupted()
                 await self.purge_idempotency_keys()
-                if self.usage_meter is not None:
-                    await self.usage_meter.release_expired()
             except Exception:
                 logger.warning("the interrupted-reply sweep failed", exc_info=True)
 

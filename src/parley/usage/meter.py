@@ -314,7 +314,7 @@ class UsageMeter:
     @traced(name="usage.settle")
     async def settle(self, reservation: Reservation | None, entry: UsageEntry) -> None:
         """Settle in a transaction of its own, and return once it is committed. Never raises: a
-        failure is logged (the hold then lapses with the sweep).
+        failure is logged (the hold then lapses: `release_expired`).
 
         Calls that end while a batch is being written are written together in the next one
         (group commit): under load, one transaction settles many calls, and the writes go on
@@ -351,7 +351,7 @@ class UsageMeter:
 
     def _lost(self, settle: Settle) -> None:
         """A settle could not be written: log it, and try its lease's release again later (the
-        lease's room, up to an eighth of the budget, would otherwise wait for the sweep,
+        lease's room, up to an eighth of the budget, would otherwise wait for `release_expired`,
         `BUDGET_RESERVATION_TTL_SECONDS`). A release is safe to repeat: a row already gone is
         skipped. (A failed `shrink` is not repeated, as it could have been written after all:
         that room comes back with the lease's last call.)"""

@@ -141,7 +141,7 @@ async def consume_reservations(
     session: AsyncSession, amounts: Mapping[uuid.UUID, Decimal]
 ) -> list[tuple[uuid.UUID, str, Decimal]]:
     """Take `amount` off each reservation (a lease whose calls spent it), one statement each, in
-    a fixed order; a reservation already gone (the sweep released it) is skipped.
+    a fixed order; a reservation already gone (`release_expired` took it) is skipped.
 
     Returns:
         `(user_id, period, amount)` of each reservation found, to take off its month's
