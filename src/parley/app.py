@@ -11,6 +11,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 
 import anyio.to_thread
 from fastapi import FastAPI
@@ -24,7 +25,7 @@ from parley.accounts.router import auth_router, users_router
 from parley.chats.router import chats_router
 from parley.core.db import Database
 from parley.core.logging import configure_logging
-from parley.core.memory import trim_heap, trim_periodically
+from parley.core.memory import trim_heap_in_thread
 from parley.core.middleware import (
     BodyLimitMiddleware,
     EnvelopedCORSMiddleware,
@@ -38,6 +39,7 @@ from parley.core.telemetry import configure_tracing
 from parley.gateway.errors import render_openai_error
 from parley.gateway.router import gateway_router
 from parley.health import health_router
+from parley.housekeeping import Housekeeping
 from parley.llm.cache import CatalogCache
 from parley.llm.providers import (
     ModelProviders,
@@ -51,10 +53,11 @@ from parley.settings import Settings
 from parley.tasks.router import tasks_router
 from parley.tools.builtin import builtin_registry
 from parley.turns.event_log import EventLogs, MemoryEventLogs, RedisEventLogs
+from parley.turns.idempotency import purge_expired_keys
 from parley.turns.router import turns_router
 from parley.turns.runner import TurnRunner
+from parley.usage.meter import UsageMeter
 from parley.usage.router import admin_usage_router, usage_router
-from parley.usage.service import UsageMeter
 from parley.web.api_docs import api_docs_router
 from parley.web.router import web_router
 
@@ -70,7 +73,7 @@ async def _warm_up(settings: Settings) -> None:
     names = [*engines.TURN_MODULES, *provider_modules(settings)]
     await anyio.to_thread.run_sync(engines.warm_up, names, abandon_on_cancel=True)
     # The imports and the hash leave freed memory in the C heap: give it back (7 MB idle).
-    await anyio.to_thread.run_sync(trim_heap, abandon_on_cancel=True)
+    await trim_heap_in_thread()
 
 
 def _operation_id(route: APIRoute) -> str:
@@ -129,6 +132,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             usage_meter=usage_meter,
         )
         app.state.generations = generations
+        # The periodic work: each job every so many seconds, until shutdown.
+        housekeeping = Housekeeping()
+        app.state.housekeeping = housekeeping
+        sweep_seconds = max(1.0, settings.generation_stale_seconds / 3)
+        # Replies whose worker died (no heartbeat for GENERATION_STALE_SECONDS): interrupted,
+        # billed, their chats freed.
+        housekeeping.every(sweep_seconds, "reply-sweep", generations.sweep_interrupted)
+        housekeeping.every(
+            sweep_seconds, "idempotency-purge", partial(purge_expired_keys, database)
+        )
+        # Holds whose request never settled.
+        housekeeping.every(sweep_seconds, "budget-holds", usage_meter.release_expired)
+        if settings.memory_trim_interval_seconds:
+            housekeeping.every(
+                settings.memory_trim_interval_seconds, "memory-trim", trim_heap_in_thread
+            )
         try:
             # Seed the model catalog from the configuration (models file, *_MODELS, or the
             # providers' model lists); admins' edits are kept. Discovery failures only warn.
@@ -136,17 +155,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await generations.run_background()
             async with mcp_endpoint.running():  # MCP sessions live as long as the app
                 app.state.warm_up = asyncio.create_task(_warm_up(settings), name="warm-up")
-                housekeeping = [app.state.warm_up]
-                if settings.memory_trim_interval_seconds:
-                    trimming = trim_periodically(settings.memory_trim_interval_seconds)
-                    housekeeping.append(asyncio.create_task(trimming, name="memory-trim"))
+                housekeeping.start()
                 try:
                     yield
                 finally:
-                    for task in housekeeping:
-                        task.cancel()
-                        with contextlib.suppress(asyncio.CancelledError):
-                            await task
+                    app.state.warm_up.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await app.state.warm_up
+                    await housekeeping.stop()
         finally:
             await generations.shutdown()
             await usage_meter.aclose()  # /v1 calls' settles still being written

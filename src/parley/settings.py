@@ -83,7 +83,7 @@ class Settings(BaseSettings):
     # when it names no `max_tokens`), and how long a reservation whose request never settled it
     # (its worker died) holds before the sweep releases it. A worker serves a user's `/v1` holds
     # from a lease of this many calls' estimates (0: every call holds on its own), taken for new
-    # calls during this many seconds (see parley.usage.service).
+    # calls during this many seconds (see parley.usage.leases).
     # The same bounds as an admin's budget (a user's column) and a call's `max_tokens`.
     default_monthly_budget_usd: Decimal | None = Field(
         default=None, ge=0, max_digits=14, decimal_places=6

@@ -19,8 +19,8 @@ from tests.fakes import Reply
 from tests.gateway.conftest import OFFLINE_MODEL, OPENAI_MODEL, usage_records
 from tests.turns.conftest import FaultyOpenAI
 
+from parley.usage.leases import LEASE_BUDGET_SHARE
 from parley.usage.models import BudgetReservation
-from parley.usage.service import LEASE_BUDGET_SHARE
 
 # The fake answers 11 tokens in and 7 out; the model costs $2/M in and $8/M out.
 CALL_COST = Decimal(11 * 2 + 7 * 8) / 1_000_000

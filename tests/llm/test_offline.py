@@ -23,7 +23,7 @@ from pydantic_ai.run import AgentRunResultEvent
 
 from parley.llm.offline.model import OfflineModel
 from parley.llm.offline.planner import INTRODUCTION
-from parley.llm.tokens import estimate_tokens
+from parley.usage.pricing import estimate_tokens
 
 TODAY = date(2026, 11, 26)  # a Thursday
 TOMORROW = "2026-11-27T00:00:00Z"

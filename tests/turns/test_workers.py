@@ -19,6 +19,7 @@ from sqlalchemy import update
 from parley.app import create_app
 from parley.chats.models import Chat, Message
 from parley.core.db import utcnow
+from parley.turns.idempotency import purge_expired_keys
 from tests.conftest import TestUser, make_settings, start_live_server, stop_live_server
 from tests.fakes import Reply
 from tests.fakes.anthropic_upstream import FakeAnthropic
@@ -176,7 +177,7 @@ async def test_idempotency_keys_past_their_day_are_purged(
                 )
             )
         await session.commit()
-    await app.state.generations.purge_idempotency_keys()
+    await purge_expired_keys(app.state.database)
     async with app.state.database.sessionmaker() as session:
         keys = (await session.execute(select(IdempotencyRecord.key))).scalars().all()
         assert keys == ["fresh"]

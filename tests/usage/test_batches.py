@@ -22,7 +22,8 @@ from parley.accounts.models import User
 from parley.core.db import Database, build_engine
 from parley.core.errors import BudgetExceeded
 from parley.settings import Settings
-from parley.usage.service import Reservation, UsageEntry, UsageMeter
+from parley.usage.meter import UsageMeter
+from parley.usage.reservations import Reservation, UsageEntry
 from tests.conftest import TestUser
 
 
@@ -59,7 +60,7 @@ async def test_one_refused_entry_does_not_lose_the_rest_of_its_batch(
 ) -> None:
     meter: UsageMeter = app.state.usage_meter
     nobody = uuid.uuid4()  # no such user: the foreign keys refuse its record
-    with caplog.at_level(logging.WARNING, logger="parley.usage.service"):
+    with caplog.at_level(logging.WARNING, logger="parley.usage.meter"):
         await asyncio.gather(
             meter.settle(None, _entry(uuid.UUID(user.id), "kept-1")),
             meter.settle(None, _entry(nobody, "refused")),
@@ -78,7 +79,7 @@ async def test_one_refused_hold_does_not_fail_the_rest_of_its_batch(
     meter: UsageMeter = app.state.usage_meter
     owner = User(id=uuid.UUID(user.id), monthly_budget_usd=Decimal(10))
     nobody = User(id=uuid.uuid4(), monthly_budget_usd=Decimal(10))  # no such row
-    with caplog.at_level(logging.WARNING, logger="parley.usage.service"):
+    with caplog.at_level(logging.WARNING, logger="parley.usage.meter"):
         outcomes = await asyncio.gather(
             meter.reserve(owner, Decimal("1.5")),
             meter.reserve(nobody, Decimal("1.5")),
@@ -106,7 +107,7 @@ async def test_a_database_that_fails_loses_the_batch_at_once(
     meter = UsageMeter(unreachable, settings)
     holder = User(id=uuid.uuid4(), monthly_budget_usd=Decimal(10))
     try:
-        with caplog.at_level(logging.WARNING, logger="parley.usage.service"):
+        with caplog.at_level(logging.WARNING, logger="parley.usage.meter"):
             await asyncio.gather(*(meter.settle(None, _entry(holder.id, "x")) for _ in range(3)))
             holds = await asyncio.gather(
                 *(meter.reserve(holder, Decimal(1)) for _ in range(3)), return_exceptions=True

@@ -17,7 +17,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from parley.usage.service import UsageEntry
+from parley.usage.reservations import UsageEntry
 from tests.conftest import TestUser
 from tests.fakes import Reply
 from tests.turns.conftest import (

@@ -1,4 +1,4 @@
-"""Budget leases (`UsageMeter.reserve`, see parley.usage.service): a worker holds a slice of a
+"""Budget leases (`UsageMeter.reserve`, see parley.usage.leases): a worker holds a slice of a
 user's budget once and serves the holds of that user's next `/v1` calls from it in memory. The
 lease is released when its time is up and its last call has settled, at shutdown, or by the sweep
 if its worker died; a new month takes a new one. (Calls through `/v1` are in
@@ -25,10 +25,13 @@ from sqlalchemy.exc import OperationalError
 from parley.accounts.models import User
 from parley.core.db import utcnow
 from parley.core.errors import BudgetExceeded
+from parley.usage import leases as usage_leases
+from parley.usage import meter as usage_meter
 from parley.usage import repository
-from parley.usage import service as usage_service
+from parley.usage.meter import UsageMeter
 from parley.usage.models import BudgetPeriod, BudgetReservation
-from parley.usage.service import UsageEntry, UsageMeter
+from parley.usage.periods import period_of
+from parley.usage.reservations import UsageEntry
 from tests.conftest import TestUser, make_settings, running_app
 
 HOLD = Decimal("0.01")
@@ -107,7 +110,7 @@ async def test_a_lease_serves_many_holds_and_is_released_after_its_time(
 ) -> None:
     meter: UsageMeter = short_leases.state.usage_meter
     owner = await _user(short_leases, user, Decimal(10))
-    period = usage_service.period_of(utcnow())
+    period = period_of(utcnow())
     held = await asyncio.gather(*(meter.reserve(owner, HOLD) for _ in range(5)))
     assert all(r.lease is not None and r.lease is held[0].lease for r in held)
     lease = 32 * HOLD
@@ -126,7 +129,7 @@ async def test_a_lease_in_use_is_released_by_its_last_call(
 ) -> None:
     meter: UsageMeter = short_leases.state.usage_meter
     owner = await _user(short_leases, user, Decimal(10))
-    period = usage_service.period_of(utcnow())
+    period = period_of(utcnow())
     first = await meter.reserve(owner, HOLD)
     await asyncio.sleep(1.2)  # its time is up, with a call in flight
     # Its unused part is released at once; what its call holds, when the call ends.
@@ -153,7 +156,7 @@ async def test_shutdown_releases_the_leases(
         await meter.settle(reservation, _entry(owner.id))
         assert len(await _rows(application)) == 1
     assert await _rows(app) == []
-    assert await _month(app, user, usage_service.period_of(utcnow())) == (COST, 0)
+    assert await _month(app, user, period_of(utcnow())) == (COST, 0)
 
 
 async def test_a_lease_the_sweep_released_is_not_taken_off_twice(
@@ -163,7 +166,7 @@ async def test_a_lease_the_sweep_released_is_not_taken_off_twice(
     then its call ends. The cost is spent; nothing more comes off the month's reservations."""
     meter: UsageMeter = app.state.usage_meter
     owner = await _user(app, user, Decimal(10))
-    period = usage_service.period_of(utcnow())
+    period = period_of(utcnow())
     reservation = await meter.reserve(owner, HOLD)
     async with app.state.database.sessionmaker() as session:
         await session.execute(
@@ -185,7 +188,8 @@ async def test_a_new_month_or_a_new_budget_takes_a_new_lease(
     november = await meter.reserve(owner, HOLD)
     assert november.lease is not None
     later = datetime(2099, 1, 1, tzinfo=UTC)
-    monkeypatch.setattr(usage_service, "utcnow", lambda: later)
+    monkeypatch.setattr(usage_leases, "utcnow", lambda: later)
+    monkeypatch.setattr(usage_meter, "utcnow", lambda: later)
     january = await meter.reserve(owner, HOLD)
     assert january.lease is not None
     assert january.lease is not november.lease
@@ -195,7 +199,7 @@ async def test_a_new_month_or_a_new_budget_takes_a_new_lease(
     assert raised.lease is not None
     assert raised.lease is not january.lease
     periods = sorted(period for period, _ in await _rows(app))
-    assert periods == sorted([usage_service.period_of(utcnow()), "2099-01", "2099-01"])
+    assert periods == sorted([period_of(utcnow()), "2099-01", "2099-01"])
     for reservation in (november, january, raised):
         await meter.settle(reservation, _entry(owner.id))
     # The closed leases were released with their calls; only the open one is left.
@@ -207,7 +211,7 @@ async def test_no_lease_near_the_end_of_a_budget(app: FastAPI, user: TestUser) -
     not, each call holds on its own, exactly as without leases."""
     meter: UsageMeter = app.state.usage_meter
     owner = await _user(app, user, Decimal("0.5"))
-    period = usage_service.period_of(utcnow())
+    period = period_of(utcnow())
     capped = await meter.reserve(owner, HOLD)
     assert capped.lease is not None
     assert await _rows(app) == [(period, Decimal("0.0625"))]  # an eighth, not 32 holds (0.32)
@@ -230,7 +234,7 @@ async def test_leases_closed_with_calls_in_flight_keep_only_what_those_calls_hol
     async with running_app(settings) as (application, _):
         meter: UsageMeter = application.state.usage_meter
         owner = await _user(application, user, Decimal(1))
-        period = usage_service.period_of(utcnow())
+        period = period_of(utcnow())
         in_flight = []
         for _ in range(8):
             in_flight.append(await meter.reserve(owner, HOLD))
@@ -252,7 +256,7 @@ async def test_a_call_costing_more_than_its_hold_cannot_hide_spending(
     reserved never understates what is committed, and later calls stop at the budget."""
     meter: UsageMeter = app.state.usage_meter
     owner = await _user(app, user, Decimal("0.5"))
-    period = usage_service.period_of(utcnow())
+    period = period_of(utcnow())
     costly = await meter.reserve(owner, HOLD)
     running = await meter.reserve(owner, HOLD)  # keeps the lease alive
     assert costly.lease is running.lease is not None
@@ -283,8 +287,8 @@ async def test_a_release_that_fails_is_tried_again(
     later, not left to the sweep an hour later with up to an eighth of the budget held."""
     meter: UsageMeter = short_leases.state.usage_meter
     owner = await _user(short_leases, user, Decimal(10))
-    period = usage_service.period_of(utcnow())
-    monkeypatch.setattr(usage_service, "LEASE_RELEASE_RETRY_SECONDS", 0.1)
+    period = period_of(utcnow())
+    monkeypatch.setattr(usage_meter, "LEASE_RELEASE_RETRY_SECONDS", 0.1)
     real = repository.take_reservations
     failures = []
 
@@ -297,7 +301,7 @@ async def test_a_release_that_fails_is_tried_again(
     monkeypatch.setattr(repository, "take_reservations", refuse_once)
     reservation = await meter.reserve(owner, HOLD)
     await meter.settle(reservation, _entry(owner.id))
-    with caplog.at_level(logging.ERROR, logger="parley.usage.service"):
+    with caplog.at_level(logging.ERROR, logger="parley.usage.meter"):
         await _until_released(short_leases)  # its time (1 s), the failure, the retry
     assert failures
     assert "could not release a budget lease" in caplog.text

@@ -7,7 +7,6 @@ top of its main heap on its own; `malloc_trim` releases every free page of every
 
 from __future__ import annotations
 
-import asyncio
 import ctypes
 import functools
 import logging
@@ -43,12 +42,11 @@ def trim_heap() -> bool:
     return released
 
 
-async def trim_periodically(interval_seconds: float) -> None:
-    """`trim_heap` every `interval_seconds`, in a worker thread, until cancelled.
+async def trim_heap_in_thread() -> None:
+    """`trim_heap` in a worker thread (the app's housekeeping runs it every
+    `MEMORY_TRIM_INTERVAL_SECONDS`).
 
     Without it a burst of load leaves the process's RSS at its high-water mark (fragmented free
     memory glibc keeps); with it RSS falls back near its idle figure between bursts.
     """
-    while True:
-        await asyncio.sleep(interval_seconds)
-        await anyio.to_thread.run_sync(trim_heap, abandon_on_cancel=True)
+    await anyio.to_thread.run_sync(trim_heap, abandon_on_cancel=True)

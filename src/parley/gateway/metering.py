@@ -20,8 +20,9 @@ import anyio
 
 from parley.gateway.schemas import ChatCompletionRequest
 from parley.llm.schemas import CatalogEntry
-from parley.llm.tokens import estimate_tokens
-from parley.usage.service import Reservation, UsageEntry, UsageMeter
+from parley.usage.meter import UsageMeter
+from parley.usage.pricing import estimate_tokens, tokens_for_chars
+from parley.usage.reservations import Reservation, UsageEntry
 
 logger = logging.getLogger(__name__)
 SOURCE = "v1"
@@ -40,7 +41,7 @@ def estimate_prompt_tokens(request: ChatCompletionRequest) -> int:
             characters += sum(len(part.text or "") for part in message.content)
         for call in message.tool_calls or ():
             characters += len(call.function.name) + len(call.function.arguments)
-    tokens = -(-characters // 4) + MESSAGE_OVERHEAD_TOKENS * len(request.messages)
+    tokens = tokens_for_chars(characters) + MESSAGE_OVERHEAD_TOKENS * len(request.messages)
     if request.tools:
         tools = [tool.model_dump(mode="json", exclude_none=True) for tool in request.tools]
         tokens += estimate_tokens(json.dumps(tools))

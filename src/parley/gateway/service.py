@@ -30,7 +30,8 @@ from parley.llm.providers import ModelProviders, ProviderNotConfigured
 from parley.llm.schemas import CatalogEntry
 from parley.llm.service import LLMService, ModelUnavailable
 from parley.settings import Settings
-from parley.usage.service import UsageMeter, estimate_cost
+from parley.usage.meter import UsageMeter
+from parley.usage.pricing import estimate_cost
 
 PASS_THROUGH_PROVIDER = "openai"
 MAX_MODEL_ID_CHARS = 200

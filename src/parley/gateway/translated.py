@@ -39,7 +39,7 @@ from parley.gateway.translation import (
     to_completion,
 )
 from parley.llm.failures import provider_failure
-from parley.llm.tokens import estimate_tokens
+from parley.usage.pricing import estimate_tokens
 
 logger = logging.getLogger(__name__)
 BUFFERED_CHUNKS = 64

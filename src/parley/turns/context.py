@@ -24,7 +24,7 @@ from pydantic_ai.messages import (
 )
 
 from parley.chats.models import Message
-from parley.llm.tokens import CHARS_PER_TOKEN
+from parley.usage.pricing import tokens_for_chars
 
 # Room left for the reply itself when trimming the context (a quarter of the window, at most this).
 MAX_REPLY_RESERVE_TOKENS = 8192
@@ -79,7 +79,7 @@ def _assistant_messages(message: Message) -> list[ModelMessage]:
 
 
 def _estimate_tokens(message: Message) -> int:
-    return len(json.dumps(message.parts, ensure_ascii=False)) // CHARS_PER_TOKEN + 4
+    return tokens_for_chars(len(json.dumps(message.parts, ensure_ascii=False)), round_up=False) + 4
 
 
 def trim_to_window(
@@ -90,7 +90,7 @@ def trim_to_window(
     if context_window is None or not path:
         return list(path)
     reserve = min(MAX_REPLY_RESERVE_TOKENS, context_window // 4)
-    budget = context_window - reserve - len(system_prompt or "") // CHARS_PER_TOKEN
+    budget = context_window - reserve - tokens_for_chars(len(system_prompt or ""), round_up=False)
     kept: list[Message] = []
     used = 0
     for message in reversed(path):

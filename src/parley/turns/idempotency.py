@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from parley.core.db import utcnow
+from parley.core.db import Database, utcnow
 from parley.core.errors import Conflict, ValidationFailed
 from parley.turns import repository as idempotency
 from parley.turns.models import IDEMPOTENCY_WINDOW, IdempotencyRecord
@@ -125,3 +125,10 @@ class TurnKeys:
         if replayed is None:  # pragma: no cover - the key was just found taken
             raise ReplyInProgress()
         return replayed
+
+
+async def purge_expired_keys(database: Database) -> None:
+    """Forget idempotency keys past their 24 hours, so the table does not grow forever."""
+    async with database.sessionmaker() as session:
+        await idempotency.delete_idempotency_records_before(session, utcnow() - IDEMPOTENCY_WINDOW)
+        await session.commit()

@@ -51,9 +51,9 @@ from parley.llm.steps import (
     StepRequest,
     StepUsage,
 )
-from parley.llm.tokens import tokens_for_chars
 from parley.tools.registry import BoundTool, ToolResult
 from parley.turns.chunks import StepChunks, tool_input_available, tool_interrupted, tool_output
+from parley.usage.pricing import tokens_for_chars
 
 logger = logging.getLogger(__name__)
 

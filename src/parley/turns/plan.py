@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from parley.llm.selection import FallbackPricing
 from parley.usage.pricing import cost_usd
-from parley.usage.service import Reservation
+from parley.usage.reservations import Reservation
 
 if TYPE_CHECKING:
     from pydantic_ai.messages import ModelMessage

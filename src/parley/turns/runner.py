@@ -24,12 +24,10 @@ from parley.chats import repository as chats
 from parley.chats.models import Message
 from parley.core.db import Database, utcnow
 from parley.llm import repository as catalog
-from parley.llm.tokens import output_tokens_of_parts
-from parley.turns import repository as idempotency
 from parley.turns.event_log import EventLogs
-from parley.turns.models import IDEMPOTENCY_WINDOW
-from parley.usage.pricing import ZERO, cost_usd
-from parley.usage.service import UsageEntry, UsageMeter
+from parley.usage.meter import UsageMeter
+from parley.usage.pricing import ZERO, cost_usd, output_tokens_of_parts
+from parley.usage.reservations import UsageEntry
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -223,9 +221,9 @@ class TurnRunner:
         return marked
 
     async def run_background(self) -> None:
-        """Start the periodic sweep and, with Redis, the stop listener."""
+        """Sweep once (replies a dead process left) and, with Redis, listen for stops; the
+        periodic sweep is on the app's housekeeping schedule."""
         await self.sweep_interrupted()
-        self._spawn(self._sweep_forever())
         if self.redis is not None:
             self._spawn(self._listen_for_stops())
 
@@ -233,25 +231,6 @@ class TurnRunner:
         task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coroutine)  # type: ignore[arg-type]
         self._background.add(task)
         task.add_done_callback(self._background.discard)
-
-    async def purge_idempotency_keys(self) -> None:
-        """Forget idempotency keys past their 24 hours, so the table does not grow forever."""
-        async with self.database.sessionmaker() as session:
-            await idempotency.delete_idempotency_records_before(
-                session, utcnow() - IDEMPOTENCY_WINDOW
-            )
-            await session.commit()
-
-    async def _sweep_forever(self) -> None:
-        while True:
-            await asyncio.sleep(max(1.0, self.stale_after / 3))
-            try:
-                await self.sweep_interrupted()
-                await self.purge_idempotency_keys()
-                if self.usage_meter is not None:
-                    await self.usage_meter.release_expired()
-            except Exception:
-                logger.warning("the interrupted-reply sweep failed", exc_info=True)
 
     async def _listen_for_stops(self) -> None:
         assert self.redis is not None  # noqa: S101 - only started with Redis

@@ -34,13 +34,14 @@ from parley.chats.models import Chat, Message
 from parley.core.db import Database, utcnow
 from parley.core.telemetry import get_tracer
 from parley.llm.failures import UNKNOWN_FAILURE, TurnFailure
-from parley.llm.tokens import CHARS_PER_TOKEN, output_tokens_of_parts
 from parley.turns.event_log import EventLogs
 from parley.turns.loop import TurnLoop
 from parley.turns.parts import PartsAccumulator
 from parley.turns.plan import TurnPlan, answered_by_fallback, cost_of
 from parley.turns.sse import SDK_VERSION
-from parley.usage.service import UsageEntry, UsageMeter
+from parley.usage.meter import UsageMeter
+from parley.usage.pricing import output_tokens_of_parts, tokens_for_chars
+from parley.usage.reservations import UsageEntry
 
 logger = logging.getLogger(__name__)
 # The tables, for Core statements: an ORM-enabled UPDATE costs about a fifth more CPU (it
@@ -152,7 +153,7 @@ class RunningTurn:
         """The provider's counts, or estimates from what was sent and streamed where it reported
         none (a stopped or failed reply ends before the provider's final usage report)."""
         if input_tokens == 0:
-            input_tokens = max(1, self.plan.prompt_chars // CHARS_PER_TOKEN)
+            input_tokens = max(1, tokens_for_chars(self.plan.prompt_chars, round_up=False))
         if output_tokens == 0:
             output_tokens = output_tokens_of_parts(self._accumulator.parts)
         return Tokens(input_tokens, output_tokens)

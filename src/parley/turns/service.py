@@ -33,7 +33,6 @@ from parley.core.telemetry import traced
 from parley.llm.schemas import CatalogEntry
 from parley.llm.selection import choose_model
 from parley.llm.service import LLMService
-from parley.llm.tokens import CHARS_PER_TOKEN
 from parley.settings import Settings
 from parley.tools.registry import ToolContext, ToolRegistry, bind_tools
 from parley.turns.idempotency import (
@@ -44,7 +43,8 @@ from parley.turns.idempotency import (
 )
 from parley.turns.plan import TurnPlan
 from parley.turns.runner import TurnRunner
-from parley.usage.service import UsageMeter, estimate_cost
+from parley.usage.meter import UsageMeter
+from parley.usage.pricing import estimate_cost, tokens_for_chars
 
 logger = logging.getLogger(__name__)
 # The most messages of a branch read to build a turn's context (trimmed further to the window), so
@@ -201,7 +201,7 @@ class TurnService:
             first_exchange=first_exchange,
             api_key_id=api_key_id,
         )
-        prompt_tokens = plan.prompt_chars // CHARS_PER_TOKEN
+        prompt_tokens = tokens_for_chars(plan.prompt_chars, round_up=False)
         estimate = estimate_cost(
             entry,
             input_tokens=prompt_tokens,

@@ -11,7 +11,9 @@ from fastapi import Depends, Query, Request
 from parley.core.db import utcnow
 from parley.core.dependencies import SessionDep, cursor_codec_of, settings_of
 from parley.core.errors import ValidationFailed
-from parley.usage.service import UsageMeter, UsageService, month_start
+from parley.usage.meter import UsageMeter
+from parley.usage.periods import month_start
+from parley.usage.service import UsageService
 
 MAX_BOUND_CHARS = 64
 

@@ -56,7 +56,7 @@ class BudgetPeriod(IdTimestampMixin, Base):
 
 class BudgetReservation(IdTimestampMixin, Base):
     """An estimate held against a budget while its request runs; released when it settles, or
-    by the sweep once `expires_at` passes (its worker died)."""
+    by `UsageMeter.release_expired` once `expires_at` passes (its worker died)."""
 
     __tablename__ = "budget_reservations"
 

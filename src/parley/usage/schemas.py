@@ -9,7 +9,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from parley.usage.pricing import usd_for_display
-from parley.usage.repository import UsageSums
+from parley.usage.report_queries import UsageSums
 
 
 class UsageTotals(BaseModel):

@@ -39,7 +39,7 @@ from pydantic_ai.usage import RequestUsage
 
 from parley.llm.catalog_config import OFFLINE_CONTEXT_WINDOW
 from parley.llm.offline.planner import Step, TextStep, ToolCallStep, plan_step, read_turn
-from parley.llm.tokens import estimate_tokens
+from parley.usage.pricing import estimate_tokens
 
 MODEL_NAME = "parley"
 SYSTEM = "offline"
