@@ -32,6 +32,12 @@ from parley.turns.chunks import CUT_TOOL_TEXT, INTERRUPTED_TOOL_TEXT
 from parley.turns.loop import STEP_LIMIT, TurnLoop
 
 Script = list[StepEvent | float]  # a float: wait that many seconds before the next event
+# The chunks of a scripted text step (two deltas) and of a scripted call step.
+TEXT_STEP = ["start-step", "text-start", "text-delta", "text-delta", "text-end", "finish-step"]
+CALL_STEP = [
+    *("start-step", "tool-input-start", "tool-input-delta", "tool-input-delta"),
+    *("tool-input-available", "tool-output-available", "finish-step"),
+]
 
 
 @dataclass
@@ -158,14 +164,7 @@ async def run(run: Run) -> Run:
 async def test_a_text_step_completes_with_its_chunks_and_the_providers_usage() -> None:
     step = ScriptedStep([text_step("Hello", usage=RequestUsage(input_tokens=9, output_tokens=3))])
     done = await run(new_loop(step))
-    assert done.types == [
-        "start-step",
-        "text-start",
-        "text-delta",
-        "text-delta",
-        "text-end",
-        "finish-step",
-    ]
+    assert done.types == TEXT_STEP
     assert "".join(c.get("delta", "") for c in done.chunks) == "Hello"
     assert done.loop.status == "complete"
     assert done.loop.failure is None
@@ -185,21 +184,7 @@ async def test_a_tool_call_runs_and_its_result_goes_back_to_the_next_step() -> N
     tool = EchoTool()
     step = ScriptedStep([call_step(), text_step("Done.")])
     done = await run(new_loop(step, [bound(tool)]))
-    assert done.types == [
-        "start-step",
-        "tool-input-start",
-        "tool-input-delta",
-        "tool-input-delta",
-        "tool-input-available",
-        "tool-output-available",
-        "finish-step",
-        "start-step",
-        "text-start",
-        "text-delta",
-        "text-delta",
-        "text-end",
-        "finish-step",
-    ]
+    assert done.types == [*CALL_STEP, *TEXT_STEP]
     available = done.chunks[4]
     assert available["input"] == {"text": "hi"}
     assert done.chunks[5]["output"] == {"echoed": "hi"}

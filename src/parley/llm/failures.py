@@ -25,13 +25,8 @@ from pydantic_ai.exceptions import (
     UserError,
 )
 
-from parley.core.errors import (
-    InvalidRequest,
-    ParleyError,
-    ProviderError,
-    ProviderTimeout,
-    ProviderUnavailable,
-)
+from parley.core import errors
+from parley.core.errors import ParleyError
 
 logger = logging.getLogger(__name__)
 CONTEXT_LENGTH_EXCEEDED = "context_length_exceeded"
@@ -67,26 +62,26 @@ def provider_failure(error: BaseException, *, log_unknown: bool = True) -> Parle
     if isinstance(error, ParleyError):
         return error
     if isinstance(error, ModelContextWindowExceededError):
-        return InvalidRequest(
+        return errors.InvalidRequest(
             "The messages are too long for this model's context window.",
             param="messages",
             openai_code=CONTEXT_LENGTH_EXCEEDED,
         )
     if isinstance(error, ModelTimeoutError | ModelRequestTimeout | TimeoutError):
-        return ProviderTimeout()
+        return errors.ProviderTimeout()
     if isinstance(error, ModelRateLimitError | ModelUnavailableError | ModelConnectionError):
-        return ProviderUnavailable()
+        return errors.ProviderUnavailable()
     if isinstance(error, ModelAuthenticationError):
-        return ProviderError()
+        return errors.ProviderError()
     if isinstance(error, ModelRequestRejectedError) and (
         isinstance(error, ModelHTTPError) and error.status_code in (400, 413, 422)
     ):
-        return InvalidRequest("The model provider rejected the request as invalid.")
+        return errors.InvalidRequest("The model provider rejected the request as invalid.")
     if isinstance(error, UserError):
-        return InvalidRequest(f"This model cannot answer this request: {error}")
+        return errors.InvalidRequest(f"This model cannot answer this request: {error}")
     if log_unknown and not isinstance(error, ModelAPIError):
         logger.error("a model call failed", exc_info=error)
-    return ProviderError()
+    return errors.ProviderError()
 
 
 def turn_failure(error: BaseException) -> TurnFailure:
@@ -94,13 +89,13 @@ def turn_failure(error: BaseException) -> TurnFailure:
     if not is_model_failure(error):
         return UNKNOWN_FAILURE  # Parley's own bug or a library's: logged by the turn
     failure = provider_failure(error, log_unknown=False)
-    if isinstance(failure, ProviderTimeout):
+    if isinstance(failure, errors.ProviderTimeout):
         return PROVIDER_TIMEOUT
-    if isinstance(failure, ProviderUnavailable):
+    if isinstance(failure, errors.ProviderUnavailable):
         return PROVIDER_UNAVAILABLE
     # OpenAI-compatible servers (Ollama, vLLM, llama.cpp) report an overflowing context with a
     # 400 whose message names it and, often, no code.
-    if isinstance(failure, InvalidRequest) and (
+    if isinstance(failure, errors.InvalidRequest) and (
         failure.openai_code == CONTEXT_LENGTH_EXCEEDED or "context" in failure.message.lower()
     ):
         return CONTEXT_TOO_LONG

@@ -24,18 +24,9 @@ from pydantic_ai.messages import (
 from pydantic_ai.models import Model, ModelRequestParameters
 from pydantic_core import to_json
 
+from parley.llm import steps
 from parley.llm.failures import provider_failure
-from parley.llm.steps import (
-    PartEnd,
-    StepEvent,
-    StepFailed,
-    StepFinished,
-    StepRequest,
-    StepUsage,
-    TextDelta,
-    ToolCallDelta,
-    ToolCallStart,
-)
+from parley.llm.steps import StepEvent, StepRequest
 
 
 @dataclass
@@ -80,12 +71,12 @@ class PydanticAIStep:
                     counts = (usage.input_tokens or 0, usage.output_tokens or 0)
                     if counts != reported:
                         reported = counts
-                        yield StepUsage(*counts)
+                        yield steps.StepUsage(*counts)
                 response = stream.get()
         except Exception as exc:
-            yield StepFailed(provider_failure(exc, log_unknown=False), exc)
+            yield steps.StepFailed(provider_failure(exc, log_unknown=False), exc)
             return
-        yield StepFinished(response)
+        yield steps.StepFinished(response)
 
 
 def _event(event: object) -> StepEvent | None:
@@ -93,28 +84,28 @@ def _event(event: object) -> StepEvent | None:
     if isinstance(event, PartDeltaEvent):
         delta = event.delta
         if isinstance(delta, TextPartDelta) and delta.content_delta:
-            return TextDelta(event.index, "text", delta.content_delta)
+            return steps.TextDelta(event.index, "text", delta.content_delta)
         if isinstance(delta, ThinkingPartDelta) and delta.content_delta:
-            return TextDelta(event.index, "reasoning", delta.content_delta)
+            return steps.TextDelta(event.index, "reasoning", delta.content_delta)
         if isinstance(delta, ToolCallPartDelta) and delta.args_delta:
             args = delta.args_delta
-            return ToolCallDelta(
+            return steps.ToolCallDelta(
                 event.index, args if isinstance(args, str) else to_json(args).decode()
             )
         return None
     if isinstance(event, PartStartEvent):
         part = event.part
         if isinstance(part, TextPart):
-            return TextDelta(event.index, "text", part.content, start=True)
+            return steps.TextDelta(event.index, "text", part.content, start=True)
         if isinstance(part, ThinkingPart):
-            return TextDelta(event.index, "reasoning", part.content, start=True)
+            return steps.TextDelta(event.index, "reasoning", part.content, start=True)
         if isinstance(part, ToolCallPart):
             # The raw text as streamed (`args_as_json_str` would wrap a partial one).
             args = part.args if isinstance(part.args, str) else part.args_as_json_str()
-            return ToolCallStart(
+            return steps.ToolCallStart(
                 event.index, part.tool_call_id, part.tool_name, args if part.args else ""
             )
         return None
     if isinstance(event, PartEndEvent):
-        return PartEnd(event.index)
+        return steps.PartEnd(event.index)
     return None  # FinalResultEvent and the like

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, Literal, NamedTuple, Protocol
 
 if TYPE_CHECKING:
     from pydantic_ai.messages import ModelMessage, ModelResponse
@@ -33,58 +33,53 @@ if TYPE_CHECKING:
     from parley.core.errors import ParleyError
 
 
-@dataclass(frozen=True, slots=True)
-class TextDelta:
-    """Text or reasoning for the part at `index`; `start` when the part begins with it."""
+class TextDelta(NamedTuple):
+    """Text or reasoning for the part at position `part`; `start` when the part begins with it."""
 
-    index: int
+    part: int
     kind: Literal["text", "reasoning"]
     text: str
     start: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class ToolCallStart:
-    """A tool call begins at `index`, with the start of its arguments (JSON text, maybe empty)."""
+class ToolCallStart(NamedTuple):
+    """A tool call begins as the part at `part`, with the start of its arguments (JSON text,
+    maybe empty)."""
 
-    index: int
+    part: int
     tool_call_id: str
     tool_name: str
     arguments: str
 
 
-@dataclass(frozen=True, slots=True)
-class ToolCallDelta:
-    """More of the arguments of the tool call at `index`."""
+class ToolCallDelta(NamedTuple):
+    """More of the arguments of the tool call at `part`."""
 
-    index: int
+    part: int
     arguments: str
 
 
-@dataclass(frozen=True, slots=True)
-class PartEnd:
-    """The part at `index` is complete."""
+class PartEnd(NamedTuple):
+    """The part at `part` is complete (not every provider says so: the step's end closes its
+    parts)."""
 
-    index: int
+    part: int
 
 
-@dataclass(frozen=True, slots=True)
-class StepUsage:
+class StepUsage(NamedTuple):
     """The provider's token counts for this step so far (0 where it reported none)."""
 
     input_tokens: int
     output_tokens: int
 
 
-@dataclass(frozen=True, slots=True)
-class StepFinished:
+class StepFinished(NamedTuple):
     """The step's whole response, as the conversation's next message."""
 
     response: ModelResponse
 
 
-@dataclass(frozen=True, slots=True)
-class StepFailed:
+class StepFailed(NamedTuple):
     """The model or its provider failed: `error` is what `/v1` would answer, `cause` what was
     raised (see `parley.llm.failures`)."""
 

@@ -74,9 +74,9 @@ class StepChunks:
     def of(self, event: StepEvent) -> list[BaseChunk]:
         """The UI chunks of one step event."""
         if isinstance(event, TextDelta):
-            return self._text(event.index, event.kind, event.text, start=event.start)
+            return self._text(event.part, event.kind, event.text, start=event.start)
         if isinstance(event, ToolCallDelta):
-            call = self._calls.get(event.index)
+            call = self._calls.get(event.part)
             if call is None:
                 return []
             call.arguments.append(event.arguments)
@@ -89,7 +89,7 @@ class StepChunks:
         if isinstance(event, ToolCallStart):
             chunks = self.end_texts()
             args = event.arguments
-            self._calls[event.index] = _StreamedCall(event.tool_call_id, event.tool_name, [args])
+            self._calls[event.part] = _StreamedCall(event.tool_call_id, event.tool_name, [args])
             self.chars += len(args)
             chunks.append(
                 ToolInputStartChunk(tool_call_id=event.tool_call_id, tool_name=event.tool_name)
@@ -100,7 +100,7 @@ class StepChunks:
                 )
             return chunks
         if isinstance(event, PartEnd):
-            return self._end_text(event.index)
+            return self._end_text(event.part)
         return []
 
     def _text(self, index: int, kind: str, text: str, *, start: bool) -> list[BaseChunk]:
