@@ -66,7 +66,7 @@ _TURN_MODULES = (
     "parley.turns.context",
     "parley.turns.replay",
     "parley.llm.offline.model",
-    "parley.gateway.translated",
+    "parley.gateway.model_calls",
     "pydantic_ai.models.fallback",
 )
 
