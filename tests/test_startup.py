@@ -60,7 +60,7 @@ asyncio.run(main())
 def test_the_model_library_is_imported_in_the_background_once_up(tmp_path: Path) -> None:
     """So the first turn does not stall the event loop on an import; one that comes during the
     warm-up waits for it instead of racing it."""
-    wanted = ("pydantic_ai", "parley.turns.running", "parley.gateway.translated")
+    wanted = ("pydantic_ai", "parley.turns.running", "parley.gateway.model_calls")
     result = subprocess.run(
         [sys.executable, "-c", WARM, str(tmp_path), *wanted],
         capture_output=True,

@@ -43,7 +43,7 @@ TURN_MODULES = (
     "parley.llm.pydantic_step",
     "parley.llm.openai_step",
     "parley.llm.offline.model",
-    "parley.gateway.translated",
+    "parley.gateway.model_calls",
     "pydantic_ai.models.fallback",
 )
 

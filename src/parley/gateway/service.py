@@ -2,17 +2,19 @@
 catalog (llm), the budget (usage) and the provider.
 
 A completion is checked in this order: rate limit (per user), model (an enabled catalog entry),
-arguments; then its cost is estimated and reserved against the user's budget, the read
-transaction is ended (no database connection is held while the model answers), and the call goes
-to its provider — passed through to an OpenAI-compatible server, translated for the others. The
-call is settled exactly once, whichever way it ends.
+arguments; then its cost is estimated, the read transaction is committed (the use case's one
+commit: no database connection is held while the model answers), the estimate is reserved against
+the user's budget, and the call goes to its provider — passed through to an OpenAI-compatible
+server, translated for the others (`parley.gateway.model_calls`). The call is settled exactly
+once, whichever way it ends.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -33,8 +35,17 @@ from parley.settings import Settings
 from parley.usage.meter import UsageMeter
 from parley.usage.pricing import estimate_cost
 
+if TYPE_CHECKING:
+    from parley.gateway.model_requests import ModelCall
+
 PASS_THROUGH_PROVIDER = "openai"
 MAX_MODEL_ID_CHARS = 200
+
+
+def _model_calls() -> ModuleType:
+    """`parley.gateway.model_calls`: it needs the model library (see `parley.engines`)."""
+    result: ModuleType = engines.module("parley.gateway.model_calls")
+    return result
 
 
 def is_catalog_id(model_id: str) -> bool:
@@ -55,6 +66,17 @@ class CompletionResult:
 
     body: bytes | None = None
     events: AsyncIterator[bytes] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _CheckedCall:
+    """A completion that passed its checks: its model, what to ask a translated model (None when
+    the call passes through), and the tokens its budget hold is estimated at."""
+
+    entry: CatalogEntry
+    model_call: ModelCall | None
+    input_estimate: int
+    output_estimate: int
 
 
 class GatewayService:
@@ -137,24 +159,44 @@ class GatewayService:
             ProviderError, ProviderUnavailable, ProviderTimeout: the provider failed before its
                 first token (a later failure ends the stream with an error event).
         """
+        checked = await self._check(caller, request)
+        # The use case's one commit, which ends its use of the request session: the session only
+        # read (the catalog), and ending its transaction before the call means no connection
+        # waits on the model or is held while the answer streams (ARCHITECTURE.md). The budget
+        # hold and the usage record are the meter's, in transactions of its own.
+        await self.session.commit()
+        return await self._send(caller, request, checked)
+
+    async def _check(self, caller: Caller, request: ChatCompletionRequest) -> _CheckedCall:
+        """Everything checked before a call reserves budget: the limit, the model, the arguments."""
         await self.count_request(caller)
         entry = await self.resolve(request.model)
         if request.n is not None and request.n > 1:
             raise InvalidRequest("Only n=1 is supported.", param="n")
-        passes_through = entry.provider == PASS_THROUGH_PROVIDER
-        if not passes_through:
-            # Translation needs the model library, imported with the first such call (start-up).
-            engines.ensure_imported("parley.gateway.translated", "parley.gateway.translation")
-            from parley.gateway import translated
-            from parley.gateway.translation import to_model_call
-        model_call = None if passes_through else to_model_call(request, entry)
-        input_estimate = estimate_prompt_tokens(request)
-        output_estimate = request.output_token_limit or self.settings.budget_reserve_output_tokens
-        # The request's reads are done: end the transaction, so no connection waits on the model.
-        await self.session.commit()
+        model_call = (
+            None
+            if entry.provider == PASS_THROUGH_PROVIDER
+            else _model_calls().to_model_call(request, entry)
+        )
+        return _CheckedCall(
+            entry=entry,
+            model_call=model_call,
+            input_estimate=estimate_prompt_tokens(request),
+            output_estimate=(
+                request.output_token_limit or self.settings.budget_reserve_output_tokens
+            ),
+        )
+
+    async def _send(
+        self, caller: Caller, request: ChatCompletionRequest, checked: _CheckedCall
+    ) -> CompletionResult:
+        """Reserve the call's estimated cost and send it to its provider (settled once)."""
+        entry = checked.entry
         reservation = await self.meter.reserve(
             caller,
-            estimate_cost(entry, input_tokens=input_estimate, output_tokens=output_estimate),
+            estimate_cost(
+                entry, input_tokens=checked.input_estimate, output_tokens=checked.output_estimate
+            ),
         )
         metered = MeteredCall(
             meter=self.meter,
@@ -162,21 +204,24 @@ class GatewayService:
             user_id=caller.user_id,
             api_key_id=caller.api_key_id,
             entry=entry,
-            input_estimate=input_estimate,
+            input_estimate=checked.input_estimate,
         )
         try:
-            if model_call is None:
+            if checked.model_call is None:
                 return await self._pass_through(request, entry, metered)
+            calls = _model_calls()
             model = self.llm.model_for(entry)
             if request.stream:
-                writer = translated.ChunkWriter(
-                    model_id=entry.id, include_usage=request.wants_usage_chunk
+                events = await calls.start_stream(
+                    model,
+                    checked.model_call,
+                    metered,
+                    model_id=entry.id,
+                    include_usage=request.wants_usage_chunk,
                 )
-                stream = translated.TranslatedStream(model, model_call, metered, writer)
-                return CompletionResult(events=await stream.start())
-            return CompletionResult(
-                body=await translated.complete(model, model_call, metered, entry.id)
-            )
+                return CompletionResult(events=events)
+            body = await calls.complete(model, checked.model_call, metered, entry.id)
+            return CompletionResult(body=body)
         except BaseException as exc:
             # Every way out before the answer is handed over settles here (at most once).
             status: CallStatus = "error" if isinstance(exc, Exception) else "cancelled"

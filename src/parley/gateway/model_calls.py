@@ -1,6 +1,8 @@
-"""Running a translated call: the offline model, Anthropic and Gemini answer through Pydantic AI's
-direct model requests, and their answers become OpenAI completions or `chat.completion.chunk`
-events.
+"""Running a /v1 call through a Pydantic AI model (the offline model, Anthropic and Gemini) with
+its direct model requests: `to_model_call` builds the request (`parley.gateway.model_requests`),
+`complete` answers it whole and `start_stream` as `chat.completion.chunk` events (built by
+`parley.gateway.model_responses`). This is the one module the gateway imports the model library
+through, deferred until the first such call (see `parley.gateway.service`).
 
 A stream runs in a task of its own that feeds a small buffer: the first chunk (or the failure) is
 awaited before the HTTP response starts, so an error before the first token is an ordinary error
@@ -12,11 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
@@ -25,21 +25,16 @@ from pydantic_ai.messages import ModelResponse, TextPart, ToolCallPart
 from pydantic_ai.models import Model
 from pydantic_ai.usage import RequestUsage
 
-from parley.core.errors import (
-    ParleyError,
-)
+from parley.core.errors import ParleyError
 from parley.gateway.errors import openai_error_event
 from parley.gateway.metering import CallStatus, MeteredCall
+from parley.gateway.model_requests import ModelCall, to_model_call
+from parley.gateway.model_responses import ChunkWriter, to_completion
 from parley.gateway.schemas import ChatCompletion
-from parley.gateway.translation import (
-    ModelCall,
-    finish_reason,
-    new_completion_id,
-    now_seconds,
-    to_completion,
-)
 from parley.llm.failures import provider_failure
 from parley.usage.pricing import estimate_tokens
+
+__all__ = ["ModelCall", "TranslatedStream", "complete", "start_stream", "to_model_call"]
 
 logger = logging.getLogger(__name__)
 BUFFERED_CHUNKS = 64
@@ -73,105 +68,6 @@ async def complete(model: Model, call: ModelCall, metered: MeteredCall, model_id
     )
     completion: ChatCompletion = to_completion(response, model_id=model_id)
     return completion.model_dump_json(exclude_none=False).encode()
-
-
-def _event(payload: dict[str, Any]) -> bytes:
-    return b"data: " + json.dumps(payload, separators=(",", ":")).encode() + b"\n\n"
-
-
-@dataclass
-class ChunkWriter:
-    """Turns the growing model response into `chat.completion.chunk` events: new text as
-    `content` deltas, each tool call as its id and name, then its arguments as they arrive."""
-
-    model_id: str
-    include_usage: bool
-    completion_id: str = field(default_factory=new_completion_id)
-    created: int = field(default_factory=now_seconds)
-    _text_sent: dict[int, int] = field(default_factory=dict)
-    _tool_index: dict[int, int] = field(default_factory=dict)
-    _args_sent: dict[int, int] = field(default_factory=dict)
-
-    def chunk(self, delta: dict[str, Any], finish: str | None = None) -> bytes:
-        """One chunk with one choice."""
-        payload: dict[str, Any] = {
-            "id": self.completion_id,
-            "object": "chat.completion.chunk",
-            "created": self.created,
-            "model": self.model_id,
-            "system_fingerprint": None,
-            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
-        }
-        if self.include_usage:
-            payload["usage"] = None
-        return _event(payload)
-
-    def opening(self) -> bytes:
-        """The first chunk: the assistant's role."""
-        return self.chunk({"role": "assistant", "content": "", "refusal": None})
-
-    def changes(self, response: ModelResponse, *, final: bool = False) -> list[bytes]:
-        """Chunks for what the response gained since the last call."""
-        chunks: list[bytes] = []
-        for index, part in enumerate(response.parts):
-            if isinstance(part, TextPart):
-                sent = self._text_sent.get(index, 0)
-                if len(part.content) > sent:
-                    chunks.append(self.chunk({"content": part.content[sent:]}))
-                    self._text_sent[index] = len(part.content)
-            elif isinstance(part, ToolCallPart):
-                chunks.extend(self._tool_call_changes(index, part, final=final))
-        return chunks
-
-    def _tool_call_changes(self, index: int, part: ToolCallPart, *, final: bool) -> list[bytes]:
-        chunks: list[bytes] = []
-        if index not in self._tool_index:
-            if not part.tool_name:
-                return chunks
-            position = len(self._tool_index)
-            self._tool_index[index] = position
-            opening = {
-                "index": position,
-                "id": part.tool_call_id,
-                "type": "function",
-                "function": {"name": part.tool_name, "arguments": ""},
-            }
-            chunks.append(self.chunk({"tool_calls": [opening]}))
-        position = self._tool_index[index]
-        # String arguments stream as they grow; an object (Gemini) is sent whole at the end.
-        if isinstance(part.args, str):
-            arguments = part.args
-        elif final:
-            arguments = part.args_as_json_str()
-        else:
-            return chunks
-        sent = self._args_sent.get(index, 0)
-        if len(arguments) > sent:
-            delta = {"index": position, "function": {"arguments": arguments[sent:]}}
-            chunks.append(self.chunk({"tool_calls": [delta]}))
-            self._args_sent[index] = len(arguments)
-        return chunks
-
-    def closing(self, response: ModelResponse) -> list[bytes]:
-        """The last chunks: the finish reason, and the usage when asked for."""
-        chunks = [self.chunk({}, finish_reason(response))]
-        if self.include_usage:
-            usage = response.usage
-            payload = {
-                "id": self.completion_id,
-                "object": "chat.completion.chunk",
-                "created": self.created,
-                "model": self.model_id,
-                "system_fingerprint": None,
-                "choices": [],
-                "usage": {
-                    "prompt_tokens": usage.input_tokens,
-                    "completion_tokens": usage.output_tokens,
-                    "total_tokens": usage.input_tokens + usage.output_tokens,
-                },
-            }
-            chunks.append(_event(payload))
-        return chunks
 
 
 Item = bytes | ParleyError
@@ -275,3 +171,15 @@ class TranslatedStream:
             await self.metered.settle(
                 status, input_tokens=self.input_tokens, output_tokens=self.output_tokens
             )
+
+
+async def start_stream(
+    model: Model, call: ModelCall, metered: MeteredCall, *, model_id: str, include_usage: bool
+) -> AsyncIterator[bytes]:
+    """A streamed completion, started (see `TranslatedStream.start`).
+
+    Raises:
+        ParleyError: the model failed before its first chunk (the call is settled).
+    """
+    writer = ChunkWriter(model_id=model_id, include_usage=include_usage)
+    return await TranslatedStream(model, call, metered, writer).start()

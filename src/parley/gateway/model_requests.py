@@ -1,5 +1,5 @@
-"""From OpenAI's chat completion request to a Pydantic AI model request, and from the model's
-response back to OpenAI's completion object.
+"""From OpenAI's chat completion request to a Pydantic AI model request (`to_model_call`); the
+way back, from the model's response to OpenAI's answers, is `parley.gateway.model_responses`.
 
 Messages become `ModelRequest`s (system, developer, user and tool messages, consecutive ones merged)
 and `ModelResponse`s (assistant messages, with their tool calls); tools become `ToolDefinition`s,
@@ -11,10 +11,8 @@ log probabilities, audio, content other than text) is a 400 naming the argument.
 from __future__ import annotations
 
 import json
-import time
-import uuid
 from dataclasses import dataclass
-from typing import Any, Literal, cast
+from typing import Any, cast
 
 from pydantic_ai.messages import (
     ModelMessage,
@@ -34,26 +32,9 @@ from pydantic_ai.settings import ModelSettings
 from pydantic_ai.tools import ToolDefinition
 
 from parley.core.errors import InvalidRequest
-from parley.gateway.schemas import (
-    ChatCompletion,
-    ChatCompletionRequest,
-    ChatMessage,
-    CompletionChoice,
-    CompletionMessage,
-    CompletionUsage,
-    FunctionCall,
-    NamedToolChoice,
-    ToolCall,
-)
+from parley.gateway.schemas import ChatCompletionRequest, ChatMessage, NamedToolChoice
 from parley.llm.schemas import OFFLINE_PROVIDER, CatalogEntry
 
-FinishReason = Literal["stop", "length", "tool_calls", "content_filter"]
-_FINISH_REASONS: dict[str, FinishReason] = {
-    "stop": "stop",
-    "length": "length",
-    "content_filter": "content_filter",
-    "tool_call": "tool_calls",
-}
 EMPTY_OBJECT_SCHEMA: dict[str, Any] = {"type": "object", "properties": {}}
 
 
@@ -64,16 +45,6 @@ class ModelCall:
     messages: list[ModelMessage]
     settings: ModelSettings
     parameters: ModelRequestParameters
-
-
-def new_completion_id() -> str:
-    """An id like OpenAI's: `chatcmpl-<32 hex>`."""
-    return f"chatcmpl-{uuid.uuid4().hex}"
-
-
-def now_seconds() -> int:
-    """Unix time, as `created` carries it."""
-    return int(time.time())
 
 
 def _text(message: ChatMessage, index: int) -> str:
@@ -272,41 +243,3 @@ def to_model_call(request: ChatCompletionRequest, entry: CatalogEntry) -> ModelC
         tools = []  # the offline model plans from the tools it is offered
     parameters = ModelRequestParameters(function_tools=tools, **_output(request))
     return ModelCall(to_messages(request.messages), _settings(request, tool_choice), parameters)
-
-
-def finish_reason(response: ModelResponse) -> FinishReason:
-    """OpenAI's finish reason for a model response."""
-    if any(isinstance(part, ToolCallPart) for part in response.parts):
-        return "tool_calls"
-    return _FINISH_REASONS.get(response.finish_reason or "stop", "stop")
-
-
-def usage_of(response: ModelResponse) -> CompletionUsage:
-    """The response's token usage, as OpenAI reports it."""
-    usage = response.usage
-    return CompletionUsage(
-        prompt_tokens=usage.input_tokens,
-        completion_tokens=usage.output_tokens,
-        total_tokens=usage.input_tokens + usage.output_tokens,
-    )
-
-
-def to_completion(response: ModelResponse, *, model_id: str) -> ChatCompletion:
-    """A model's response as OpenAI's `chat.completion`."""
-    text = "".join(part.content for part in response.parts if isinstance(part, TextPart))
-    calls = [
-        ToolCall(
-            id=part.tool_call_id,
-            function=FunctionCall(name=part.tool_name, arguments=part.args_as_json_str()),
-        )
-        for part in response.parts
-        if isinstance(part, ToolCallPart)
-    ]
-    message = CompletionMessage(content=text or (None if calls else ""), tool_calls=calls or None)
-    return ChatCompletion(
-        id=new_completion_id(),
-        created=now_seconds(),
-        model=model_id,
-        choices=[CompletionChoice(message=message, finish_reason=finish_reason(response))],
-        usage=usage_of(response),
-    )
