@@ -1,4 +1,5 @@
-"""Queries over chats and their message trees. Never commits.
+"""Queries over chats and their message trees (a reply's own writes are in `reply_rows`). Never
+commits.
 
 Every read starts from `readable_chats(owner_id)` or `readable_messages(owner_id)`: another user's
 chat or message is simply not there. Deleted chats are gone from every read.
@@ -8,16 +9,13 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
-from decimal import Decimal
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Select, Table, exists, func, literal, or_, select, update
-from sqlalchemy.engine import CursorResult
+from sqlalchemy import Select, exists, func, literal, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from parley.chats.models import Chat, Message
-from parley.core.db import LIKE_ESCAPE, contains_pattern, utcnow
+from parley.core.db import LIKE_ESCAPE, contains_pattern, new_id
 from parley.core.pagination import CursorCodec, SortKey, paginate
 
 CHATS_BY_ACTIVITY = SortKey("-updated_at", Chat.updated_at, descending=True)
@@ -178,94 +176,44 @@ async def latest_leaf_under(
         current = child
 
 
+async def messages_by_id(
+    session: AsyncSession,
+    owner_id: uuid.UUID,
+    chat_id: uuid.UUID,
+    message_ids: Sequence[uuid.UUID],
+) -> dict[uuid.UUID, Message]:
+    """These messages of one of the owner's chats, by id, read afresh: loaded objects are
+    refreshed from their rows (a turn's own sessions wrote to them since)."""
+    result = await session.execute(
+        readable_messages(owner_id, chat_id)
+        .where(Message.id.in_(message_ids))
+        .execution_options(populate_existing=True)
+    )
+    return {message.id: message for message in result.scalars()}
+
+
+def new_user_message(
+    *,
+    chat_id: uuid.UUID,
+    owner_id: uuid.UUID,
+    parent_id: uuid.UUID | None,
+    parts: list[dict[str, Any]],
+) -> Message:
+    """A new user message (its plain text kept for search), not yet added to a session."""
+    text = "\n".join(part["text"] for part in parts if part.get("type") == "text")
+    return Message(
+        id=new_id(),
+        chat_id=chat_id,
+        user_id=owner_id,
+        parent_id=parent_id,
+        role="user",
+        parts=parts,
+        search_text=text,
+        status="complete",
+    )
+
+
 def add_message(session: AsyncSession, message: Message) -> Message:
     """Stage a new message (flushed with the session)."""
     session.add(message)
     return message
-
-
-async def claim_reply_slot(
-    session: AsyncSession, chat_id: uuid.UUID, message_id: uuid.UUID
-) -> bool:
-    """Make `message_id` the chat's reply in progress and its current leaf, if the chat has no
-    reply in progress. A conditional update, so of two concurrent claims exactly one wins."""
-    chats = cast(Table, Chat.__table__)  # a Core statement: no ORM bookkeeping on a hot path
-    claimed: CursorResult[Any] = await session.execute(  # type: ignore[assignment]
-        update(chats)
-        .where(chats.c.id == chat_id, chats.c.active_message_id.is_(None))
-        .values(active_message_id=message_id, current_leaf_id=message_id, updated_at=utcnow())
-    )
-    return claimed.rowcount == 1
-
-
-@dataclass(frozen=True, slots=True)
-class EndedReply:
-    """A reply that was ended outside its generation, as it was saved when it ended."""
-
-    id: uuid.UUID
-    user_id: uuid.UUID
-    chat_id: uuid.UUID
-    model_id: str | None
-    parts: list[dict[str, Any]]
-    input_tokens: int | None
-    output_tokens: int | None
-
-
-async def end_streaming_replies(
-    session: AsyncSession, message_ids: Sequence[uuid.UUID], status: str
-) -> list[EndedReply]:
-    """Give these replies `status` if they are still `streaming`: a conditional update, so that
-    of a sweep, a stop and the reply's own final save racing for one reply, exactly one ends it
-    (and bills it). Their chats are not freed here (`free_reply_slots`, after the billing, keeps
-    the order in which a turn's start locks rows: budget before chat).
-
-    Returns:
-        The replies this call ended, as saved.
-    """
-    if not message_ids:
-        return []
-    messages = cast(Table, Message.__table__)
-    result = await session.execute(
-        update(messages)
-        .where(messages.c.id.in_(list(message_ids)), messages.c.status == "streaming")
-        .values(status=status, updated_at=utcnow())
-        .returning(
-            messages.c.id,
-            messages.c.user_id,
-            messages.c.chat_id,
-            messages.c.model_id,
-            messages.c.parts,
-            messages.c.input_tokens,
-            messages.c.output_tokens,
-        )
-    )
-    return [EndedReply(*row) for row in result]
-
-
-async def set_reply_usage(
-    session: AsyncSession,
-    message_id: uuid.UUID,
-    *,
-    input_tokens: int,
-    output_tokens: int,
-    cost_usd: Decimal,
-) -> None:
-    """Record what an ended reply used."""
-    messages = cast(Table, Message.__table__)
-    await session.execute(
-        update(messages)
-        .where(messages.c.id == message_id)
-        .values(input_tokens=input_tokens, output_tokens=output_tokens, cost_usd=cost_usd)
-    )
-
-
-async def free_reply_slots(session: AsyncSession, message_ids: Sequence[uuid.UUID]) -> None:
-    """The chats whose reply in progress is one of these are free for their next reply."""
-    if not message_ids:
-        return
-    chats = cast(Table, Chat.__table__)
-    await session.execute(
-        update(chats)
-        .where(chats.c.active_message_id.in_(list(message_ids)))
-        .values(active_message_id=None, updated_at=utcnow())
-    )

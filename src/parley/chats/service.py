@@ -1,7 +1,9 @@
 """Chat use cases: create, list, read, update, soft delete, and reading the message tree.
 
 Sending a message and generating the reply span several domains and live in
-`parley.turns.service`; this module owns the chat and tree rules they rely on.
+`parley.turns.service`; this module owns the chat and tree rules they rely on, and the reads and
+writes of a turn's start (its branch, its two messages, the chat's reply slot) on the turn's
+request session. A reply's later saves, on the turn's own sessions, are in `parley.chats.replies`.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from parley.accounts.models import User
-from parley.chats import repository
+from parley.chats import reply_rows, repository
 from parley.chats.models import Chat, Message
 from parley.chats.schemas import MessageError, MessagePublic, Usage
 from parley.core.db import utcnow
@@ -190,3 +192,71 @@ class ChatService:
             self.codec.encode(repository.PATH_CURSOR, None, before) if before is not None else None
         )
         return await self.public_messages(chat.id, path), next_cursor
+
+    # -- a turn's start and result (`parley.turns.service`), on its request session ---------
+    # These take the owner's id, not the user: a rolled-back race expires the loaded user.
+
+    async def get_message(
+        self, owner_id: uuid.UUID, chat_id: uuid.UUID, message_id: uuid.UUID
+    ) -> Message | None:
+        """One message of one of the owner's chats, or None."""
+        return await repository.get_message(self.session, owner_id, chat_id, message_id)
+
+    async def branch_to(
+        self, owner_id: uuid.UUID, chat_id: uuid.UUID, leaf_id: uuid.UUID, *, limit: int
+    ) -> list[Message]:
+        """The branch from the root down to `leaf_id`, oldest first: its last `limit` messages."""
+        path, _ = await repository.path_to(self.session, owner_id, chat_id, leaf_id, limit=limit)
+        return path
+
+    def new_user_message(
+        self,
+        owner_id: uuid.UUID,
+        chat_id: uuid.UUID,
+        *,
+        parent_id: uuid.UUID | None,
+        parts: list[dict[str, Any]],
+    ) -> Message:
+        """A new user message, not written yet (`add_turn_messages` writes it)."""
+        return repository.new_user_message(
+            chat_id=chat_id, owner_id=owner_id, parent_id=parent_id, parts=parts
+        )
+
+    async def add_turn_messages(
+        self,
+        user_message: Message,
+        reply_id: uuid.UUID,
+        *,
+        new_user_message: bool,
+        model_id: str,
+        prompt_tokens: int,
+    ) -> None:
+        """Write a turn's reply to `user_message`, `streaming`, billed `prompt_tokens` so far, and
+        the user message itself if it is `new_user_message` (not stored yet). Flushed, not
+        committed: the turn's start commits them with its other rows."""
+        if new_user_message:
+            repository.add_message(self.session, user_message)
+        reply = reply_rows.new_reply(
+            reply_id, user_message, model_id=model_id, prompt_tokens=prompt_tokens
+        )
+        repository.add_message(self.session, reply)
+        await self.session.flush()
+
+    async def claim_reply_slot(self, chat_id: uuid.UUID, reply_id: uuid.UUID) -> bool:
+        """Make `reply_id` the chat's reply in progress and its current leaf; False when the chat
+        already has one (of two concurrent claims, exactly one wins)."""
+        return await reply_rows.claim_reply_slot(self.session, chat_id, reply_id)
+
+    async def turn_messages(
+        self, owner_id: uuid.UUID, chat_id: uuid.UUID, message_ids: Sequence[uuid.UUID]
+    ) -> list[MessagePublic]:
+        """These messages as they are stored now (a turn's own sessions wrote them since they
+        were loaded), in the given order.
+
+        Raises:
+            NotFound: one of them is not a message of the owner's chat.
+        """
+        found = await repository.messages_by_id(self.session, owner_id, chat_id, message_ids)
+        if len(found) != len(message_ids):
+            raise NotFound(MESSAGE_NOT_FOUND)
+        return await self.public_messages(chat_id, [found[id_] for id_ in message_ids])

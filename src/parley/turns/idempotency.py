@@ -3,7 +3,8 @@ within 24 hours answers with the same turn instead of starting another.
 
 The key is recorded in the turn's own transaction before anything else is written; of two
 concurrent requests with one key, the unique index lets exactly one through and the other
-replays the winner's turn.
+replays the winner's turn. These helpers never commit nor roll back: the turn's use case does,
+in one place (`parley.turns.service`).
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from parley.core.db import Database, utcnow
@@ -67,7 +67,8 @@ class TurnKeys:
     async def replay(
         self, user_id: uuid.UUID, key: str | None, fingerprint: str
     ) -> StartedTurn | None:
-        """The turn an earlier request with this key started, if any (within 24 hours).
+        """The turn an earlier request with this key started, if any (within 24 hours). The caller
+        then ends its read transaction before it waits for the reply.
 
         Raises:
             IdempotencyKeyReused: the key came with a different request.
@@ -82,24 +83,21 @@ class TurnKeys:
             return None
         if record.request_hash != fingerprint:
             raise IdempotencyKeyReused()
-        started = StartedTurn(
+        return StartedTurn(
             user_id, record.chat_id, record.user_message_id, record.assistant_message_id
         )
-        # End the read transaction: the caller may now wait minutes for the reply.
-        await self.session.commit()
-        return started
 
     async def reserve(
         self, user_id: uuid.UUID, key: str | None, fingerprint: str, turn: StartedTurn
     ) -> bool:
         """Record the key before anything else is written; False when a concurrent request
-        with the same key won (this transaction is then rolled back)."""
+        with the same key won (the caller must then roll this transaction back)."""
         if key is None:
             return True
         if self._expired_record_id is not None:
             await idempotency.delete_idempotency_record(self.session, self._expired_record_id)
             self._expired_record_id = None
-        idempotency.add_idempotency_record(
+        return await idempotency.insert_idempotency_record(
             self.session,
             IdempotencyRecord(
                 user_id=user_id,
@@ -110,17 +108,12 @@ class TurnKeys:
                 assistant_message_id=turn.assistant_message_id,
             ),
         )
-        try:
-            await self.session.flush()
-        except IntegrityError:
-            await self.session.rollback()
-            return False
-        return True
 
     async def replay_after_race(
         self, user_id: uuid.UUID, key: str | None, fingerprint: str
     ) -> StartedTurn:
-        """The turn of the concurrent request that took the key first."""
+        """The turn of the concurrent request that took the key first (read after the caller
+        rolled its own transaction back)."""
         replayed = await self.replay(user_id, key, fingerprint)
         if replayed is None:  # pragma: no cover - the key was just found taken
             raise ReplyInProgress()

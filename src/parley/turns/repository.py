@@ -9,6 +9,7 @@ import uuid
 from datetime import datetime
 
 from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from parley.turns.models import IdempotencyRecord
@@ -31,9 +32,15 @@ async def delete_idempotency_record(session: AsyncSession, record_id: uuid.UUID)
     await session.execute(delete(IdempotencyRecord).where(IdempotencyRecord.id == record_id))
 
 
-def add_idempotency_record(session: AsyncSession, record: IdempotencyRecord) -> None:
-    """Stage a record; flushing it fails on the unique (user, key) index if the key is taken."""
+async def insert_idempotency_record(session: AsyncSession, record: IdempotencyRecord) -> bool:
+    """Write a record (flushed, not committed); False when the unique (user, key) index refuses
+    it because the key is taken, and the session must then be rolled back."""
     session.add(record)
+    try:
+        await session.flush()
+    except IntegrityError:
+        return False
+    return True
 
 
 async def delete_idempotency_records_before(session: AsyncSession, cutoff: datetime) -> None:

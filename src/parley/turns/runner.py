@@ -17,11 +17,8 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from sqlalchemy import select
-
 from parley import engines
-from parley.chats import repository as chats
-from parley.chats.models import Message
+from parley.chats import replies
 from parley.core.db import Database, utcnow
 from parley.llm import repository as catalog
 from parley.turns.event_log import EventLogs
@@ -118,9 +115,7 @@ class TurnRunner:
         deadline = asyncio.get_running_loop().time() + wait_seconds
         while asyncio.get_running_loop().time() < deadline:
             async with self.database.sessionmaker() as session:
-                status = await session.scalar(
-                    select(Message.status).where(Message.id == message_id)
-                )
+                status = await replies.status_of(session, message_id)
             if status != "streaming":
                 return
             await asyncio.sleep(0.05)
@@ -150,7 +145,7 @@ class TurnRunner:
         be billed) once, whoever gets there first: this, another worker's sweep, or its own
         final save. Returns how many it ended."""
         async with self.database.sessionmaker() as session:
-            ended = await chats.end_streaming_replies(session, message_ids, status)
+            ended = await replies.end_streaming_replies(session, message_ids, status)
             if ended:
                 prices = await catalog.prices_of(
                     session, sorted({reply.model_id for reply in ended if reply.model_id})
@@ -168,12 +163,8 @@ class TurnRunner:
                         input_price_per_mtok=input_price,
                         output_price_per_mtok=output_price,
                     )
-                    await chats.set_reply_usage(
-                        session,
-                        reply.id,
-                        input_tokens=input_tokens,
-                        output_tokens=output_tokens,
-                        cost_usd=cost,
+                    await replies.record_usage(
+                        session, reply.id, replies.ReplyUsage(input_tokens, output_tokens, cost)
                     )
                     entries.append(
                         UsageEntry(
@@ -192,7 +183,7 @@ class TurnRunner:
                     )
                 if self.usage_meter is not None:
                     await self.usage_meter.settle_ended_replies_in(session, entries)
-            await chats.free_reply_slots(session, message_ids)
+            await replies.free_slots(session, message_ids)
             await session.commit()
         return len(ended)
 
@@ -201,17 +192,7 @@ class TurnRunner:
         and free their chats. Returns how many were marked."""
         cutoff = utcnow() - timedelta(seconds=self.stale_after)
         async with self.database.sessionmaker() as session:
-            stale = (
-                (
-                    await session.execute(
-                        select(Message.id).where(
-                            Message.status == "streaming", Message.updated_at < cutoff
-                        )
-                    )
-                )
-                .scalars()
-                .all()
-            )
+            stale = await replies.stale_replies(session, cutoff)
         stale = [message_id for message_id in stale if message_id not in self._by_message]
         if not stale:
             return 0

@@ -16,7 +16,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, NamedTuple, cast
+from typing import Any, NamedTuple
 
 from pydantic_ai.ui.vercel_ai.response_types import (
     AbortChunk,
@@ -27,10 +27,8 @@ from pydantic_ai.ui.vercel_ai.response_types import (
     MessageMetadataChunk,
     StartChunk,
 )
-from sqlalchemy import Table, update
-from sqlalchemy.engine import CursorResult
 
-from parley.chats.models import Chat, Message
+from parley.chats import replies
 from parley.core.db import Database, utcnow
 from parley.core.telemetry import get_tracer
 from parley.llm.failures import UNKNOWN_FAILURE, TurnFailure
@@ -44,10 +42,6 @@ from parley.usage.pricing import output_tokens_of_parts, tokens_for_chars
 from parley.usage.reservations import UsageEntry
 
 logger = logging.getLogger(__name__)
-# The tables, for Core statements: an ORM-enabled UPDATE costs about a fifth more CPU (it
-# evaluates the session's objects to keep them in step, and this session holds none).
-_MESSAGES = cast(Table, Message.__table__)
-_CHATS = cast(Table, Chat.__table__)
 
 
 class Tokens(NamedTuple):
@@ -259,16 +253,10 @@ class RunningTurn:
             )
             try:
                 async with self.database.sessionmaker() as session:
-                    await session.execute(
-                        update(_MESSAGES)
-                        .where(_MESSAGES.c.id == self.plan.assistant_message_id)
-                        .values(
-                            parts=parts,
-                            search_text=self._accumulator.text(),
-                            input_tokens=tokens.input_tokens,
-                            output_tokens=tokens.output_tokens,
-                            updated_at=utcnow(),
-                        )
+                    await replies.save_progress(
+                        session,
+                        self.plan.assistant_message_id,
+                        replies.ReplyProgress(parts, self._accumulator.text(), *tokens),
                     )
                     await session.commit()
             except Exception:
@@ -282,58 +270,37 @@ class RunningTurn:
         commit; the usage is settled (the hold released, the cost recorded) only if this save
         ended the reply, so that a reply a sweep or a stop elsewhere ended first is billed
         once."""
+        plan = self.plan
         now = utcnow()
-        final = {
-            "parts": outcome.parts,
-            "search_text": self._accumulator.text(),
-            "status": outcome.status,
-            "model_id": self.plan.model_id,
-            "error_code": outcome.failure.code if outcome.failure else None,
-            "error_message": outcome.failure.message if outcome.failure else None,
-            "time_to_first_token_ms": outcome.time_to_first_token_ms,
-            "duration_ms": outcome.duration_ms,
-            "updated_at": now,
-        }
-        usage = {
-            "input_tokens": outcome.input_tokens,
-            "output_tokens": outcome.output_tokens,
-            "cost_usd": outcome.cost_usd,
-        }
-        this_reply = _MESSAGES.c.id == self.plan.assistant_message_id
+        ending = replies.ReplyEnding(
+            parts=outcome.parts,
+            search_text=self._accumulator.text(),
+            status=outcome.status,
+            model_id=plan.model_id,
+            error_code=outcome.failure.code if outcome.failure else None,
+            error_message=outcome.failure.message if outcome.failure else None,
+            time_to_first_token_ms=outcome.time_to_first_token_ms,
+            duration_ms=outcome.duration_ms,
+            updated_at=now,
+        )
+        usage = replies.ReplyUsage(outcome.input_tokens, outcome.output_tokens, outcome.cost_usd)
         async with self.database.sessionmaker() as session:
             # First the reply's row, then the month's budget row, then the chat's: the order in
             # which a sweep ends replies, and compatible with a turn's start (budget, then
             # chat), so that none of them deadlocks another on PostgreSQL.
-            ended: CursorResult[Any] = await session.execute(  # type: ignore[assignment]
-                update(_MESSAGES)
-                .where(this_reply, _MESSAGES.c.status == "streaming")
-                .values(**final, **usage)
-            )
-            if ended.rowcount == 1:
-                if self.usage_meter is not None:
-                    await self.usage_meter.settle_in(
-                        session, self.plan.reservation, self._usage_entry(outcome)
-                    )
-            else:
-                # Ended (and billed) elsewhere first: keep the reply's full text, not a second
-                # bill.
-                logger.warning("a reply was ended elsewhere first", extra={"message_id": self.key})
-                await session.execute(update(_MESSAGES).where(this_reply).values(**final))
-            chat_values: dict[str, Any] = {"active_message_id": None, "updated_at": now}
-            await session.execute(
-                update(_CHATS)
-                .where(
-                    _CHATS.c.id == self.plan.chat_id,
-                    _CHATS.c.active_message_id == self.plan.assistant_message_id,
+            ended = await replies.end_reply(session, plan.assistant_message_id, ending, usage)
+            # Billed only if this save ended it: one ended elsewhere first was billed there.
+            if ended and self.usage_meter is not None:
+                await self.usage_meter.settle_in(
+                    session, plan.reservation, self._usage_entry(outcome)
                 )
-                .values(**chat_values)
+            await replies.free_slot(
+                session,
+                plan.chat_id,
+                plan.assistant_message_id,
+                at=now,
+                title=title_from(plan.title_from) if plan.title_from else None,
             )
-            if self.plan.title_from:
-                await session.execute(
-                    update(_CHATS)
-                    .where(_CHATS.c.id == self.plan.chat_id, _CHATS.c.title.is_(None))
-                    .values(title=title_from(self.plan.title_from))
-                )
             await session.commit()
 
     def _usage_entry(self, outcome: TurnOutcome) -> UsageEntry:

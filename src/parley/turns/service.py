@@ -21,9 +21,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from parley import engines
 from parley.accounts.models import User
-from parley.chats import repository as chats
 from parley.chats.models import Chat, Message
-from parley.chats.schemas import MessagePublic, TurnResult
+from parley.chats.schemas import TurnResult
 from parley.chats.service import MESSAGE_NOT_FOUND, ChatService
 from parley.core.db import new_id
 from parley.core.errors import Conflict, NotFound, ValidationFailed
@@ -94,17 +93,6 @@ class TurnService:
             message="Too many messages; wait a moment.",
         )
 
-    async def _claim_and_commit(self, chat_id: uuid.UUID, turn: StartedTurn) -> None:
-        """Claim the chat's reply slot and commit the turn's rows.
-
-        Raises:
-            ReplyInProgress: the chat already has a reply in progress (nothing is kept).
-        """
-        if not await chats.claim_reply_slot(self.session, chat_id, turn.assistant_message_id):
-            await self.session.rollback()
-            raise ReplyInProgress()
-        await self.session.commit()
-
     async def _plan(
         self,
         user: User,
@@ -120,8 +108,7 @@ class TurnService:
         if new_user_message:  # not written yet: the branch up to its parent, then it
             earlier: list[Message] = []
             if user_message.parent_id is not None:
-                earlier, _ = await chats.path_to(
-                    self.session,
+                earlier = await self.chats.branch_to(
                     user.id,
                     chat.id,
                     user_message.parent_id,
@@ -129,8 +116,8 @@ class TurnService:
                 )
             path = [*earlier, user_message]
         else:
-            path, _ = await chats.path_to(
-                self.session, user.id, chat.id, user_message.id, limit=MAX_CONTEXT_MESSAGES
+            path = await self.chats.branch_to(
+                user.id, chat.id, user_message.id, limit=MAX_CONTEXT_MESSAGES
             )
         context = engines.turn_context()(
             path, context_window=entry.context_window, system_prompt=chat.system_prompt
@@ -210,31 +197,26 @@ class TurnService:
         # The writes, back to back from here to the commit.
         turn = StartedTurn(user_id, chat.id, user_message.id, assistant_id)
         if not await self.keys.reserve(user_id, idempotency_key, fingerprint, turn):
-            return await self.keys.replay_after_race(user_id, idempotency_key, fingerprint)
-        if new_user_message:
-            chats.add_message(self.session, user_message)
-        chats.add_message(
-            self.session,
-            Message(
-                id=assistant_id,
-                chat_id=chat.id,
-                user_id=user_id,
-                parent_id=user_message.id,
-                role="assistant",
-                parts=[],
-                status="streaming",
-                model_id=entry.id,
-                # The tokens so far (the generation's saves keep them current): what the reply
-                # is billed for if its worker dies before it ends.
-                input_tokens=prompt_tokens,
-                output_tokens=0,
-            ),
+            # A concurrent request took the key first: nothing of this one is kept, and the
+            # answer is the winner's turn.
+            await self.session.rollback()
+            replayed = await self.keys.replay_after_race(user_id, idempotency_key, fingerprint)
+            await self.session.commit()  # end the read transaction before the caller waits
+            return replayed
+        await self.chats.add_turn_messages(
+            user_message,
+            assistant_id,
+            new_user_message=new_user_message,
+            model_id=entry.id,
+            prompt_tokens=prompt_tokens,
         )
-        await self.session.flush()
         plan.reservation = await self.meter.reserve_in(
             self.session, user, estimate, message_id=assistant_id
         )
-        await self._claim_and_commit(chat.id, turn)
+        if not await self.chats.claim_reply_slot(chat.id, assistant_id):
+            await self.session.rollback()  # nothing of this turn is kept
+            raise ReplyInProgress()
+        await self.session.commit()
         await self.manager.start(plan)
         return turn
 
@@ -263,11 +245,12 @@ class TurnService:
         fingerprint = request_fingerprint("send", chat_id, fingerprint_body)
         replay = await self.keys.replay(user_id, idempotency_key, fingerprint)
         if replay is not None:
+            await self.session.commit()  # end the read transaction: the caller may now wait
             return replay
         await self._check_rate(user_id)
         parent = None if new_root else (parent_id or chat.current_leaf_id)
         if parent is not None:
-            parent_message = await chats.get_message(self.session, user.id, chat.id, parent)
+            parent_message = await self.chats.get_message(user.id, chat.id, parent)
             if parent_message is None:
                 raise NotFound(MESSAGE_NOT_FOUND)
             if parent_message.role == "user":
@@ -277,17 +260,7 @@ class TurnService:
                     "parent's id.",
                 )
         entry = await self.llm.resolve(model_id or chat.model_id)
-        text = "\n".join(part["text"] for part in parts if part.get("type") == "text")
-        user_message = Message(
-            id=new_id(),
-            chat_id=chat.id,
-            user_id=user_id,
-            parent_id=parent,
-            role="user",
-            parts=parts,
-            search_text=text,
-            status="complete",
-        )
+        user_message = self.chats.new_user_message(user_id, chat.id, parent_id=parent, parts=parts)
         return await self._start_reply(
             user,
             chat,
@@ -319,15 +292,16 @@ class TurnService:
         fingerprint = request_fingerprint(f"regenerate:{message_id}", chat_id, fingerprint_body)
         replay = await self.keys.replay(user_id, idempotency_key, fingerprint)
         if replay is not None:
+            await self.session.commit()  # end the read transaction: the caller may now wait
             return replay
         await self._check_rate(user_id)
-        target = await chats.get_message(self.session, user.id, chat.id, message_id)
+        target = await self.chats.get_message(user.id, chat.id, message_id)
         if target is None:
             raise NotFound(MESSAGE_NOT_FOUND)
         if target.role == "user":
             user_message = target
         elif target.role == "assistant" and target.parent_id is not None:
-            parent = await chats.get_message(self.session, user.id, chat.id, target.parent_id)
+            parent = await self.chats.get_message(user.id, chat.id, target.parent_id)
             if parent is None or parent.role != "user":
                 raise ValidationFailed.for_field(
                     "path.message_id", "This message does not answer a user message."
@@ -370,19 +344,9 @@ class TurnService:
 
     async def result(self, started: StartedTurn) -> TurnResult:
         """The turn's user and assistant messages as they are stored now."""
-        wanted = (started.user_message_id, started.assistant_message_id)
-        found = {
-            message.id: message
-            for message in (
-                await self.session.execute(
-                    chats.readable_messages(started.user_id, started.chat_id)
-                    .where(Message.id.in_(wanted))
-                    .execution_options(populate_existing=True)  # the generation wrote them since
-                )
-            ).scalars()
-        }
-        if len(found) != len(wanted):
-            raise NotFound(MESSAGE_NOT_FOUND)
-        messages = [found[message_id] for message_id in wanted]
-        public: list[MessagePublic] = await self.chats.public_messages(started.chat_id, messages)
-        return TurnResult(user_message=public[0], assistant_message=public[1])
+        user_message, assistant_message = await self.chats.turn_messages(
+            started.user_id,
+            started.chat_id,
+            (started.user_message_id, started.assistant_message_id),
+        )
+        return TurnResult(user_message=user_message, assistant_message=assistant_message)

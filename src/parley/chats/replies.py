@@ -1,0 +1,109 @@
+"""The reply's rows for the turn engine: saving a reply in progress, ending it, freeing its chat,
+and finding replies to stop or sweep.
+
+These run on the turn's own short sessions (not a request's), so they take the session; they never
+commit. The transaction belongs to the caller's use case: a turn's final save ends the reply here,
+settles its usage in `usage`, then frees the chat here, in that order (the order of the row locks:
+message, budget, chat, compatible with a turn's start) and commits once.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from parley.chats import reply_rows
+from parley.chats.reply_rows import EndedReply, ReplyEnding, ReplyProgress, ReplyUsage
+
+__all__ = [
+    "EndedReply",
+    "ReplyEnding",
+    "ReplyProgress",
+    "ReplyUsage",
+    "end_reply",
+    "end_streaming_replies",
+    "free_slot",
+    "free_slots",
+    "record_usage",
+    "save_progress",
+    "stale_replies",
+    "status_of",
+]
+
+logger = logging.getLogger(__name__)
+
+
+async def save_progress(
+    session: AsyncSession, message_id: uuid.UUID, progress: ReplyProgress
+) -> None:
+    """Save the growing reply and its tokens so far (what a sweep bills if its worker dies); the
+    save is also the reply's heartbeat."""
+    await reply_rows.save_reply_progress(session, message_id, progress)
+
+
+async def end_reply(
+    session: AsyncSession, message_id: uuid.UUID, ending: ReplyEnding, usage: ReplyUsage
+) -> bool:
+    """Save the reply as it ended, with its usage, unless a stop or a sweep ended it first; then
+    only its parts and ending are saved (its full text), keeping the usage it was billed for.
+
+    Returns:
+        Whether this call ended the reply: only then is its usage to be settled.
+    """
+    if await reply_rows.end_reply(session, message_id, ending, usage):
+        return True
+    logger.warning("a reply was ended elsewhere first", extra={"message_id": str(message_id)})
+    await reply_rows.save_reply_parts(session, message_id, ending)
+    return False
+
+
+async def free_slot(
+    session: AsyncSession,
+    chat_id: uuid.UUID,
+    message_id: uuid.UUID,
+    *,
+    at: datetime,
+    title: str | None,
+) -> None:
+    """Free the chat for its next reply (if this reply still holds it) and, with `title`, name it
+    unless it has a name."""
+    await reply_rows.free_reply_slot(session, chat_id, message_id, at=at)
+    if title:
+        await reply_rows.name_chat_if_untitled(session, chat_id, title)
+
+
+async def status_of(session: AsyncSession, message_id: uuid.UUID) -> str | None:
+    """The reply's status (`streaming` until it ends), or None if there is no such message."""
+    return await reply_rows.reply_status(session, message_id)
+
+
+async def stale_replies(session: AsyncSession, cutoff: datetime) -> list[uuid.UUID]:
+    """The replies in progress with no save (nor heartbeat) since `cutoff`."""
+    return await reply_rows.stale_streaming_replies(session, cutoff)
+
+
+async def end_streaming_replies(
+    session: AsyncSession, message_ids: Sequence[uuid.UUID], status: str
+) -> list[EndedReply]:
+    """End these replies with `status` where they are still `streaming` (each ends once, whoever
+    gets there first). Their usage is then recorded (`record_usage`) and their chats freed
+    (`free_slots`), after the billing.
+
+    Returns:
+        The replies this call ended, as saved.
+    """
+    return await reply_rows.end_streaming_replies(session, message_ids, status)
+
+
+async def record_usage(session: AsyncSession, message_id: uuid.UUID, usage: ReplyUsage) -> None:
+    """Record what a reply ended by `end_streaming_replies` used."""
+    await reply_rows.set_reply_usage(session, message_id, usage)
+
+
+async def free_slots(session: AsyncSession, message_ids: Sequence[uuid.UUID]) -> None:
+    """Free the chats whose reply in progress is one of these."""
+    await reply_rows.free_reply_slots(session, message_ids)
