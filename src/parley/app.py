@@ -122,7 +122,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if redis is not None
             else MemoryEventLogs(retention_seconds=settings.stream_retention_seconds)
         )
-        generations = TurnRunner(
+        turn_runner = TurnRunner(
             database,
             event_logs,
             redis,
@@ -131,14 +131,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             stale_after=settings.generation_stale_seconds,
             usage_meter=usage_meter,
         )
-        app.state.generations = generations
+        app.state.turn_runner = turn_runner
         # The periodic work: each job every so many seconds, until shutdown.
         housekeeping = Housekeeping()
         app.state.housekeeping = housekeeping
         sweep_seconds = max(1.0, settings.generation_stale_seconds / 3)
         # Replies whose worker died (no heartbeat for GENERATION_STALE_SECONDS): interrupted,
         # billed, their chats freed.
-        housekeeping.every(sweep_seconds, "reply-sweep", generations.sweep_interrupted)
+        housekeeping.every(sweep_seconds, "reply-sweep", turn_runner.sweep_interrupted)
         housekeeping.every(
             sweep_seconds, "idempotency-purge", partial(purge_expired_keys, database)
         )
@@ -152,7 +152,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             # Seed the model catalog from the configuration (models file, *_MODELS, or the
             # providers' model lists); admins' edits are kept. Discovery failures only warn.
             await prepare_catalog(settings, database, provider_http)
-            await generations.run_background()
+            await turn_runner.run_background()
             async with mcp_endpoint.running():  # MCP sessions live as long as the app
                 app.state.warm_up = asyncio.create_task(_warm_up(settings), name="warm-up")
                 housekeeping.start()
@@ -164,7 +164,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                         await app.state.warm_up
                     await housekeeping.stop()
         finally:
-            await generations.shutdown()
+            await turn_runner.shutdown()
             await usage_meter.aclose()  # /v1 calls' settles still being written
             if isinstance(event_logs, MemoryEventLogs):
                 await event_logs.aclose()

@@ -280,7 +280,7 @@ async def test_disconnect_then_resume_then_the_reply_is_saved(
     # upstream streams read to their end below is this test's alone.
     async def no_reply_running() -> bool:
         return not any(
-            app.state.generations._by_message for app in (upstream_live.app, upstream_app)
+            app.state.turn_runner._by_message for app in (upstream_live.app, upstream_app)
         )
 
     await wait_for(no_reply_running, within=30)

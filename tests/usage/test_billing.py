@@ -91,7 +91,7 @@ async def test_a_reply_stopped_where_no_worker_runs_it_is_billed_once(
     await _set_budget(api, admin, user, "1")
     upstream.script.push(Reply(text="one two three four five six seven eight", chunk_delay=0.15))
     chat_id = await new_chat(api, user, model_id=OPENAI_MODEL)
-    manager = upstream_app.state.generations
+    manager = upstream_app.state.turn_runner
     turn = asyncio.create_task(
         api.post(
             f"/api/chats/{chat_id}/messages?stream=false",

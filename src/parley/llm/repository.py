@@ -75,7 +75,7 @@ async def prices_of(
     session: AsyncSession, model_ids: Sequence[str]
 ) -> dict[str, tuple[Decimal, Decimal]]:
     """The input and output prices per million tokens of these entries, visible or not (what a
-    reply that ended without its generation is billed at)."""
+    reply that ended without its running turn is billed at)."""
     if not model_ids:
         return {}
     statement = select(

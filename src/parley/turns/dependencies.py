@@ -20,13 +20,13 @@ from parley.usage.dependencies import usage_meter_of
 
 
 def turn_runner_of(request: Request) -> TurnRunner:
-    """The running app's replies in progress."""
-    manager: TurnRunner = request.app.state.generations
-    return manager
+    """The running app's turns in progress."""
+    runner: TurnRunner = request.app.state.turn_runner
+    return runner
 
 
 async def get_turn_runner(request: Request) -> TurnRunner:
-    """The running app's replies in progress."""
+    """The running app's turns in progress."""
     return turn_runner_of(request)
 
 

@@ -1,6 +1,6 @@
 """The event log of a reply: every stream event, numbered from 1, that any number of readers follow.
 
-The generation appends; the original request and any resume read from the start or after a given
+The running turn appends; the original request and any resume read from the start or after a given
 id, then wait for more until the log is closed. Two implementations behind one interface:
 
 - `MemoryEventLogs`: in this process (the default, one worker);

@@ -18,7 +18,6 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Header, Query, Response, status
 from fastapi.responses import StreamingResponse
 
-from parley import engines
 from parley.accounts.dependencies import CurrentCaller, CurrentUser
 from parley.chats.schemas import MessageCreate, RegenerateRequest, TurnResult
 from parley.core.errors import (
@@ -29,11 +28,10 @@ from parley.core.errors import (
     RateLimited,
 )
 from parley.core.responses import Envelope, error_responses, ok
-from parley.turns.dependencies import TurnRunnerDep, TurnServiceDep
-from parley.turns.idempotency import IdempotencyKeyReused, ReplyInProgress, StartedTurn
-from parley.turns.runner import TurnRunner
-from parley.turns.service import NoActiveStream, TurnService
-from parley.turns.sse import STREAM_HEADERS, numbered, sse_line
+from parley.turns.dependencies import TurnServiceDep
+from parley.turns.idempotency import IdempotencyKeyReused, ReplyInProgress
+from parley.turns.service import Answer, NoActiveStream
+from parley.turns.sse import STREAM_HEADERS, sse_line
 
 turns_router = APIRouter(prefix="/api/chats", tags=["messages"])
 
@@ -91,24 +89,11 @@ def _stream(batches: AsyncIterator[list[tuple[int, str]]]) -> StreamingResponse:
     return StreamingResponse(body(), media_type="text/event-stream", headers=STREAM_HEADERS)
 
 
-async def _answer(
-    turns: TurnService,
-    manager: TurnRunner,
-    started: StartedTurn,
-    *,
-    stream: bool,
-    response: Response,
-) -> Any:
-    if not stream:
-        await manager.wait_until_finished(started.assistant_message_id)
+def _answered(answer: Answer, response: Response) -> Any:
+    if isinstance(answer, TurnResult):
         response.status_code = status.HTTP_201_CREATED
-        return ok(await turns.result(started))
-    if await manager.can_follow(started.assistant_message_id):
-        return _stream(manager.follow_batches(started.assistant_message_id))
-    # A retried request whose reply is no longer in any event log: send the stored reply.
-    result = await turns.result(started)
-    chunks = engines.stored_reply_chunks()(result.assistant_message, str(started.user_message_id))
-    return _stream(numbered(chunks))
+        return ok(answer)
+    return _stream(answer)
 
 
 @turns_router.post(
@@ -123,14 +108,13 @@ async def send_message(
     user: CurrentUser,
     caller: CurrentCaller,
     turns: TurnServiceDep,
-    manager: TurnRunnerDep,
     response: Response,
     idempotency_key: IdempotencyKey = None,
     stream: StreamFlag = True,
 ) -> Any:
     """Add a user message (under `parent_id`, default the current leaf; an earlier message's id
     starts a branch; an explicit null starts a new root) and stream the assistant's reply."""
-    started = await turns.send(
+    answer = await turns.send(
         user,
         chat_id,
         parts=body.text_parts(),
@@ -140,8 +124,9 @@ async def send_message(
         idempotency_key=idempotency_key,
         fingerprint_body=body.model_dump(mode="json", exclude_unset=True),
         api_key_id=caller.api_key_id,
+        stream=stream,
     )
-    return await _answer(turns, manager, started, stream=stream, response=response)
+    return _answered(answer, response)
 
 
 @turns_router.post(
@@ -156,7 +141,6 @@ async def regenerate_message(
     user: CurrentUser,
     caller: CurrentCaller,
     turns: TurnServiceDep,
-    manager: TurnRunnerDep,
     response: Response,
     body: Annotated[RegenerateRequest | None, Body()] = None,
     idempotency_key: IdempotencyKey = None,
@@ -165,7 +149,7 @@ async def regenerate_message(
     """A new assistant reply: a sibling of `message_id` (an assistant message) or a new child of
     it (a user message). Streams like sending."""
     request = body or RegenerateRequest()
-    started = await turns.regenerate(
+    answer = await turns.regenerate(
         user,
         chat_id,
         message_id,
@@ -173,8 +157,9 @@ async def regenerate_message(
         idempotency_key=idempotency_key,
         fingerprint_body=request.model_dump(mode="json", exclude_unset=True),
         api_key_id=caller.api_key_id,
+        stream=stream,
     )
-    return await _answer(turns, manager, started, stream=stream, response=response)
+    return _answered(answer, response)
 
 
 @turns_router.post(
@@ -203,7 +188,6 @@ async def resume_stream(
     chat_id: uuid.UUID,
     user: CurrentUser,
     turns: TurnServiceDep,
-    manager: TurnRunnerDep,
     last_event_id: Annotated[
         int | None,
         Header(
@@ -217,7 +201,7 @@ async def resume_stream(
 ) -> Response:
     """Replay the reply in progress from its first event, or after `Last-Event-ID`, then follow
     it to its end."""
-    message_id = await turns.active_reply(user, chat_id)
-    if message_id is None or not await manager.can_follow(message_id):
+    events = await turns.follow(user, chat_id, last_event_id or 0)
+    if events is None:
         return Response(status_code=status.HTTP_204_NO_CONTENT)
-    return _stream(manager.follow_batches(message_id, last_event_id or 0))
+    return _stream(events)

@@ -1,6 +1,6 @@
 """The replies in progress in this process, and how to stop, follow and sweep them.
 
-Every worker keeps its own generations. Event logs are in memory, or in Redis when `REDIS_URL` is
+Every worker keeps its own turns. Event logs are in memory, or in Redis when `REDIS_URL` is
 set, so that a resume reaching any worker can follow a reply; a stop reaching another worker is
 published on a Redis channel that every worker listens to. Replies left `streaming` by a process
 that died (no heartbeat for `GENERATION_STALE_SECONDS`) are marked `interrupted` at start-up and
@@ -39,7 +39,7 @@ FINISH_WAIT_SECONDS = 600.0
 
 
 class TurnRunner:
-    """Starts generations, stops them (here or on another worker), and follows their events."""
+    """Starts turns, stops them (here or on another worker), and follows their events."""
 
     def __init__(
         self,
@@ -63,12 +63,12 @@ class TurnRunner:
         self._background: set[asyncio.Task[None]] = set()
 
     async def start(self, plan: TurnPlan) -> RunningTurn:
-        """Run a generation in a task of its own (the turn flow has committed its rows).
+        """Run a turn in a task of its own (the turn service has committed its rows).
 
         Its event log exists before this returns, so the caller can follow it at once.
         """
         await self.logs.open(str(plan.assistant_message_id))
-        generation = engines.running_turn()(
+        turn = engines.running_turn()(
             plan=plan,
             database=self.database,
             logs=self.logs,
@@ -77,20 +77,18 @@ class TurnRunner:
             usage_meter=self.usage_meter,
         )
         message_id = plan.assistant_message_id
-        self._by_message[message_id] = generation
-        generation.task = asyncio.get_running_loop().create_task(
-            generation.run(), name=f"generation-{message_id}"
-        )
-        generation.task.add_done_callback(lambda _: self._by_message.pop(message_id, None))
-        return generation
+        self._by_message[message_id] = turn
+        turn.task = asyncio.get_running_loop().create_task(turn.run(), name=f"turn-{message_id}")
+        turn.task.add_done_callback(lambda _: self._by_message.pop(message_id, None))
+        return turn
 
     async def stop(self, message_id: uuid.UUID, *, wait_seconds: float = 10.0) -> None:
         """Stop a reply wherever it runs, and wait (boundedly) until it is saved."""
-        generation = self._by_message.get(message_id)
-        if generation is not None:
-            generation.stop()
+        turn = self._by_message.get(message_id)
+        if turn is not None:
+            turn.stop()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(generation.done.wait(), wait_seconds)
+                await asyncio.wait_for(turn.done.wait(), wait_seconds)
             return
         if self.redis is not None:
             await self.redis.publish(STOP_CHANNEL, str(message_id))
@@ -103,9 +101,9 @@ class TurnRunner:
 
     async def wait_until_finished(self, message_id: uuid.UUID) -> None:
         """Wait until a reply, here or on another worker, is saved in its final state."""
-        generation = self._by_message.get(message_id)
-        if generation is not None:
-            await generation.done.wait()
+        turn = self._by_message.get(message_id)
+        if turn is not None:
+            await turn.done.wait()
             return
         async for _ in self.follow(message_id):
             pass
@@ -135,12 +133,12 @@ class TurnRunner:
         return await self.logs.exists(str(message_id))
 
     async def _mark_ended(self, message_id: uuid.UUID, status: str) -> None:
-        await self._end_without_generation([message_id], status)
+        await self._end_without_running_turn([message_id], status)
 
-    async def _end_without_generation(self, message_ids: list[uuid.UUID], status: str) -> int:
-        """End replies that no generation here is running, in one transaction: each one still
+    async def _end_without_running_turn(self, message_ids: list[uuid.UUID], status: str) -> int:
+        """End replies that no turn here is running, in one transaction: each one still
         `streaming` gets `status` and is billed for what it had produced by its last save (the
-        tokens its generation had counted, else estimates from what was saved), its hold is
+        tokens its turn had counted, else estimates from what was saved), its hold is
         released, and its chat is free again. The conditional update makes each reply end (and
         be billed) once, whoever gets there first: this, another worker's sweep, or its own
         final save. Returns how many it ended."""
@@ -196,7 +194,7 @@ class TurnRunner:
         stale = [message_id for message_id in stale if message_id not in self._by_message]
         if not stale:
             return 0
-        marked = await self._end_without_generation(stale, "interrupted")
+        marked = await self._end_without_running_turn(stale, "interrupted")
         if marked:
             logger.warning("marked %d interrupted replies", marked)
         return marked
@@ -225,9 +223,9 @@ class TurnRunner:
                         data = message.get("data")
                         text = data.decode() if isinstance(data, bytes) else str(data)
                         with contextlib.suppress(ValueError):
-                            generation = self._by_message.get(uuid.UUID(text))
-                            if generation is not None:
-                                generation.stop()
+                            turn = self._by_message.get(uuid.UUID(text))
+                            if turn is not None:
+                                turn.stop()
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -242,10 +240,10 @@ class TurnRunner:
         # Wait for them: a sweep cancelled mid-query must release its connection before the
         # database is disposed.
         await asyncio.gather(*background, return_exceptions=True)
-        generations = list(self._by_message.values())
-        for generation in generations:
-            generation.stop(interrupted=True)
-        if generations:
+        turns = list(self._by_message.values())
+        for turn in turns:
+            turn.stop(interrupted=True)
+        if turns:
             await asyncio.wait(
-                [asyncio.ensure_future(g.done.wait()) for g in generations], timeout=wait_seconds
+                [asyncio.ensure_future(t.done.wait()) for t in turns], timeout=wait_seconds
             )

@@ -109,9 +109,9 @@ class RunningTurn:
             self._loop.stop()
 
     async def run(self) -> None:
-        """Generate, stream and save the reply; never raises (failures end up on the message)."""
+        """Run the turn: stream and save the reply; never raises (failures end up on the reply)."""
         with get_tracer().start_as_current_span(
-            "assistant.generation",
+            "turns.run",
             attributes={
                 "parley.chat_id": str(self.plan.chat_id),
                 "parley.message_id": self.key,
@@ -121,7 +121,7 @@ class RunningTurn:
             try:
                 await self._run()
             except Exception:
-                logger.exception("generation failed", extra={"message_id": self.key})
+                logger.exception("a turn failed", extra={"message_id": self.key})
                 await self._finish_after_crash()
             finally:
                 self.done.set()

@@ -1,13 +1,14 @@
-"""A turn, orchestrated across domains: chats (the tree), llm (the model), tools (tasks), and the
-generation that streams the reply.
+"""A turn's use cases, orchestrated across domains: chats (the tree), llm (the model), tools
+(tasks), usage (the budget), and the runner that runs the turn and streams its reply.
 
-Sending checks the chat, the rate limit and the idempotency key (`turn_keys`) and plans the turn
-(the branch as the model's context), then in one short transaction records the key, commits the
-user message and the `streaming` assistant message, holds the turn's estimated cost against the
-user's budget and claims the chat's single reply slot, then starts the generation, which holds no
-request session (and settles the hold with its final save). Every read comes before the first
-write: on SQLite that write takes the database's one write lock until the commit.
-Regenerating does the same without a new user message. Stopping and resuming act on the chat's
+Sending checks the chat, the rate limit and the idempotency key (`turns/idempotency.py`) and plans
+the turn (the branch as the model's context), then in one short transaction records the key,
+commits the user message and the `streaming` assistant message, holds the turn's estimated cost
+against the user's budget and claims the chat's single reply slot, then starts the turn running,
+which holds no request session (and settles the hold with its final save). Every read comes
+before the first write: on SQLite that write takes the database's one write lock until the commit.
+Regenerating does the same without a new user message. Each answers with the reply's stream, or
+(not streamed) both messages once the reply is saved. Stopping and resuming act on the chat's
 reply in progress.
 """
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -30,25 +32,26 @@ from parley.core.pagination import CursorCodec
 from parley.core.ratelimit import RateLimiter
 from parley.core.telemetry import traced
 from parley.llm.schemas import CatalogEntry
-from parley.llm.selection import choose_model
 from parley.llm.service import LLMService
 from parley.settings import Settings
-from parley.tools.registry import ToolContext, ToolRegistry, bind_tools
+from parley.tools.registry import ToolRegistry
 from parley.turns.idempotency import (
     ReplyInProgress,
     StartedTurn,
     TurnKeys,
     request_fingerprint,
 )
-from parley.turns.plan import TurnPlan
+from parley.turns.planner import TurnPlanner
 from parley.turns.runner import TurnRunner
+from parley.turns.sse import numbered
 from parley.usage.meter import UsageMeter
 from parley.usage.pricing import estimate_cost, tokens_for_chars
 
 logger = logging.getLogger(__name__)
-# The most messages of a branch read to build a turn's context (trimmed further to the window), so
-# that a turn in a very long chat costs no more than one in a long one.
-MAX_CONTEXT_MESSAGES = 1000
+# A reply's events as they come, in batches of (event id, JSON chunk).
+ReplyEvents = AsyncIterator[list[tuple[int, str]]]
+# What a send or a regenerate answers: the reply's events, or (not streamed) both messages.
+Answer = ReplyEvents | TurnResult
 
 
 class NoActiveStream(Conflict):
@@ -83,6 +86,14 @@ class TurnService:
         self.codec = codec
         self.chats = ChatService(session, codec)
         self.keys = TurnKeys(session)
+        self.planner = TurnPlanner(
+            self.chats,
+            llm,
+            registry,
+            settings,
+            sessionmaker=manager.database.sessionmaker,
+            codec=codec,
+        )
 
     # -- starting a turn --------------------------------------------------------------------
 
@@ -91,64 +102,6 @@ class TurnService:
             f"chat:user:{user_id}",
             self.settings.rate_limit_chat_per_minute,
             message="Too many messages; wait a moment.",
-        )
-
-    async def _plan(
-        self,
-        user: User,
-        chat: Chat,
-        *,
-        user_message: Message,
-        new_user_message: bool,
-        assistant_id: uuid.UUID,
-        entry: CatalogEntry,
-        first_exchange: bool,
-        api_key_id: uuid.UUID | None,
-    ) -> TurnPlan:
-        if new_user_message:  # not written yet: the branch up to its parent, then it
-            earlier: list[Message] = []
-            if user_message.parent_id is not None:
-                earlier = await self.chats.branch_to(
-                    user.id,
-                    chat.id,
-                    user_message.parent_id,
-                    limit=MAX_CONTEXT_MESSAGES - 1,
-                )
-            path = [*earlier, user_message]
-        else:
-            path = await self.chats.branch_to(
-                user.id, chat.id, user_message.id, limit=MAX_CONTEXT_MESSAGES
-            )
-        context = engines.turn_context()(
-            path, context_window=entry.context_window, system_prompt=chat.system_prompt
-        )
-        chosen = await choose_model(
-            self.llm,
-            entry,
-            fallback_id=self.settings.fallback_model,
-            max_retries=self.settings.provider_max_retries,
-        )
-        tool_context = ToolContext(
-            user=user, sessionmaker=self.manager.database.sessionmaker, cursor_codec=self.codec
-        )
-        return TurnPlan(
-            chat_id=chat.id,
-            user_id=user.id,
-            user_message_id=user_message.id,
-            assistant_message_id=assistant_id,
-            model_id=entry.id,
-            step=chosen.step,
-            input_price_per_mtok=entry.input_price_per_mtok,
-            output_price_per_mtok=entry.output_price_per_mtok,
-            fallback=chosen.fallback,
-            instructions=chat.system_prompt,
-            history=context.history,
-            prompt=context.prompt,
-            tools=bind_tools(self.registry, tool_context) if entry.supports_tools else [],
-            max_steps=self.settings.agent_max_steps,
-            title_from=context.prompt if first_exchange and chat.title is None else None,
-            prompt_chars=context.chars,
-            api_key_id=api_key_id,
         )
 
     async def _start_reply(
@@ -168,7 +121,7 @@ class TurnService:
         """Plan the reply to `user_message`, then in one transaction record the idempotency key,
         add the user message (if `new_user_message`) and the `streaming` assistant message, hold
         the turn's estimated cost against the user's budget and claim the chat; commit, and start
-        the generation.
+        the running turn.
 
         Returns:
             The turn started, or that of a concurrent request that took the same key first.
@@ -178,7 +131,7 @@ class TurnService:
             ReplyInProgress: the chat already has a reply in progress (nothing is kept).
         """
         user_id = user.id  # kept: a rolled-back race expires the loaded user
-        plan = await self._plan(
+        plan = await self.planner.plan(
             user,
             chat,
             user_message=user_message,
@@ -231,10 +184,12 @@ class TurnService:
         new_root: bool = False,
         model_id: str | None,
         idempotency_key: str | None,
+        stream: bool = True,
         fingerprint_body: dict[str, Any],
         api_key_id: uuid.UUID | None = None,
-    ) -> StartedTurn:
-        """Add a user message and start the reply.
+    ) -> Answer:
+        """Add a user message and start the reply; answer with its events, or (`stream` false)
+        both messages once it is saved.
 
         Args:
             parent_id: the message it follows (default: the chat's current leaf).
@@ -246,7 +201,7 @@ class TurnService:
         replay = await self.keys.replay(user_id, idempotency_key, fingerprint)
         if replay is not None:
             await self.session.commit()  # end the read transaction: the caller may now wait
-            return replay
+            return await self.answer(replay, stream=stream)
         await self._check_rate(user_id)
         parent = None if new_root else (parent_id or chat.current_leaf_id)
         if parent is not None:
@@ -261,7 +216,7 @@ class TurnService:
                 )
         entry = await self.llm.resolve(model_id or chat.model_id)
         user_message = self.chats.new_user_message(user_id, chat.id, parent_id=parent, parts=parts)
-        return await self._start_reply(
+        started = await self._start_reply(
             user,
             chat,
             user_message,
@@ -273,6 +228,7 @@ class TurnService:
             idempotency_key=idempotency_key,
             fingerprint=fingerprint,
         )
+        return await self.answer(started, stream=stream)
 
     @traced(name="turns.regenerate")
     async def regenerate(
@@ -283,17 +239,19 @@ class TurnService:
         *,
         model_id: str | None,
         idempotency_key: str | None,
+        stream: bool = True,
         fingerprint_body: dict[str, Any],
         api_key_id: uuid.UUID | None = None,
-    ) -> StartedTurn:
-        """A new reply: a sibling of an assistant message, or a new child of a user message."""
+    ) -> Answer:
+        """A new reply: a sibling of an assistant message, or a new child of a user message;
+        answered like `send`."""
         user_id = user.id
         chat = await self.chats.get(user, chat_id)
         fingerprint = request_fingerprint(f"regenerate:{message_id}", chat_id, fingerprint_body)
         replay = await self.keys.replay(user_id, idempotency_key, fingerprint)
         if replay is not None:
             await self.session.commit()  # end the read transaction: the caller may now wait
-            return replay
+            return await self.answer(replay, stream=stream)
         await self._check_rate(user_id)
         target = await self.chats.get_message(user.id, chat.id, message_id)
         if target is None:
@@ -313,7 +271,7 @@ class TurnService:
             )
         default_model = target.model_id if target.role == "assistant" else None
         entry = await self.llm.resolve(model_id or default_model or chat.model_id)
-        return await self._start_reply(
+        started = await self._start_reply(
             user,
             chat,
             user_message,
@@ -325,8 +283,33 @@ class TurnService:
             idempotency_key=idempotency_key,
             fingerprint=fingerprint,
         )
+        return await self.answer(started, stream=stream)
+
+    async def answer(self, started: StartedTurn, *, stream: bool) -> Answer:
+        """The answer to a turn started (or replayed): the reply's events from its event log, or
+        from the stored reply once the log is gone; or (not streamed) both messages, once the
+        reply is saved."""
+        if not stream:
+            await self.manager.wait_until_finished(started.assistant_message_id)
+            return await self.result(started)
+        if await self.manager.can_follow(started.assistant_message_id):
+            return self.manager.follow_batches(started.assistant_message_id)
+        # A retried request whose reply is no longer in any event log: send the stored reply.
+        result = await self.result(started)
+        chunks = engines.stored_reply_chunks()(
+            result.assistant_message, str(started.user_message_id)
+        )
+        return numbered(chunks)
 
     # -- a turn in progress -----------------------------------------------------------------
+
+    async def follow(self, user: User, chat_id: uuid.UUID, after: int = 0) -> ReplyEvents | None:
+        """The events of the chat's reply in progress after `after`, to its end; None if no reply
+        is in progress (or its event log is gone)."""
+        message_id = await self.active_reply(user, chat_id)
+        if message_id is None or not await self.manager.can_follow(message_id):
+            return None
+        return self.manager.follow_batches(message_id, after)
 
     async def active_reply(self, user: User, chat_id: uuid.UUID) -> uuid.UUID | None:
         """The chat's reply in progress, if any (404 for another user's chat)."""

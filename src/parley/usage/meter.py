@@ -291,7 +291,7 @@ class UsageMeter:
     async def settle_ended_replies_in(
         self, session: AsyncSession, entries: Sequence[UsageEntry]
     ) -> None:
-        """Settle chat replies that ended without their generation (its worker died, or a stop
+        """Settle chat replies that ended without their running turn (its worker died, or a stop
         reached no worker running it), inside the caller's transaction: each reply's own hold
         (found by its message id) is released and its usage recorded. The caller makes sure each
         reply is settled once (it ends the reply in the same transaction, conditionally)."""
