@@ -59,7 +59,7 @@ names = [
     # __main__ runs the command; env.py runs Alembic's context (`parley serve` migrates, below)
     if module.name != "parley.__main__" and not module.name.startswith("parley.migrations.")
 ]
-names += [name for modules in _PROVIDER_MODULES.values() for name in modules]
+names += list(_PROVIDER_MODULES.values())
 for name in names:
     importlib.import_module(name)
 print(len(names))

@@ -72,7 +72,7 @@ async def _warm_up(settings: Settings) -> None:
     await anyio.to_thread.run_sync(warm_up_password_hashing, abandon_on_cancel=True)
     names = [*engines.TURN_MODULES, *provider_modules(settings)]
     await anyio.to_thread.run_sync(engines.warm_up, names, abandon_on_cancel=True)
-    # The imports and the hash leave freed memory in the C heap: give it back (7 MB idle).
+    # The imports and the hash leave freed memory in the C heap: give it back (bench/findings.md).
     await trim_heap_in_thread()
 
 

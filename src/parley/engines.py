@@ -2,7 +2,8 @@
 
 Pydantic AI and the providers' SDKs take seconds to import, so nothing the app imports at start-up
 imports them. The modules that do (the running turn and its loop, the model steps, the offline
-model, the gateway's model calls) are reached through the accessors below. `warm_up` imports them
+model, the providers' SDKs, the gateway's model calls, the MCP SDK) are reached through the
+accessors below. `warm_up` imports them
 all in a worker thread once the app is up (see `parley.app`); an accessor called before that
 imports what it needs itself, or waits for the warm-up's import in progress rather than racing it:
 two threads importing one package with circular imports inside it at the same moment can see each
@@ -119,6 +120,12 @@ def fallback_model(model: Model, fallback: Model) -> Model:
     """Pydantic AI's `FallbackModel`: `fallback` answers when `model` fails."""
     result: Model = _attribute("pydantic_ai.models.fallback", "FallbackModel")(model, fallback)
     return result
+
+
+def mcp_sessions() -> Any:
+    """`parley.mcp.sessions`: the MCP SDK's session manager with Parley's caps, and its view of a
+    user (the SDK is imported with the first `/mcp` request)."""
+    return module("parley.mcp.sessions")
 
 
 def module(name: str) -> Any:

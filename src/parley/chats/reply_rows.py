@@ -1,11 +1,11 @@
 """Statements over a reply's rows: the assistant message from its creation as `streaming` to its
 end, and the chat's single reply slot. Never commits.
 
-Every write here is a Core statement on the tables, not an ORM-enabled UPDATE: the turn engine
-runs them on short sessions of its own that hold no objects, and an ORM-enabled UPDATE costs about
-a fifth more CPU (it evaluates the session's objects to keep them in step) on the turn's hot path
-(see bench/findings.md). The conditional updates are what make a reply end, and be billed, once:
-of its own final save, a stop and a sweep racing for one reply, exactly one finds it `streaming`.
+Every write here is a Core statement on the tables, not an ORM-enabled UPDATE: the turn engine runs
+them on short sessions of its own that hold no objects, and an ORM-enabled UPDATE spends more CPU
+keeping a session's objects in step, on the turn's hot path (see bench/findings.md). The conditional
+updates are what make a reply end, and be billed, once: of its own final save, a stop and a sweep
+racing for one reply, exactly one finds it `streaming`.
 """
 
 from __future__ import annotations

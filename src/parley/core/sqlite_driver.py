@@ -4,8 +4,8 @@ SQLAlchemy's aiosqlite adapter sends each step of a statement to aiosqlite's thr
 making the cursor, executing, fetching the rows, closing the cursor — four round trips between
 the event loop and the thread, each a queue put, a thread wake-up and a future resolved back on
 the loop. `OneTripCursor` does the four in one function on the thread and keeps the rows, the
-description, the row count and the last row id it brought back. On this machine a `/v1` call's
-authentication (one ORM `SELECT`) took 1.7 CPU-ms before and 1.1 after.
+description, the row count and the last row id it brought back (bench/findings.md has what it
+saves).
 
 And a commit or a rollback goes to the thread only if SQLite has a transaction open (it says so
 without a trip: `sqlite3.Connection.in_transaction`; sqlite3 itself does nothing otherwise). A

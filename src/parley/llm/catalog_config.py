@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
+from parley import engines
 from parley.llm.schemas import OFFLINE_MODEL_ID, OFFLINE_PROVIDER
 from parley.settings import Settings
 
@@ -203,10 +204,8 @@ def reference_info(provider: ProviderConfig, model_name: str) -> ReferenceInfo |
     OpenRouter and the like get their own prices), or None for a model it does not know.
 
     The price data (about 10 MB in memory) is loaded with the first lookup: a catalog whose
-    configuration gives every price and context window never loads it."""
-    from genai_prices import data_snapshot
-
-    snapshot = data_snapshot.get_snapshot()
+    configuration gives every price and context window never loads it (see `parley.engines`)."""
+    snapshot = engines.module("genai_prices.data_snapshot").get_snapshot()
     try:
         if provider.custom_base_url:
             _, info = snapshot.find_provider_model(model_name, None, None, provider.base_url)

@@ -1,11 +1,10 @@
 """The OpenAI SDK's client, with streamed chunks built by pydantic's validator.
 
 The SDK builds every streamed `ChatCompletionChunk` with its own lenient `construct_type`, which
-walks the model in Python and tests each class against a runtime-checkable protocol: about 170 µs
-a chunk on a 2-core machine, against 9 µs for `ChatCompletionChunk.model_validate` (pydantic-core)
-giving an equal object. A reply of a few hundred tokens is that many chunks, so this was about a
-tenth of a chat turn's CPU. A chunk the schema refuses (a server that sends a finish reason or an
-`object` of its own) is still built the SDK's lenient way.
+walks the model in Python and tests each class against a runtime-checkable protocol;
+`ChatCompletionChunk.model_validate` (pydantic-core) gives an equal object for far less CPU (see
+bench/findings.md), and a reply is as many chunks as it has tokens. A chunk the schema refuses (a
+server that sends a finish reason or an `object` of its own) is still built the SDK's lenient way.
 """
 
 from __future__ import annotations

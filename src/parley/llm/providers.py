@@ -7,14 +7,13 @@ the app's lifespan with the connect and read timeouts from the settings (`httpx2
 provider SDKs take; legacy `httpx` clients are deprecated there). Retries are the SDKs' own, up to
 `PROVIDER_MAX_RETRIES`. Nothing here reads the environment: keys and URLs come from `Settings`.
 
-Each provider's SDK is imported when a model of that provider is first built: together they take
-seconds to import, which a server that uses one of them (or only the offline model) need not pay.
+Each provider's SDK and model class live in a module of `parley.llm.sdks`, reached through
+`parley.engines` when a model of that provider is first built.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING, Any
 
 import httpx2
 
@@ -25,40 +24,26 @@ from parley.llm.schemas import OFFLINE_PROVIDER, CatalogEntry
 from parley.settings import Settings
 
 OPENAI_HOST = "api.openai.com"
-# The name responses from another OpenAI-compatible server carry (Ollama, vLLM, OpenRouter...).
-OPENAI_COMPATIBLE_NAME = "openai-compatible"
-# OpenAI's SDK insists on a key; local servers ignore it.
-PLACEHOLDER_API_KEY = "not-needed"
 MAX_CONNECTIONS = 200
 MAX_KEEPALIVE_CONNECTIONS = 50
 
 if TYPE_CHECKING:
-    from openai import AsyncOpenAI
     from pydantic_ai.models import Model
-    from pydantic_ai.profiles import ModelProfile
-    from pydantic_ai.providers import Provider
-    from pydantic_ai.providers.anthropic import AnthropicProvider
-    from pydantic_ai.providers.google import GoogleProvider
 
-
-# The modules each provider's models need, imported when its first model is built.
+# The module of each provider's SDK and models (see `parley.llm.sdks`).
 _PROVIDER_MODULES = {
-    "openai": (
-        "pydantic_ai.models.openai",
-        "pydantic_ai.providers.openai",
-        "pydantic_ai.providers.openai_compatible",
-    ),
-    "anthropic": ("pydantic_ai.models.anthropic", "pydantic_ai.providers.anthropic"),
-    "gemini": ("pydantic_ai.models.google", "pydantic_ai.providers.google"),
+    "openai": "parley.llm.sdks.openai",
+    "anthropic": "parley.llm.sdks.anthropic",
+    "gemini": "parley.llm.sdks.gemini",
 }
 
 
 def provider_modules(settings: Settings) -> list[str]:
     """The modules the configured providers' models will import (for a warm-up at start-up)."""
     return [
-        module
+        _PROVIDER_MODULES[config.name]
         for config in configured_providers(settings)
-        for module in _PROVIDER_MODULES.get(config.name, ())
+        if config.name in _PROVIDER_MODULES
     ]
 
 
@@ -87,67 +72,6 @@ class ProviderNotConfigured(ServiceUnavailable):
     default_message = "This model's provider is not configured."
 
 
-def _openai_provider(
-    config: ProviderConfig, settings: Settings, http_client: httpx2.AsyncClient
-) -> Provider[AsyncOpenAI]:
-    from pydantic_ai.providers.openai import OpenAIProvider
-    from pydantic_ai.providers.openai_compatible import OpenAICompatibleProvider
-
-    from parley.llm.openai_client import ParleyOpenAI
-
-    client = ParleyOpenAI(
-        api_key=config.api_key or PLACEHOLDER_API_KEY,
-        base_url=config.base_url,
-        http_client=http_client,
-        max_retries=settings.provider_max_retries,
-        timeout=provider_timeout(settings),
-    )
-    # OpenAI's own service gets OpenAI's model profiles; any other server the generic ones, so no
-    # feature only OpenAI has is sent to Ollama or vLLM.
-    if urlsplit(config.base_url).hostname == OPENAI_HOST:
-        return OpenAIProvider(openai_client=client)
-    return OpenAICompatibleProvider(OPENAI_COMPATIBLE_NAME, openai_client=client)
-
-
-def _anthropic_provider(
-    config: ProviderConfig, settings: Settings, http_client: httpx2.AsyncClient
-) -> AnthropicProvider:
-    from anthropic import AsyncAnthropic
-    from pydantic_ai.providers.anthropic import AnthropicProvider
-
-    client = AsyncAnthropic(
-        api_key=config.api_key,
-        base_url=config.base_url,
-        http_client=http_client,
-        max_retries=settings.provider_max_retries,
-        timeout=provider_timeout(settings),
-    )
-    return AnthropicProvider(anthropic_client=client)
-
-
-def _gemini_provider(
-    config: ProviderConfig, settings: Settings, http_client: httpx2.AsyncClient
-) -> GoogleProvider:
-    from google.genai.types import HttpRetryOptions
-    from pydantic_ai.providers.google import GoogleProvider
-
-    return GoogleProvider(
-        api_key=config.api_key,
-        http_client=http_client,
-        base_url=config.base_url if config.custom_base_url else None,
-        retry_options=HttpRetryOptions(attempts=settings.provider_max_retries + 1),
-    )
-
-
-def _profile(entry: CatalogEntry) -> ModelProfile:
-    from pydantic_ai.profiles import ModelProfile
-
-    profile = ModelProfile(supports_tools=entry.supports_tools)
-    if entry.context_window:
-        profile["context_window"] = entry.context_window
-    return profile
-
-
 class ModelProviders:
     """Builds the Pydantic AI model of a catalog entry, with one provider (one SDK client) per
     configured provider, reused by every model and request.
@@ -163,9 +87,8 @@ class ModelProviders:
         self._configs: dict[str, ProviderConfig] = {
             config.name: config for config in configured_providers(settings)
         }
-        self._openai: Provider[AsyncOpenAI] | None = None
-        self._anthropic: AnthropicProvider | None = None
-        self._gemini: GoogleProvider | None = None
+        # One provider (one SDK client) per configured provider, built with its first model.
+        self._providers: dict[str, Any] = {}
 
     def config(self, name: str) -> ProviderConfig | None:
         """A configured provider's URL and key, by name (`openai`, `anthropic`, `gemini`)."""
@@ -183,32 +106,20 @@ class ModelProviders:
         Raises:
             ProviderNotConfigured: the entry's provider is not configured.
         """
-        # The model library is imported with the first model built (or by the warm-up).
-        engines.ensure_imported("pydantic_ai", *_PROVIDER_MODULES.get(entry.provider, ()))
         if entry.provider == OFFLINE_PROVIDER:
-            engines.ensure_imported("parley.llm.offline.model")
-            from parley.llm.offline.model import OfflineModel
-
-            return OfflineModel(delay_seconds=self.settings.offline_model_delay_ms / 1000)
+            offline_model: Model = engines.module("parley.llm.offline.model").OfflineModel(
+                delay_seconds=self.settings.offline_model_delay_ms / 1000
+            )
+            return offline_model
         config = self._config(entry.provider)
-        profile = _profile(entry)
-        if config.name == "openai":
-            from pydantic_ai.models.openai import OpenAIChatModel
-
-            if self._openai is None:
-                self._openai = _openai_provider(config, self.settings, self.http_client)
-            return OpenAIChatModel(entry.model_name, provider=self._openai, profile=profile)
-        if config.name == "anthropic":
-            from pydantic_ai.models.anthropic import AnthropicModel
-
-            if self._anthropic is None:
-                self._anthropic = _anthropic_provider(config, self.settings, self.http_client)
-            return AnthropicModel(entry.model_name, provider=self._anthropic, profile=profile)
-        from pydantic_ai.models.google import GoogleModel
-
-        if self._gemini is None:
-            self._gemini = _gemini_provider(config, self.settings, self.http_client)
-        return GoogleModel(entry.model_name, provider=self._gemini, profile=profile)
+        sdk = engines.module(_PROVIDER_MODULES[config.name])
+        provider = self._providers.get(config.name)
+        if provider is None:
+            provider = self._providers[config.name] = sdk.provider(
+                config, self.settings, self.http_client, provider_timeout(self.settings)
+            )
+        model: Model = sdk.model(entry, provider)
+        return model
 
 
 def build_model(entry: CatalogEntry, settings: Settings, http_client: httpx2.AsyncClient) -> Model:

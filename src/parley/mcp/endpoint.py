@@ -14,8 +14,9 @@ By default (`MCP_STATELESS`) no session is kept: each request stands alone, so a
 it. With sessions, a new one past its user's or the worker's cap is refused in the envelope
 (`parley.mcp.sessions`).
 
-The SDK (a second or more to import) and its session manager are started with the first request
-to `/mcp`, not with the app, so that a server nobody reaches over MCP starts faster.
+The SDK and its session manager (`parley.mcp.sessions`, reached through `parley.engines`) are
+started with the first request to `/mcp`, not with the app, so that a server nobody reaches over
+MCP starts faster.
 
 The authenticated user is handed to the SDK as `scope["user"]` (its `AuthenticatedUser`, with the
 user id as subject): in stateful mode the SDK binds each session id to the principal that opened
@@ -38,6 +39,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.types import Receive, Scope, Send
 
+from parley import engines
 from parley.accounts.authentication import load_user
 from parley.accounts.dependencies import authenticate_request
 from parley.accounts.models import User
@@ -140,19 +142,8 @@ class McpEndpoint:
                 raise ServiceUnavailable("The MCP server is not running.")
             if self._runtime is not None:
                 return self._runtime
-            from mcp.server.transport_security import TransportSecuritySettings
-
-            from parley.mcp.server import build_mcp_server
-            from parley.mcp.sessions import CappedSessionManager
-
-            manager = CappedSessionManager(
-                build_mcp_server(self.registry),
-                stateless=self.stateless,
-                # `self.guard` has checked Host and Origin before the SDK sees a request.
-                security_settings=TransportSecuritySettings(enable_dns_rebinding_protection=False),
-                max_sessions=self.settings.mcp_max_sessions,
-                max_sessions_per_user=self.settings.mcp_max_sessions_per_user,
-                idle_seconds=self.settings.mcp_session_idle_seconds,
+            manager: CappedSessionManager = engines.mcp_sessions().start_session_manager(
+                self.registry, self.settings, stateless=self.stateless
             )
             started = asyncio.Event()
             stop = asyncio.Event()
@@ -174,9 +165,6 @@ class McpEndpoint:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
-        from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
-        from mcp.server.auth.provider import AccessToken
-
         request = Request(scope, receive)
         refusal = self.guard.refusal(request)
         if refusal is not None:
@@ -194,14 +182,8 @@ class McpEndpoint:
             return
         request.state.user = user
         user_id = str(user.id)
-        scope["user"] = AuthenticatedUser(
-            AccessToken(
-                token="",  # the credential itself is not needed past this point
-                client_id=PRINCIPAL_CLIENT_ID,
-                scopes=[],
-                subject=user_id,
-                claims={"iss": PRINCIPAL_ISSUER, "sub": user_id},
-            )
+        scope["user"] = engines.mcp_sessions().principal(
+            user_id, issuer=PRINCIPAL_ISSUER, client_id=PRINCIPAL_CLIENT_ID
         )
         scope["auth"] = AuthCredentials([])
         try:

@@ -13,7 +13,8 @@ them. The SDK keeps each session's owner in `_session_owners` (the principal `pa
 hands it, one per user), which is what the per-user count reads. Both are private to the pinned
 SDK: tests/mcp/test_sessions.py fails if an upgrade changes them.
 
-Imported with the first `/mcp` request, like the SDK itself.
+`start_session_manager` builds it over Parley's MCP server, and `principal` is the SDK's view of a
+user. Imported with the first `/mcp` request, like the SDK itself (see `parley.engines`).
 """
 
 from __future__ import annotations
@@ -21,13 +22,17 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from mcp.server.auth.middleware.bearer_auth import AuthorizationContext
+from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser, AuthorizationContext
+from mcp.server.auth.provider import AccessToken
 from mcp.server.lowlevel.server import Server
 from mcp.server.streamable_http import StreamableHTTPServerTransport
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.server.transport_security import TransportSecuritySettings
 
 from parley.core.errors import RateLimited, ServiceUnavailable
+from parley.mcp.server import build_mcp_server
+from parley.settings import Settings
+from parley.tools.registry import ToolRegistry
 
 
 class CappedSessionManager(StreamableHTTPSessionManager):
@@ -76,3 +81,31 @@ class CappedSessionManager(StreamableHTTPSessionManager):
                 headers={"Retry-After": str(self._retry_after)},
             )
         return super()._admit_session(requestor)
+
+
+def start_session_manager(
+    registry: ToolRegistry, settings: Settings, *, stateless: bool
+) -> CappedSessionManager:
+    """The session manager of Parley's MCP server over `registry`, with the settings' caps."""
+    return CappedSessionManager(
+        build_mcp_server(registry),
+        stateless=stateless,
+        # `parley.mcp.endpoint` has checked Host and Origin before the SDK sees a request.
+        security_settings=TransportSecuritySettings(enable_dns_rebinding_protection=False),
+        max_sessions=settings.mcp_max_sessions,
+        max_sessions_per_user=settings.mcp_max_sessions_per_user,
+        idle_seconds=settings.mcp_session_idle_seconds,
+    )
+
+
+def principal(user_id: str, *, issuer: str, client_id: str) -> AuthenticatedUser:
+    """A user as the SDK's authenticated principal (the subject its session ownership checks)."""
+    return AuthenticatedUser(
+        AccessToken(
+            token="",  # the credential itself is not needed past the endpoint's check
+            client_id=client_id,
+            scopes=[],
+            subject=user_id,
+            claims={"iss": issuer, "sub": user_id},
+        )
+    )

@@ -6,6 +6,7 @@ prices. Reads only: the turn service writes the turn's rows once the plan is mad
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -26,25 +27,20 @@ from parley.turns.plan import TurnPlan
 MAX_CONTEXT_MESSAGES = 1000
 
 
+@dataclass(frozen=True, slots=True)
 class TurnPlanner:
-    """Makes the plans of turns, over the turn service's chats and model catalog."""
+    """Makes the plans of turns, over the turn service's chats and model catalog.
 
-    def __init__(
-        self,
-        chats: ChatService,
-        llm: LLMService,
-        registry: ToolRegistry,
-        settings: Settings,
-        *,
-        sessionmaker: async_sessionmaker[AsyncSession],
-        codec: CursorCodec,
-    ) -> None:
-        self.chats = chats
-        self.llm = llm
-        self.registry = registry
-        self.settings = settings
-        self.sessionmaker = sessionmaker  # for the tools' own sessions
-        self.codec = codec
+    Attributes:
+        sessionmaker: opens the tools' own sessions.
+    """
+
+    chats: ChatService
+    llm: LLMService
+    registry: ToolRegistry
+    settings: Settings
+    sessionmaker: async_sessionmaker[AsyncSession]
+    codec: CursorCodec
 
     async def plan(
         self,
