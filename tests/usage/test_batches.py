@@ -23,7 +23,7 @@ from parley.core.db import Database, build_engine
 from parley.core.errors import BudgetExceeded
 from parley.settings import Settings
 from parley.usage.service import Reservation, UsageEntry, UsageMeter
-from tests.conftest import TestUser
+from tests.fixtures.accounts import TestUser
 
 
 def _entry(user_id: uuid.UUID, model_id: str, cost: str = "0.25") -> UsageEntry:

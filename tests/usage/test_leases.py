@@ -29,7 +29,9 @@ from parley.usage import repository
 from parley.usage import service as usage_service
 from parley.usage.models import BudgetPeriod, BudgetReservation
 from parley.usage.service import UsageEntry, UsageMeter
-from tests.conftest import TestUser, make_settings, running_app
+from tests.fixtures.accounts import TestUser
+from tests.fixtures.apps import running_app
+from tests.fixtures.settings import make_settings
 
 HOLD = Decimal("0.01")
 COST = Decimal("0.004")
