@@ -1,6 +1,7 @@
 """Shared fixtures: one migrated database per test session (per xdist worker), the app with its
-lifespan, an HTTP client over ASGI, users made through the public API, and a live server on a free
-loopback port for tests that need a real client.
+lifespan, an HTTP client over ASGI, users made through the public API, a live server on a free
+loopback port for tests that need a real client, and the fake upstreams with an app over them
+(shared by the turn and usage tests). Helpers are in `tests.fixtures`, fakes in `tests.fakes`.
 
 Choose the database with `--db=sqlite` (default) or `--db=postgres` (or `PARLEY_TEST_DB`).
 PostgreSQL tests use a fresh database per worker on `PARLEY_TEST_POSTGRES_URL`
@@ -11,35 +12,34 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
-import threading
-import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
-from typing import Any
 
-import asyncpg
 import httpx
 import pytest
-import uvicorn
 from fastapi import FastAPI
-from sqlalchemy import delete, text, update
+from sqlalchemy import update
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError
 
 from parley import migrate
 from parley.accounts.models import User
 from parley.app import create_app
 from parley.llm.cache import catalog_changed
-from parley.models import Base
 from parley.settings import Settings
-
-DEFAULT_POSTGRES_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
-TEST_JWT_SECRET = "test-secret-" + "x" * 40
-PASSWORD = "correct horse battery"
+from tests.fakes import Script
+from tests.fakes.anthropic_upstream import FakeAnthropic
+from tests.fakes.openai_upstream import FaultyOpenAI
+from tests.fixtures.accounts import PASSWORD, TestUser, UserFactory
+from tests.fixtures.catalogs import seed_for, upstream_settings
+from tests.fixtures.databases import (
+    empty_tables,
+    postgres_admin_url,
+    recreate_postgres_database,
+    worker_id,
+)
+from tests.fixtures.servers import LiveServer, start_live_server, stop_live_server
+from tests.fixtures.settings import make_settings
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -62,27 +62,6 @@ def db_kind(request: pytest.FixtureRequest) -> str:
     return str(request.config.getoption("--db"))
 
 
-def _worker_id() -> str:
-    return os.environ.get("PYTEST_XDIST_WORKER", "main")
-
-
-async def _recreate_postgres_database(admin_url: str, name: str, *, create: bool) -> None:
-    url = make_url(admin_url)
-    connection = await asyncpg.connect(
-        host=url.host or "127.0.0.1",
-        port=url.port or 5432,
-        user=url.username or "postgres",
-        password=url.password,
-        database=url.database or "postgres",
-    )
-    try:
-        await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        if create:
-            await connection.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await connection.close()
-
-
 @pytest.fixture(scope="session")
 def database_url(db_kind: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A migrated, empty database for this test session (one per xdist worker)."""
@@ -92,15 +71,15 @@ def database_url(db_kind: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
         migrate.upgrade(Settings(_env_file=None, database_url=url, data_dir=path.parent))
         yield url
         return
-    admin_url = os.environ.get("PARLEY_TEST_POSTGRES_URL", DEFAULT_POSTGRES_URL)
-    name = f"parley_test_{_worker_id()}_{os.getpid()}"
-    asyncio.run(_recreate_postgres_database(admin_url, name, create=True))
+    admin_url = postgres_admin_url()
+    name = f"parley_test_{worker_id()}_{os.getpid()}"
+    asyncio.run(recreate_postgres_database(admin_url, name, create=True))
     url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
     migrate.upgrade(Settings(_env_file=None, database_url=url))
     try:
         yield url
     finally:
-        asyncio.run(_recreate_postgres_database(admin_url, name, create=False))
+        asyncio.run(recreate_postgres_database(admin_url, name, create=False))
 
 
 @pytest.fixture
@@ -110,35 +89,13 @@ def fresh_database_url(db_kind: str, tmp_path: Path) -> Iterator[str]:
     if db_kind == "sqlite":
         yield f"sqlite+aiosqlite:///{tmp_path / 'fresh.db'}"
         return
-    admin_url = os.environ.get("PARLEY_TEST_POSTGRES_URL", DEFAULT_POSTGRES_URL)
-    name = f"parley_fresh_{_worker_id()}_{uuid.uuid4().hex[:12]}"
-    asyncio.run(_recreate_postgres_database(admin_url, name, create=True))
+    admin_url = postgres_admin_url()
+    name = f"parley_fresh_{worker_id()}_{uuid.uuid4().hex[:12]}"
+    asyncio.run(recreate_postgres_database(admin_url, name, create=True))
     try:
         yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
     finally:
-        asyncio.run(_recreate_postgres_database(admin_url, name, create=False))
-
-
-def make_settings(database_url: str, data_dir: Path, **overrides: Any) -> Settings:
-    """Settings for a test app: the test database, a fixed secret, generous rate limits."""
-    values: dict[str, Any] = {
-        "database_url": database_url,
-        "data_dir": data_dir,
-        "jwt_secret": TEST_JWT_SECRET,
-        "rate_limit_login_per_minute": 10_000,
-        "rate_limit_chat_per_minute": 10_000,
-        "rate_limit_v1_per_minute": 10_000,
-        # The periodic sweep (every third of this) of a session-long app would otherwise wake
-        # every 10 s; pytest runs the event loop only during async tests and fixtures, so a sweep
-        # caught mid-transaction between tests holds SQLite's write lock while a synchronous
-        # fixture waits for a new server that needs it. The start-up sweep still runs; tests of
-        # the sweep set their own value.
-        "generation_stale_seconds": 600.0,
-        "log_level": "WARNING",
-        "redis_url": None,
-    }
-    values.update(overrides)
-    return Settings(_env_file=None, **values)
+        asyncio.run(recreate_postgres_database(admin_url, name, create=False))
 
 
 @pytest.fixture(scope="session")
@@ -159,33 +116,11 @@ async def app(settings: Settings) -> AsyncIterator[FastAPI]:
         yield application
 
 
-async def _empty_tables(application: FastAPI) -> None:
-    engine = application.state.database.engine
-    tables = list(reversed(Base.metadata.sorted_tables))
-    # A live server of the test may still be finishing a reply (its final save, its usage
-    # record) while the tables are emptied: PostgreSQL may then end the TRUNCATE as one side of
-    # a deadlock, which the next attempt no longer meets.
-    for attempt in range(5):
-        try:
-            async with engine.begin() as connection:
-                if engine.dialect.name == "postgresql":
-                    names = ", ".join(f'"{table.name}"' for table in tables)
-                    await connection.execute(text(f"TRUNCATE {names} CASCADE"))
-                else:
-                    for table in tables:
-                        await connection.execute(delete(table))
-            return
-        except DBAPIError as exc:
-            if attempt == 4 or "deadlock" not in str(exc.orig).lower():
-                raise
-            await asyncio.sleep(0.2 * (attempt + 1))
-
-
 @pytest.fixture(autouse=True)
 async def _clean_state(app: FastAPI) -> AsyncIterator[None]:
     """Every test leaves empty tables and fresh rate-limit counters behind it."""
     yield
-    await _empty_tables(app)
+    await empty_tables(app)
     catalog_changed()  # the catalog table was emptied under the workers' caches
     await app.state.rate_limiter.reset()
 
@@ -196,27 +131,6 @@ async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
         yield http
-
-
-@dataclass
-class TestUser:
-    """A user made through the API, with their tokens."""
-
-    __test__ = False  # a fixture value, not a test class
-
-    id: str
-    email: str | None
-    password: str | None
-    access_token: str
-    refresh_token: str
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.access_token}"}
-
-
-UserFactory = Callable[..., Awaitable[TestUser]]
 
 
 @pytest.fixture
@@ -281,52 +195,6 @@ def auth_client(app: FastAPI) -> Callable[[TestUser], httpx.AsyncClient]:
     return factory
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@dataclass
-class LiveServer:
-    """A real uvicorn server on loopback, running its own app (same database) in a thread."""
-
-    url: str
-    app: FastAPI
-    server: uvicorn.Server
-    thread: threading.Thread
-
-
-def start_live_server(settings: Settings) -> LiveServer:
-    application = create_app(settings)
-    port = free_port()
-    config = uvicorn.Config(
-        application, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan="on"
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the live server did not start")
-        time.sleep(0.02)
-    url = f"http://127.0.0.1:{port}"
-    # FastAPI builds each included router's routes on the first request that walks them, from the
-    # endpoints' module-level signatures. Two apps in one process (two live servers, or one beside
-    # the session's ASGI app) building at once race on that shared state: one in ~30 such starts
-    # failed a request with pydantic's "alias has no effect" warning, an error under this suite's
-    # filterwarnings. A deployment runs one app per process; here a request that matches no route
-    # walks, and so builds, every router before the server is handed to a test.
-    assert httpx.get(f"{url}/.well-known/parley-no-such-route", timeout=20).status_code == 404
-    return LiveServer(url, application, server, thread)
-
-
-def stop_live_server(live: LiveServer) -> None:
-    live.server.should_exit = True
-    live.thread.join(timeout=15)
-
-
 @pytest.fixture(scope="session")
 def live_server(settings: Settings) -> Iterator[LiveServer]:
     """A Parley server on a free loopback port, for real clients (MCP SDK, openai SDK, ...)."""
@@ -337,12 +205,48 @@ def live_server(settings: Settings) -> Iterator[LiveServer]:
         stop_live_server(live)
 
 
-@asynccontextmanager
-async def running_app(app_settings: Settings) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
-    """A fresh app built from `app_settings`, its lifespan running, and an ASGI client on it (for
-    tests that need other settings than the session's app: small limits, CORS, Redis, ...)."""
-    application = create_app(app_settings)
+# -- the fake upstreams, and an app over them (the turn and usage tests) -------------------------
+
+
+@pytest.fixture(scope="session")
+def fake_upstreams() -> Iterator[tuple[FaultyOpenAI, FakeAnthropic]]:
+    openai = FaultyOpenAI.start()
+    anthropic = FakeAnthropic.start()
+    try:
+        yield openai, anthropic
+    finally:
+        openai.stop()
+        anthropic.stop()
+
+
+@pytest.fixture(scope="session")
+async def upstream_app(
+    database_url: str,
+    tmp_path_factory: pytest.TempPathFactory,
+    fake_upstreams: tuple[FaultyOpenAI, FakeAnthropic],
+) -> AsyncIterator[FastAPI]:
+    """An app whose catalog holds the fake upstreams' models (the default: the OpenAI one)."""
+    settings = upstream_settings(database_url, tmp_path_factory.mktemp("upstream"), fake_upstreams)
+    application = create_app(settings)
     async with application.router.lifespan_context(application):
-        transport = httpx.ASGITransport(app=application)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
-            yield application, http
+        yield application
+
+
+@pytest.fixture
+async def upstream(
+    upstream_app: FastAPI, fake_upstreams: tuple[FaultyOpenAI, FakeAnthropic]
+) -> FaultyOpenAI:
+    """The fake OpenAI upstream, reset, with the upstream app's catalog seeded for this test."""
+    openai, anthropic = fake_upstreams
+    openai.reset()
+    anthropic.script = Script()
+    await seed_for(upstream_app, upstream_app.state.settings)
+    return openai
+
+
+@pytest.fixture
+async def api(upstream_app: FastAPI, upstream: FaultyOpenAI) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of the upstream app."""
+    transport = httpx.ASGITransport(app=upstream_app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        yield http

@@ -17,8 +17,9 @@ from typer.testing import CliRunner
 
 from parley import __version__, migrate
 from parley.cli import cli
-from tests.conftest import make_settings, running_app
-from tests.subprocess_server import clean_environment, parley_serve
+from tests.fixtures.apps import running_app
+from tests.fixtures.servers import clean_environment, parley_serve
+from tests.fixtures.settings import make_settings
 
 PASSWORD = "a fine long password"
 

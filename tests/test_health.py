@@ -8,7 +8,8 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import make_settings, running_app
+from tests.fixtures.apps import running_app
+from tests.fixtures.settings import make_settings
 
 REDIS_TEST_URL = "redis://127.0.0.1:6379/15"
 CLOSED_REDIS_URL = "redis://127.0.0.1:1/0"

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import httpx
 
-from tests.accounts.test_auth import assert_error
-from tests.conftest import PASSWORD, TestUser
+from tests.fixtures.accounts import PASSWORD, TestUser
+from tests.fixtures.errors import assert_error
 
 
 async def test_nul_characters_are_refused(
@@ -54,7 +54,7 @@ async def test_only_failed_logins_count_against_an_email(
     client: httpx.AsyncClient, user: TestUser, settings: object
 ) -> None:
     from parley.app import create_app
-    from tests.conftest import make_settings
+    from tests.fixtures.settings import make_settings
 
     limited = create_app(
         make_settings(

@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 
-from tests.subprocess_server import clean_environment, parley_serve
+from tests.fixtures.servers import clean_environment, parley_serve
 
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "correct horse battery"

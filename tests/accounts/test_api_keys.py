@@ -19,8 +19,10 @@ from sqlalchemy.engine import make_url
 from parley.accounts.authentication import API_KEY_TOUCH_INTERVAL
 from parley.accounts.models import ApiKey
 from parley.core.db import utcnow
-from tests.accounts.test_auth import assert_error
-from tests.conftest import PASSWORD, TestUser, make_settings, running_app
+from tests.fixtures.accounts import PASSWORD, TestUser
+from tests.fixtures.apps import running_app
+from tests.fixtures.errors import assert_error
+from tests.fixtures.settings import make_settings
 
 
 async def _create_key(

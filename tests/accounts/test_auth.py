@@ -10,21 +10,10 @@ import uuid
 import httpx
 import pytest
 
-from tests.conftest import PASSWORD, TestUser, UserFactory
+from tests.fixtures.accounts import PASSWORD, TestUser, UserFactory
+from tests.fixtures.errors import assert_error
 
 HEX32 = re.compile(r"^[0-9a-f]{32}$")
-
-
-def assert_error(response: httpx.Response, status: int, code: str) -> dict[str, object]:
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert set(body) == {"trace_id", "error"}
-    assert body["error"]["code"] == code
-    assert body["error"]["message"]
-    assert body["trace_id"] == response.headers["x-trace-id"]
-    if status == 401:
-        assert response.headers["www-authenticate"] == "Bearer"
-    return body  # type: ignore[no-any-return]
 
 
 async def test_register_returns_user_and_tokens(client: httpx.AsyncClient) -> None:
@@ -356,7 +345,7 @@ async def test_login_rate_limited_per_address_and_per_email(
     from fastapi import FastAPI
 
     from parley.app import create_app
-    from tests.conftest import make_settings
+    from tests.fixtures.settings import make_settings
 
     assert hasattr(settings, "database_url")
     limited: FastAPI = create_app(

@@ -17,8 +17,9 @@ from sqlalchemy import delete, update
 from parley.accounts.models import User
 from parley.core.db import utcnow
 from parley.core.security import encode_token
-from tests.accounts.test_auth import assert_error
-from tests.conftest import TEST_JWT_SECRET, TestUser
+from tests.fixtures.accounts import TestUser
+from tests.fixtures.errors import assert_error
+from tests.fixtures.settings import TEST_JWT_SECRET
 
 
 def _b64(data: dict[str, object]) -> str:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import httpx
 
-from tests.accounts.test_auth import assert_error
-from tests.conftest import PASSWORD, TestUser
+from tests.fixtures.accounts import PASSWORD, TestUser
+from tests.fixtures.errors import assert_error
 
 
 async def test_update_display_name(client: httpx.AsyncClient, user: TestUser) -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import httpx
 
-from tests.accounts.test_auth import assert_error
-from tests.conftest import TestUser
+from tests.fixtures.accounts import TestUser
+from tests.fixtures.errors import assert_error
 
 
 async def _chat(client: httpx.AsyncClient, user: TestUser, **body: object) -> dict[str, object]:

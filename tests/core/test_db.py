@@ -30,7 +30,8 @@ from parley.core.db import (
     utcnow,
     write_queue_of,
 )
-from tests.conftest import make_settings, running_app
+from tests.fixtures.apps import running_app
+from tests.fixtures.settings import make_settings
 
 
 async def test_sqlite_pragmas_are_applied_to_the_apps_engine(app: FastAPI, db_kind: str) -> None:

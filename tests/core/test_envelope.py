@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from parley.settings import Settings
-from tests.conftest import running_app
+from tests.fixtures.apps import running_app
 
 TRACE_ID = re.compile(r"^[0-9a-f]{32}$")
 

@@ -14,7 +14,8 @@ import pytest
 
 from parley.core.logging import configure_logging
 from parley.settings import Settings
-from tests.conftest import make_settings, running_app
+from tests.fixtures.apps import running_app
+from tests.fixtures.settings import make_settings
 
 
 def parley_handler() -> logging.StreamHandler[Any]:

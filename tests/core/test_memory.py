@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import make_settings, running_app
+from tests.fixtures.apps import running_app
+from tests.fixtures.settings import make_settings
 
 BURST = """
 import ctypes, os, sys

@@ -13,7 +13,9 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from tests.conftest import make_settings, running_app, start_live_server, stop_live_server
+from tests.fixtures.apps import running_app
+from tests.fixtures.servers import start_live_server, stop_live_server
+from tests.fixtures.settings import make_settings
 
 LIMIT = 2048
 CHUNK = 1024

@@ -14,7 +14,7 @@ import pytest
 from parley.accounts.models import ApiKey, User
 from parley.core.errors import ValidationFailed
 from parley.core.pagination import CursorCodec, SortKey
-from tests.conftest import TestUser
+from tests.fixtures.accounts import TestUser
 
 CREATED = SortKey(name="created_at", column=ApiKey.created_at, descending=True)
 NAME = SortKey(name="name", column=ApiKey.name, descending=False, kind="str")

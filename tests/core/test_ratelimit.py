@@ -14,7 +14,8 @@ from redis.asyncio import Redis
 
 from parley.core.errors import RateLimited
 from parley.core.ratelimit import RateLimiter
-from tests.conftest import make_settings, running_app
+from tests.fixtures.apps import running_app
+from tests.fixtures.settings import make_settings
 
 REDIS_TEST_URL = "redis://127.0.0.1:6379/15"
 

@@ -10,7 +10,8 @@ import pytest
 from pydantic import ValidationError
 
 from parley.settings import MIN_SECRET_LENGTH, Settings
-from tests.conftest import make_settings, running_app
+from tests.fixtures.apps import running_app
+from tests.fixtures.settings import make_settings
 
 PARLEY_VARIABLES = (
     "PARLEY_DATA_DIR",

@@ -16,7 +16,7 @@ from sqlalchemy import Column, Integer, MetaData, String, Table, insert, select,
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from parley.core.db import build_engine
-from tests.conftest import make_settings
+from tests.fixtures.settings import make_settings
 
 METADATA = MetaData()
 ITEMS = Table(

@@ -5,12 +5,9 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import threading
 import uuid
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -24,7 +21,8 @@ from pydantic import BaseModel, SecretStr
 from parley.core.errors import InternalError, NotFound
 from parley.core.telemetry import add_span_processor, traced
 from parley.settings import Settings
-from tests.subprocess_server import clean_environment, parley_serve
+from tests.fakes.otlp_collector import otlp_collector
+from tests.fixtures.servers import clean_environment, parley_serve
 
 JWT_LIKE = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl"
 API_KEY_LIKE = "pk_live_abcdef0123456789"
@@ -241,35 +239,10 @@ async def test_route_spans_join_the_request_trace(
 # -- OTLP export ----------------------------------------------------------------------------
 
 
-class _Collector(BaseHTTPRequestHandler):
-    received: list[tuple[str, str, bytes]]
-
-    def do_POST(self) -> None:
-        length = int(self.headers.get("Content-Length", "0"))
-        body = self.rfile.read(length)
-        self.received.append((self.path, self.headers.get("Content-Type", ""), body))
-        self.send_response(200)
-        self.send_header("Content-Type", "application/x-protobuf")
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def log_message(self, format: str, *args: Any) -> None:
-        return None
-
-
 @pytest.fixture
 def collector() -> Iterator[tuple[str, list[tuple[str, str, bytes]]]]:
-    received: list[tuple[str, str, bytes]] = []
-    handler = type("Collector", (_Collector,), {"received": received})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", received
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
+    with otlp_collector() as endpoint_and_received:
+        yield endpoint_and_received
 
 
 def test_spans_are_exported_over_otlp_http(

@@ -2,26 +2,22 @@
 formats (OpenAI chat completions, Anthropic messages), scripted reply by reply.
 
 `Reply` says what the next request gets (text, tool calls, an error status, delays); a fake records
-every request it sees. `serve(app)` runs any ASGI app with uvicorn in a thread on a free port.
+every request it sees. Each fake is served by `tests.fakes.loopback.serve` (uvicorn in a thread on a
+free loopback port). The other fakes: `gemini_upstream` (model discovery) and `otlp_collector`.
 """
 
 from __future__ import annotations
 
 import json
-import socket
-import threading
-import time
 from abc import ABC, abstractmethod
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Self
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.types import ASGIApp
 
-START_TIMEOUT_SECONDS = 20.0
+from tests.fakes.loopback import ServerThread, serve
 
 
 @dataclass(frozen=True)
@@ -105,50 +101,6 @@ def words(text: str) -> list[str]:
     """`text` in streamable pieces: each word with the space before it."""
     pieces = text.split(" ")
     return [pieces[0]] + [" " + piece for piece in pieces[1:]]
-
-
-def free_port() -> int:
-    """A free TCP port on loopback."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@dataclass
-class ServerThread:
-    """An ASGI app served by uvicorn in a thread; `url` is its origin."""
-
-    url: str
-    server: uvicorn.Server
-    thread: threading.Thread
-
-    def stop(self) -> None:
-        """Stop the server and wait for its thread."""
-        self.server.should_exit = True
-        self.thread.join(timeout=15)
-
-
-def serve(app: ASGIApp) -> ServerThread:
-    """Serve `app` on a free loopback port until `stop()`."""
-    port = free_port()
-    config = uvicorn.Config(
-        app,
-        host="127.0.0.1",
-        port=port,
-        log_config=None,
-        access_log=False,
-        lifespan="off",
-        ws="none",
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name=f"fake-upstream-{port}", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + START_TIMEOUT_SECONDS
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the fake upstream did not start")
-        time.sleep(0.01)
-    return ServerThread(f"http://127.0.0.1:{port}", server, thread)
 
 
 @dataclass

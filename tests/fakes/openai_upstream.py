@@ -6,6 +6,8 @@
     fake.script.push(Reply(tool_calls=(ToolCall("add_task", {"title": "x"}),)), Reply(text="Done"))
     ... OpenAIProvider(base_url=fake.base_url) ...
     fake.stop()
+
+`FaultyOpenAI` is the same server able to cut or stall a stream midway, recording hang-ups.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from tests.fakes import FakeUpstream, Reply, words
+from tests.fakes import FakeUpstream, Reply, Script, words
 
 DEFAULT_MODELS = ("gpt-fake-large", "text-embedding-fake", "gpt-fake-small")
 
@@ -167,3 +169,40 @@ class FakeOpenAI(FakeUpstream):
                 Route("/v1/chat/completions", self.chat_completions, methods=["POST"]),
             ]
         )
+
+
+@dataclass
+class FaultyOpenAI(FakeOpenAI):
+    """The fake OpenAI server, able to cut a stream after some chunks (as a crashed upstream
+    would) and recording when a client closed a stream before its end."""
+
+    cut_after_chunks: int | None = None
+    stall_after_chunks: int | None = None
+    hung_up_at: list[float] = field(default_factory=list)
+    finished_at: list[float] = field(default_factory=list)
+
+    def reset(self) -> None:
+        """A new script, no fault, nothing recorded."""
+        self.script = Script()
+        self.cut_after_chunks = None
+        self.stall_after_chunks = None
+        self.hung_up_at.clear()
+        self.finished_at.clear()
+
+    async def _stream(self, model: str, reply: Reply, *, include_usage: bool) -> AsyncIterator[str]:
+        sent = 0
+        completed = False
+        try:
+            async for line in super()._stream(model, reply, include_usage=include_usage):
+                if self.cut_after_chunks is not None and sent >= self.cut_after_chunks:
+                    raise RuntimeError("upstream crashed mid-stream")
+                if self.stall_after_chunks is not None and sent >= self.stall_after_chunks:
+                    await asyncio.sleep(60)  # hangs until the client gives up
+                sent += 1
+                yield line
+            completed = True
+        finally:
+            if completed:
+                self.finished_at.append(time.monotonic())
+            elif not (self.cut_after_chunks is not None and sent >= self.cut_after_chunks):
+                self.hung_up_at.append(time.monotonic())

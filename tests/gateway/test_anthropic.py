@@ -10,10 +10,11 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from tests.conftest import TestUser
 from tests.fakes import Reply, ToolCall
 from tests.fakes.anthropic_upstream import FakeAnthropic
-from tests.gateway.conftest import ANTHROPIC_MODEL, usage_records
+from tests.fixtures.accounts import TestUser
+from tests.fixtures.catalogs import ANTHROPIC_MODEL
+from tests.fixtures.gateway import usage_records
 
 TOOLS: list[Any] = [
     {

@@ -13,12 +13,13 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from tests.conftest import TestUser
 from tests.fakes import Reply
 from tests.fakes.anthropic_upstream import FakeAnthropic
-from tests.gateway.conftest import ANTHROPIC_MODEL, OFFLINE_MODEL, OPENAI_MODEL, usage_records
-from tests.gateway.test_budgets import budget_status, set_budget
-from tests.turns.conftest import FaultyOpenAI
+from tests.fakes.openai_upstream import FaultyOpenAI
+from tests.fixtures.accounts import TestUser
+from tests.fixtures.budgets import budget_status, set_budget
+from tests.fixtures.catalogs import ANTHROPIC_MODEL, OFFLINE_MODEL, OPENAI_MODEL
+from tests.fixtures.gateway import usage_records
 
 from parley.usage.pricing import MAX_CALL_COST_USD, MAX_TOKENS
 

@@ -14,10 +14,12 @@ import openai
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import select
-from tests.conftest import TestUser
 from tests.fakes import Reply
-from tests.gateway.conftest import OFFLINE_MODEL, OPENAI_MODEL, usage_records
-from tests.turns.conftest import FaultyOpenAI
+from tests.fakes.openai_upstream import FaultyOpenAI
+from tests.fixtures.accounts import TestUser
+from tests.fixtures.budgets import budget_status, set_budget
+from tests.fixtures.catalogs import OFFLINE_MODEL, OPENAI_MODEL
+from tests.fixtures.gateway import usage_records
 
 from parley.usage.leases import LEASE_BUDGET_SHARE
 from parley.usage.models import BudgetReservation
@@ -29,24 +31,6 @@ MAX_TOKENS = 10
 # MAX_TOKENS out.
 RESERVATION = Decimal(5 * 2 + MAX_TOKENS * 8) / 1_000_000
 HI: list[Any] = [{"role": "user", "content": "h"}]
-
-
-async def set_budget(
-    client: httpx.AsyncClient, admin: TestUser, user: TestUser, budget: Decimal
-) -> None:
-    response = await client.patch(
-        f"/api/admin/users/{user.id}",
-        json={"monthly_budget_usd": str(budget)},
-        headers=admin.headers,
-    )
-    assert response.status_code == 200, response.text
-
-
-async def budget_status(client: httpx.AsyncClient, user: TestUser) -> dict[str, Any]:
-    response = await client.get("/api/usage", headers=user.headers)
-    assert response.status_code == 200, response.text
-    status: dict[str, Any] = response.json()["data"]["budget"]
-    return status
 
 
 async def test_spent_budget_is_a_402(

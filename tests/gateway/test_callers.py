@@ -18,8 +18,8 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import text, update
 from sqlalchemy.engine import make_url
-from tests.conftest import TestUser
-from tests.gateway.conftest import OFFLINE_MODEL, create_api_key
+from tests.fixtures.accounts import TestUser, create_api_key
+from tests.fixtures.catalogs import OFFLINE_MODEL
 
 from parley.accounts.authentication import (
     API_KEY_TOUCH_INTERVAL,

@@ -11,14 +11,11 @@ from urllib.parse import quote
 import httpx
 import openai
 import pytest
-from tests.conftest import TestUser, make_settings, running_app
-from tests.gateway.conftest import (
-    ANTHROPIC_MODEL,
-    OFFLINE_MODEL,
-    OPENAI_MODEL,
-    create_api_key,
-    sdk,
-)
+from tests.fixtures.accounts import TestUser, create_api_key
+from tests.fixtures.apps import running_app
+from tests.fixtures.catalogs import ANTHROPIC_MODEL, OFFLINE_MODEL, OPENAI_MODEL
+from tests.fixtures.gateway import sdk
+from tests.fixtures.settings import make_settings
 
 HEX32 = re.compile(r"^[0-9a-f]{32}$")
 CHAT = "/v1/chat/completions"

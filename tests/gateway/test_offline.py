@@ -10,8 +10,10 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from tests.conftest import LiveServer, TestUser
-from tests.gateway.conftest import OFFLINE_MODEL, sdk, usage_records
+from tests.fixtures.accounts import TestUser
+from tests.fixtures.catalogs import OFFLINE_MODEL
+from tests.fixtures.gateway import sdk, usage_records
+from tests.fixtures.servers import LiveServer
 
 ADD_TASK_TOOL: dict[str, Any] = {
     "type": "function",

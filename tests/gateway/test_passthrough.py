@@ -13,10 +13,14 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from tests.conftest import TestUser, free_port, make_settings, running_app
 from tests.fakes import Reply, ToolCall
-from tests.gateway.conftest import OPENAI_MODEL, READ_TIMEOUT_SECONDS, create_api_key, usage_records
-from tests.turns.conftest import FaultyOpenAI
+from tests.fakes.openai_upstream import FaultyOpenAI
+from tests.fixtures.accounts import TestUser, create_api_key
+from tests.fixtures.apps import running_app
+from tests.fixtures.catalogs import GATEWAY_READ_TIMEOUT_SECONDS, OPENAI_MODEL
+from tests.fixtures.gateway import usage_records
+from tests.fixtures.servers import free_port
+from tests.fixtures.settings import make_settings
 
 UPSTREAM_NAME = OPENAI_MODEL.partition(":")[2]
 
@@ -291,7 +295,7 @@ async def test_provider_that_hangs_is_a_504(
         )
     assert caught.value.status_code == 504
     assert caught.value.code == "provider_timeout"
-    assert time.monotonic() - started < 2 * READ_TIMEOUT_SECONDS + 2
+    assert time.monotonic() - started < 2 * GATEWAY_READ_TIMEOUT_SECONDS + 2
 
 
 async def test_stream_cut_midway_ends_with_an_error_event(

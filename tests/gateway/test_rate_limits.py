@@ -9,17 +9,12 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from tests.conftest import LiveServer, TestUser
 from tests.fakes.anthropic_upstream import FakeAnthropic
-from tests.gateway.conftest import (
-    OFFLINE_MODEL,
-    create_api_key,
-    gateway_settings,
-    sdk,
-    start_gateway_server,
-    stop_gateway_server,
-)
-from tests.turns.conftest import FaultyOpenAI
+from tests.fakes.openai_upstream import FaultyOpenAI
+from tests.fixtures.accounts import TestUser, create_api_key
+from tests.fixtures.catalogs import OFFLINE_MODEL, gateway_settings
+from tests.fixtures.gateway import sdk
+from tests.fixtures.servers import LiveServer, start_live_server_off_loop, stop_live_server_off_loop
 
 LIMIT = 3
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -38,11 +33,11 @@ async def limited_live(
         gateway_fakes,
         rate_limit_v1_per_minute=LIMIT,
     )
-    live = await start_gateway_server(settings)
+    live = await start_live_server_off_loop(settings)
     try:
         yield live
     finally:
-        await stop_gateway_server(live)
+        await stop_live_server_off_loop(live)
 
 
 @pytest.fixture(scope="module")
@@ -62,11 +57,11 @@ async def redis_workers(
                 rate_limit_v1_per_minute=LIMIT,
                 redis_url=REDIS_URL,
             )
-            workers.append(await start_gateway_server(settings))
+            workers.append(await start_live_server_off_loop(settings))
         yield workers[0], workers[1]
     finally:
         for live in workers:
-            await stop_gateway_server(live)
+            await stop_live_server_off_loop(live)
 
 
 async def test_over_the_limit_is_a_rate_limit_error(

@@ -4,7 +4,7 @@ catalog seeded before each test (the shared `_clean_state` empties every table a
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,31 +14,13 @@ from fastapi import FastAPI
 from parley.llm.catalog_config import CatalogPlan, plan_catalog
 from parley.llm.seeding import seed_catalog
 from parley.settings import Settings
-from tests.conftest import make_settings
 from tests.fakes import Script
 from tests.fakes.anthropic_upstream import DEFAULT_MODELS as ANTHROPIC_MODELS
 from tests.fakes.anthropic_upstream import FakeAnthropic
 from tests.fakes.openai_upstream import DEFAULT_MODELS as OPENAI_MODELS
 from tests.fakes.openai_upstream import FakeOpenAI
-
-# Every provider setting, unset: what the environment says must not reach these tests.
-NO_PROVIDERS: dict[str, Any] = {
-    "openai_api_key": None,
-    "openai_base_url": None,
-    "openai_models": [],
-    "anthropic_api_key": None,
-    "anthropic_base_url": None,
-    "anthropic_models": [],
-    "gemini_api_key": None,
-    "gemini_base_url": None,
-    "gemini_models": [],
-    "models_file": None,
-    "default_model": None,
-    "offline_model_delay_ms": 0,
-}
-
-SettingsFactory = Callable[..., Settings]
-Seeder = Callable[..., Awaitable[CatalogPlan]]
+from tests.fixtures.catalogs import Seeder
+from tests.fixtures.settings import NO_PROVIDERS, SettingsFactory, make_settings
 
 
 @pytest.fixture

@@ -16,8 +16,8 @@ from sqlalchemy import event, update
 from parley.llm.cache import CatalogCache
 from parley.llm.models import CatalogModel
 from parley.llm.service import LLMService, ModelUnavailable
-from tests.conftest import TestUser
-from tests.llm.conftest import Seeder
+from tests.fixtures.accounts import TestUser
+from tests.fixtures.catalogs import Seeder
 
 TWO_OPENAI = {"openai_api_key": "sk-test", "openai_models": ["gpt-a", "gpt-b"]}
 

@@ -18,7 +18,7 @@ from parley.llm.catalog_config import (
     plan_catalog,
 )
 from parley.settings import Settings
-from tests.llm.conftest import SettingsFactory
+from tests.fixtures.settings import SettingsFactory
 
 OFFLINE = "offline:parley"
 

@@ -23,7 +23,7 @@ from parley.llm.schemas import CatalogEntry
 from tests.fakes import Reply, ToolCall
 from tests.fakes.anthropic_upstream import FakeAnthropic
 from tests.fakes.openai_upstream import FakeOpenAI
-from tests.llm.conftest import SettingsFactory
+from tests.fixtures.settings import SettingsFactory
 
 
 def _entry(model_id: str, **fields: Any) -> CatalogEntry:

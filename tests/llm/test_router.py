@@ -8,8 +8,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import TestUser
-from tests.llm.conftest import Seeder
+from tests.fixtures.accounts import TestUser
+from tests.fixtures.catalogs import Seeder
 
 OFFLINE = "offline:parley"
 TWO_OPENAI = {"openai_api_key": "sk-test", "openai_models": ["gpt-a", "gpt-b"]}

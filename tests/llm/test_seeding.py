@@ -10,17 +10,16 @@ from typing import Any
 
 import httpx
 import pytest
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import Route
 
 from parley.llm.catalog_config import CatalogConfigError
-from tests.conftest import TestUser, running_app
-from tests.fakes import free_port, serve
 from tests.fakes.anthropic_upstream import FakeAnthropic
+from tests.fakes.gemini_upstream import FakeGemini
+from tests.fakes.loopback import free_port
 from tests.fakes.openai_upstream import FakeOpenAI
-from tests.llm.conftest import Seeder, SettingsFactory
+from tests.fixtures.accounts import TestUser
+from tests.fixtures.apps import running_app
+from tests.fixtures.catalogs import Seeder
+from tests.fixtures.settings import SettingsFactory
 
 OFFLINE = "offline:parley"
 
@@ -90,30 +89,9 @@ async def test_anthropic_models_are_read_from_the_server(
 async def test_gemini_models_are_read_from_the_server(
     llm_settings: SettingsFactory, admin: TestUser
 ) -> None:
-    seen: list[Request] = []
-
-    async def list_models(request: Request) -> JSONResponse:
-        seen.append(request)
-        return JSONResponse(
-            {
-                "models": [
-                    {
-                        "name": "models/gemini-fake-pro",
-                        "displayName": "Gemini Fake Pro",
-                        "inputTokenLimit": 1048576,
-                        "supportedGenerationMethods": ["generateContent", "countTokens"],
-                    },
-                    {
-                        "name": "models/text-embedding-fake",
-                        "supportedGenerationMethods": ["embedContent"],
-                    },
-                ]
-            }
-        )
-
-    server = serve(Starlette(routes=[Route("/v1beta/models", list_models)]))
+    server = FakeGemini.start()
     try:
-        settings = llm_settings(gemini_api_key="gm-fake", gemini_base_url=server.url)
+        settings = llm_settings(gemini_api_key="gm-fake", gemini_base_url=server.origin)
         async with running_app(settings) as (_, client):
             items = await _catalog(client, admin)
     finally:
@@ -122,7 +100,7 @@ async def test_gemini_models_are_read_from_the_server(
         ("gemini:gemini-fake-pro", "Gemini Fake Pro", 1048576)
     ]
     assert _default(items) == "gemini:gemini-fake-pro"
-    [request] = seen
+    [request] = server.script.requests
     assert request.headers["x-goog-api-key"] == "gm-fake"
 
 

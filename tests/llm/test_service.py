@@ -14,8 +14,8 @@ from parley.llm.cache import catalog_changed
 from parley.llm.models import CatalogModel
 from parley.llm.offline.model import OfflineModel
 from parley.llm.service import LLMService, ModelUnavailable
-from tests.conftest import TestUser
-from tests.llm.conftest import Seeder
+from tests.fixtures.accounts import TestUser
+from tests.fixtures.catalogs import Seeder
 
 
 @pytest.fixture

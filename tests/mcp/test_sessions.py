@@ -13,9 +13,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.accounts.test_auth import assert_error
-from tests.conftest import TestUser, UserFactory
-from tests.mcp.conftest import INITIALIZE, mcp_server, open_session, rpc, rpc_headers
+from tests.fixtures.accounts import TestUser, UserFactory
+from tests.fixtures.errors import assert_error
+from tests.fixtures.mcp import INITIALIZE, mcp_server, open_session, rpc, rpc_headers
 
 LIST_TOOLS = rpc("tools/list", request_id=2)
 PER_USER = 2

@@ -14,8 +14,8 @@ import mcp.types as types
 import pytest
 from mcp import MCPError
 
-from tests.conftest import TestUser
-from tests.mcp.conftest import ApiKeyFactory, mcp_client, refused_by_server
+from tests.fixtures.accounts import ApiKeyFactory, TestUser
+from tests.fixtures.mcp import mcp_client, refused_by_server
 
 TOOL_NAMES = ["add_task", "list_tasks", "get_task", "update_task", "complete_task", "delete_task"]
 

@@ -12,23 +12,11 @@ import httpx
 import pytest
 
 from parley.settings import Settings
-from tests.accounts.test_auth import assert_error
-from tests.conftest import (
-    LiveServer,
-    TestUser,
-    make_settings,
-    start_live_server,
-    stop_live_server,
-)
-from tests.mcp.conftest import (
-    INITIALIZE,
-    ApiKeyFactory,
-    mcp_server,
-    open_session,
-    rpc,
-    rpc_headers,
-    rpc_result,
-)
+from tests.fixtures.accounts import ApiKeyFactory, TestUser
+from tests.fixtures.errors import assert_error
+from tests.fixtures.mcp import INITIALIZE, mcp_server, open_session, rpc, rpc_headers, rpc_result
+from tests.fixtures.servers import LiveServer, start_live_server, stop_live_server
+from tests.fixtures.settings import make_settings
 
 LIST_TOOLS = rpc("tools/list", request_id=2)
 

@@ -29,8 +29,8 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from sqlalchemy.engine import make_url
 
-from tests.conftest import DEFAULT_POSTGRES_URL, _recreate_postgres_database
-from tests.subprocess_server import ServerProcess, clean_environment, parley_serve
+from tests.fixtures.databases import DEFAULT_POSTGRES_URL, recreate_postgres_database
+from tests.fixtures.servers import ServerProcess, clean_environment, parley_serve
 
 WORKERS = 4
 CALLS = 4  # of each tool, per client
@@ -46,11 +46,11 @@ def postgres_url() -> Iterator[str]:
     """A new, empty PostgreSQL database (the recipe's `createdb parley`), dropped afterwards."""
     admin_url = os.environ.get("PARLEY_TEST_POSTGRES_URL", DEFAULT_POSTGRES_URL)
     name = f"parley_workers_{uuid.uuid4().hex[:12]}"
-    asyncio.run(_recreate_postgres_database(admin_url, name, create=True))
+    asyncio.run(recreate_postgres_database(admin_url, name, create=True))
     try:
         yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
     finally:
-        asyncio.run(_recreate_postgres_database(admin_url, name, create=False))
+        asyncio.run(recreate_postgres_database(admin_url, name, create=False))
 
 
 @pytest.fixture(scope="module")

@@ -26,21 +26,25 @@ from parley.chats.models import Message
 from parley.llm.catalog_config import load_models_file, plan_catalog
 from parley.llm.seeding import seed_catalog
 from parley.settings import Settings
-from tests.conftest import (
-    TEST_JWT_SECRET,
+from tests.fakes import Reply
+from tests.fakes.anthropic_upstream import FakeAnthropic
+from tests.fakes.openai_upstream import FaultyOpenAI
+from tests.fixtures.accounts import TestUser
+from tests.fixtures.apps import running_app
+from tests.fixtures.catalogs import upstream_settings
+from tests.fixtures.chats import branch, text_of
+from tests.fixtures.errors import assert_envelope_error
+from tests.fixtures.polling import wait_for
+from tests.fixtures.servers import (
     LiveServer,
-    TestUser,
+    ServerProcess,
+    clean_environment,
     free_port,
-    make_settings,
-    running_app,
+    parley_serve,
     start_live_server,
     stop_live_server,
 )
-from tests.fakes import Reply
-from tests.fakes.anthropic_upstream import FakeAnthropic
-from tests.robustness.conftest import assert_envelope_error, branch, text_of, wait_until
-from tests.subprocess_server import ServerProcess, clean_environment, parley_serve
-from tests.turns.conftest import FaultyOpenAI, upstream_settings
+from tests.fixtures.settings import TEST_JWT_SECRET, make_settings
 
 
 def _serve_env(database_url: str, data_dir: Path, **extra: str) -> dict[str, str]:
@@ -229,7 +233,7 @@ async def test_a_terminated_postgres_backend_fails_one_request_only(
                 )
                 return int(pid) if pid is not None else None
 
-            pid = await wait_until(waiting_backend, within=15)
+            pid = await wait_for(waiting_backend, within=15, interval=0.05)
             assert await admin.fetchval("SELECT pg_terminate_backend($1)", pid)
             await transaction.rollback()
             await locker.close()
@@ -368,7 +372,7 @@ def private_redis(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]
 async def redis_live(
     database_url: str, tmp_path: Path, private_redis: tuple[str, subprocess.Popen[bytes]]
 ) -> AsyncIterator[LiveServer]:
-    from tests.robustness.conftest import live_settings
+    from tests.fixtures.settings import live_settings
 
     live = start_live_server(live_settings(database_url, tmp_path, redis_url=private_redis[0]))
     try:

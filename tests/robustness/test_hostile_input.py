@@ -20,9 +20,9 @@ import pytest
 from parley.core.pagination import CursorCodec
 from parley.tasks.repository import SORT_KEYS
 from parley.tasks.service import TaskSort
-from tests.conftest import LiveServer, TestUser, UserFactory, start_live_server, stop_live_server
-from tests.robustness.conftest import assert_envelope_error, live_settings
-from tests.robustness.routes import (
+from tests.fixtures.accounts import TestUser, UserFactory
+from tests.fixtures.errors import assert_envelope_error
+from tests.fixtures.routes import (
     RESOURCE_PARAMS,
     RouteKey,
     SampleBuilder,
@@ -32,6 +32,8 @@ from tests.robustness.routes import (
     route_table,
     string_paths,
 )
+from tests.fixtures.servers import LiveServer, start_live_server, stop_live_server
+from tests.fixtures.settings import live_settings
 
 SMALL_CAP = 64 * 1024
 HOSTILE_TEXT = {"nul": "a\u0000b", "lone surrogate": "a\ud800b"}

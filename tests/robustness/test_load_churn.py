@@ -32,8 +32,10 @@ from sqlalchemy import func, select
 
 from parley.chats.models import Message
 from parley.core.memory import trim_heap
-from tests.conftest import LiveServer, TestUser, UserFactory, start_live_server, stop_live_server
-from tests.robustness.conftest import live_settings, wait_until
+from tests.fixtures.accounts import TestUser, UserFactory
+from tests.fixtures.polling import wait_for
+from tests.fixtures.servers import LiveServer, start_live_server, stop_live_server
+from tests.fixtures.settings import live_settings
 
 CONCURRENT_TURNS = 200
 DEFAULT_WAVES = 1
@@ -195,7 +197,7 @@ async def _wave(
             )
         return bool(streaming == 0)
 
-    await wait_until(all_saved, within=120, interval=0.2)
+    await wait_for(all_saved, within=120, interval=0.2)
 
 
 async def _replies(app: FastAPI) -> dict[str, int]:

@@ -15,9 +15,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import LiveServer, TestUser, UserFactory
 from tests.fakes.openai_upstream import FakeOpenAI
-from tests.robustness.routes import (
+from tests.fixtures.accounts import TestUser, UserFactory
+from tests.fixtures.routes import (
     RouteKey,
     SampleBuilder,
     get_at,
@@ -26,6 +26,7 @@ from tests.robustness.routes import (
     operations,
     replaced,
 )
+from tests.fixtures.servers import LiveServer
 
 CANARY = "http://127.0.0.1:9/v1"  # replaced by the canary server's URL in the test
 SMUGGLED: dict[str, Any] = {

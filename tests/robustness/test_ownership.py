@@ -24,10 +24,11 @@ import httpx
 import mcp.types as types
 import pytest
 
-from tests.conftest import LiveServer, TestUser, UserFactory
-from tests.mcp.conftest import mcp_client
-from tests.robustness.conftest import branch
-from tests.robustness.routes import RESOURCE_PARAMS, RouteKey, route_table
+from tests.fixtures.accounts import TestUser, UserFactory
+from tests.fixtures.chats import branch
+from tests.fixtures.mcp import mcp_client
+from tests.fixtures.routes import RESOURCE_PARAMS, RouteKey, route_table
+from tests.fixtures.servers import LiveServer
 
 # Routes that act on one of the caller's own rows, named in the path; the body each probe sends
 # (valid, so that validation cannot answer before the ownership check does).

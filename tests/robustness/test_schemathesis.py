@@ -40,7 +40,8 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from tests.conftest import LiveServer, TestUser, UserFactory
+from tests.fixtures.accounts import TestUser, UserFactory
+from tests.fixtures.servers import LiveServer
 
 CHECKS = [
     not_a_server_error,

@@ -14,7 +14,8 @@ from sqlalchemy import select
 
 from parley.accounts.models import RefreshToken
 from parley.core.security import decode_token
-from tests.conftest import LiveServer, TestUser, UserFactory
+from tests.fixtures.accounts import TestUser, UserFactory
+from tests.fixtures.servers import LiveServer
 
 RACES = 5
 

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.conftest import TestUser
-
-TaskFactory = Callable[..., Awaitable[dict[str, Any]]]
+from tests.fixtures.accounts import TestUser
+from tests.fixtures.tasks import TaskFactory
 
 
 @pytest.fixture

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import httpx
 
-from tests.accounts.test_auth import assert_error
-from tests.conftest import TestUser
-from tests.tasks.conftest import TaskFactory
+from tests.fixtures.accounts import TestUser
+from tests.fixtures.errors import assert_error
+from tests.fixtures.tasks import TaskFactory
 
 
 async def test_another_users_task_is_not_found_on_every_route(

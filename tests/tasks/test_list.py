@@ -8,9 +8,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.accounts.test_auth import assert_error
-from tests.conftest import TestUser
-from tests.tasks.conftest import TaskFactory
+from tests.fixtures.accounts import TestUser
+from tests.fixtures.errors import assert_error
+from tests.fixtures.tasks import TaskFactory
 
 
 async def list_ids(client: httpx.AsyncClient, user: TestUser, **params: Any) -> list[str]:

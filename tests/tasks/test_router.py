@@ -11,9 +11,9 @@ from fastapi import FastAPI
 from sqlalchemy import func, select
 
 from parley.tasks.models import TaskTag
-from tests.accounts.test_auth import assert_error
-from tests.conftest import TestUser
-from tests.tasks.conftest import TaskFactory
+from tests.fixtures.accounts import TestUser
+from tests.fixtures.errors import assert_error
+from tests.fixtures.tasks import TaskFactory
 
 TASK_FIELDS = {
     "id",

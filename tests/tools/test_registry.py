@@ -15,7 +15,7 @@ from parley.accounts.models import User
 from parley.core.errors import InternalError, NotFound
 from parley.tools.builtin import builtin_registry
 from parley.tools.registry import ToolContext, ToolDefinition, ToolError, ToolRegistry
-from tests.conftest import TestUser
+from tests.fixtures.accounts import TestUser
 
 TASK_TOOL_NAMES = {
     "add_task",

@@ -13,7 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import PASSWORD, LiveServer
+from tests.fixtures.accounts import PASSWORD
+from tests.fixtures.servers import LiveServer
 
 SCRIPT_DIR = Path(__file__).resolve().parent.parent / "ai_sdk"
 

@@ -9,17 +9,14 @@ from typing import Any
 
 import httpx
 
-from tests.accounts.test_auth import assert_error
-from tests.conftest import TestUser
 from tests.fakes import Reply
-from tests.turns.conftest import (
-    OPENAI_MODEL,
-    FaultyOpenAI,
-    chunk_types,
-    new_chat,
-    parse_sse,
-    wait_for,
-)
+from tests.fakes.openai_upstream import FaultyOpenAI
+from tests.fixtures.accounts import TestUser
+from tests.fixtures.catalogs import OPENAI_MODEL
+from tests.fixtures.chats import new_chat
+from tests.fixtures.errors import assert_error
+from tests.fixtures.polling import wait_for
+from tests.fixtures.streams import chunk_types, parse_sse
 
 Json = dict[str, Any]
 UNKNOWN_ID = "01890000-0000-7000-8000-000000000000"

@@ -9,15 +9,12 @@ import json
 
 import httpx
 
-from tests.conftest import TestUser
 from tests.fakes import Reply, ToolCall
-from tests.turns.conftest import (
-    FaultyOpenAI,
-    chunk_types,
-    new_chat,
-    parse_sse,
-    wait_for,
-)
+from tests.fakes.openai_upstream import FaultyOpenAI
+from tests.fixtures.accounts import TestUser
+from tests.fixtures.chats import new_chat
+from tests.fixtures.polling import wait_for
+from tests.fixtures.streams import chunk_types, parse_sse
 
 MAX_STEPS = 8  # AGENT_MAX_STEPS's default, which the upstream app keeps
 

@@ -10,8 +10,9 @@ from typing import Any
 
 import httpx
 
-from tests.conftest import TestUser
-from tests.turns.conftest import StreamEvent, chunk_types, new_chat, parse_sse
+from tests.fixtures.accounts import TestUser
+from tests.fixtures.chats import new_chat
+from tests.fixtures.streams import StreamEvent, chunk_types, parse_sse
 
 Json = dict[str, Any]
 OFFLINE_MODEL = "offline:parley"

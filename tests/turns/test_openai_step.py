@@ -12,9 +12,11 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import TestUser
 from tests.fakes import Reply
-from tests.turns.conftest import FaultyOpenAI, chunk_types, new_chat, parse_sse
+from tests.fakes.openai_upstream import FaultyOpenAI
+from tests.fixtures.accounts import TestUser
+from tests.fixtures.chats import new_chat
+from tests.fixtures.streams import chunk_types, parse_sse
 
 
 def _chunk(delta: dict[str, Any], finish_reason: str | None = None, **extra: Any) -> str:

@@ -16,20 +16,16 @@ from sqlalchemy import event, select, update
 from parley.app import create_app
 from parley.core.db import utcnow
 from parley.turns.models import IDEMPOTENCY_WINDOW, IdempotencyRecord
-from tests.accounts.test_auth import assert_error
-from tests.conftest import LiveServer, TestUser
 from tests.fakes import Reply, ToolCall
 from tests.fakes.anthropic_upstream import FakeAnthropic
-from tests.turns.conftest import (
-    ANTHROPIC_MODEL,
-    OPENAI_MODEL,
-    FaultyOpenAI,
-    chunk_types,
-    new_chat,
-    parse_sse,
-    upstream_settings,
-    wait_for,
-)
+from tests.fakes.openai_upstream import FaultyOpenAI
+from tests.fixtures.accounts import TestUser
+from tests.fixtures.catalogs import ANTHROPIC_MODEL, OPENAI_MODEL, upstream_settings
+from tests.fixtures.chats import new_chat
+from tests.fixtures.errors import assert_error
+from tests.fixtures.polling import wait_for
+from tests.fixtures.servers import LiveServer
+from tests.fixtures.streams import chunk_types, parse_sse
 
 
 async def _messages(http: httpx.AsyncClient, user: TestUser, chat_id: str) -> list[dict]:

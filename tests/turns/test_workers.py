@@ -20,17 +20,16 @@ from parley.app import create_app
 from parley.chats.models import Chat, Message
 from parley.core.db import utcnow
 from parley.turns.idempotency import purge_expired_keys
-from tests.conftest import TestUser, make_settings, start_live_server, stop_live_server
 from tests.fakes import Reply
 from tests.fakes.anthropic_upstream import FakeAnthropic
-from tests.turns.conftest import (
-    FaultyOpenAI,
-    chunk_types,
-    new_chat,
-    parse_sse,
-    upstream_settings,
-    wait_for,
-)
+from tests.fakes.openai_upstream import FaultyOpenAI
+from tests.fixtures.accounts import TestUser
+from tests.fixtures.catalogs import upstream_settings
+from tests.fixtures.chats import new_chat
+from tests.fixtures.polling import wait_for
+from tests.fixtures.servers import start_live_server, stop_live_server
+from tests.fixtures.settings import make_settings
+from tests.fixtures.streams import chunk_types, parse_sse
 
 REDIS_URL = "redis://127.0.0.1:6379/14"
 

@@ -24,7 +24,7 @@ from parley.core.errors import BudgetExceeded
 from parley.settings import Settings
 from parley.usage.meter import UsageMeter
 from parley.usage.reservations import Reservation, UsageEntry
-from tests.conftest import TestUser
+from tests.fixtures.accounts import TestUser
 
 
 def _entry(user_id: uuid.UUID, model_id: str, cost: str = "0.25") -> UsageEntry:

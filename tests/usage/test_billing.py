@@ -18,30 +18,15 @@ import pytest
 from fastapi import FastAPI
 
 from parley.usage.reservations import UsageEntry
-from tests.conftest import TestUser
 from tests.fakes import Reply
-from tests.turns.conftest import (
-    OPENAI_MODEL,
-    FaultyOpenAI,
-    new_chat,
-    wait_for,
-)
+from tests.fakes.openai_upstream import FaultyOpenAI
+from tests.fixtures.accounts import TestUser
+from tests.fixtures.budgets import budget_status, set_budget
+from tests.fixtures.catalogs import OPENAI_MODEL
+from tests.fixtures.chats import new_chat
+from tests.fixtures.polling import wait_for
 
 Json = dict[str, Any]
-
-
-async def _set_budget(api: httpx.AsyncClient, admin: TestUser, user: TestUser, budget: str) -> None:
-    response = await api.patch(
-        f"/api/admin/users/{user.id}", json={"monthly_budget_usd": budget}, headers=admin.headers
-    )
-    assert response.status_code == 200, response.text
-
-
-async def _budget(api: httpx.AsyncClient, user: TestUser) -> Json:
-    response = await api.get("/api/usage", headers=user.headers)
-    assert response.status_code == 200, response.text
-    budget: Json = response.json()["data"]["budget"]
-    return budget
 
 
 async def _chat_records(api: httpx.AsyncClient, user: TestUser) -> list[Json]:
@@ -56,7 +41,7 @@ async def _chat_records(api: httpx.AsyncClient, user: TestUser) -> list[Json]:
 async def test_a_turn_the_provider_refused_costs_nothing(
     api: httpx.AsyncClient, upstream: FaultyOpenAI, user: TestUser, admin: TestUser
 ) -> None:
-    await _set_budget(api, admin, user, "1")
+    await set_budget(api, admin, user, "1")
     upstream.script.push(*(Reply(status=500) for _ in range(3)))
     chat_id = await new_chat(api, user, model_id=OPENAI_MODEL)
     response = await api.post(
@@ -73,7 +58,7 @@ async def test_a_turn_the_provider_refused_costs_nothing(
     [record] = await _chat_records(api, user)
     assert record["status"] == "error"
     assert (record["input_tokens"], record["output_tokens"], record["cost_usd"]) == (0, 0, 0)
-    budget = await _budget(api, user)
+    budget = await budget_status(api, user)
     assert (budget["spent_usd"], budget["reserved_usd"]) == (0, 0)
 
 
@@ -88,7 +73,7 @@ async def test_a_reply_stopped_where_no_worker_runs_it_is_billed_once(
     bills it from what was saved; the generation, which runs on and ends later on its own
     worker, neither bills it again nor loses its text. (The stop's worker is played here by the
     same manager's database path: `_mark_ended`, which is what such a stop runs.)"""
-    await _set_budget(api, admin, user, "1")
+    await set_budget(api, admin, user, "1")
     upstream.script.push(Reply(text="one two three four five six seven eight", chunk_delay=0.15))
     chat_id = await new_chat(api, user, model_id=OPENAI_MODEL)
     manager = upstream_app.state.turn_runner
@@ -117,7 +102,7 @@ async def test_a_reply_stopped_where_no_worker_runs_it_is_billed_once(
     assert len(records) == 1, records
     assert records[0]["status"] == "cancelled"
     assert records[0]["output_tokens"] > 0
-    budget = await _budget(api, user)
+    budget = await budget_status(api, user)
     assert budget["reserved_usd"] == 0
     assert budget["spent_usd"] == pytest.approx(records[0]["cost_usd"])
     # The generation's own save kept the whole text.
@@ -160,7 +145,7 @@ async def test_reserved_never_reads_below_zero(
                 status="complete",
             ),
         )
-    budget = await _budget(api, user)
+    budget = await budget_status(api, user)
     assert budget["reserved_usd"] == 0
     assert math.copysign(1.0, budget["reserved_usd"]) == 1.0
     assert math.copysign(1.0, budget["spent_usd"]) == 1.0

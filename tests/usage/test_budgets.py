@@ -20,9 +20,15 @@ from sqlalchemy import select, update
 from parley.accounts.models import User
 from parley.core.db import utcnow
 from parley.usage.models import BudgetReservation
-from tests.conftest import TestUser, make_settings, running_app
 from tests.fakes import Reply
-from tests.turns.conftest import OPENAI_MODEL, FaultyOpenAI, new_chat, wait_for
+from tests.fakes.openai_upstream import FaultyOpenAI
+from tests.fixtures.accounts import TestUser
+from tests.fixtures.apps import running_app
+from tests.fixtures.budgets import budget_status, set_budget
+from tests.fixtures.catalogs import OPENAI_MODEL
+from tests.fixtures.chats import new_chat
+from tests.fixtures.polling import wait_for
+from tests.fixtures.settings import make_settings
 
 Json = dict[str, Any]
 OFFLINE_MODEL = "offline:parley"
@@ -34,26 +40,12 @@ COSTLY = Reply(text="Costly", input_tokens=10_000, output_tokens=2_000)
 COSTLY_USD = (10_000 * 2 + 2_000 * 8) / 1e6
 
 
-async def _set_budget(api: httpx.AsyncClient, admin: TestUser, user: TestUser, budget: Any) -> None:
-    response = await api.patch(
-        f"/api/admin/users/{user.id}", json={"monthly_budget_usd": budget}, headers=admin.headers
-    )
-    assert response.status_code == 200, response.text
-
-
 async def _send(api: httpx.AsyncClient, user: TestUser, chat_id: str) -> httpx.Response:
     return await api.post(
         f"/api/chats/{chat_id}/messages?stream=false",
         json={"content": "Tell me something"},
         headers=user.headers,
     )
-
-
-async def _budget(api: httpx.AsyncClient, user: TestUser) -> Json:
-    response = await api.get("/api/usage", headers=user.headers)
-    assert response.status_code == 200, response.text
-    budget: Json = response.json()["data"]["budget"]
-    return budget
 
 
 async def test_a_spent_budget_refuses_the_turn_and_keeps_nothing(
@@ -63,7 +55,7 @@ async def test_a_spent_budget_refuses_the_turn_and_keeps_nothing(
     first = await _send(api, user, chat_id)
     assert first.status_code == 201
     assistant_id = first.json()["data"]["assistant_message"]["id"]
-    await _set_budget(api, admin, user, 0)
+    await set_budget(api, admin, user, 0)
 
     response = await api.post(
         f"/api/chats/{chat_id}/messages",
@@ -86,14 +78,14 @@ async def test_a_spent_budget_refuses_the_turn_and_keeps_nothing(
     assert chat["current_leaf_id"] == assistant_id
 
     # Raised again, the budget lets the same request (and key) through as a new turn.
-    await _set_budget(api, admin, user, 5)
+    await set_budget(api, admin, user, 5)
     retried = await api.post(
         f"/api/chats/{chat_id}/messages?stream=false",
         json={"content": "Once more"},
         headers={**user.headers, "Idempotency-Key": "budget-1"},
     )
     assert retried.status_code == 201, retried.text
-    budget = await _budget(api, user)
+    budget = await budget_status(api, user)
     assert budget["monthly_budget_usd"] == 5
     assert budget["reserved_usd"] == 0
 
@@ -101,14 +93,14 @@ async def test_a_spent_budget_refuses_the_turn_and_keeps_nothing(
 async def test_the_turn_that_spends_the_budget_is_the_last(
     api: httpx.AsyncClient, upstream: FaultyOpenAI, user: TestUser, admin: TestUser
 ):
-    await _set_budget(api, admin, user, "0.02")
+    await set_budget(api, admin, user, "0.02")
     upstream.script.push(COSTLY)
     chat_id = await new_chat(api, user, model_id=OPENAI_MODEL)
     assert (await _send(api, user, chat_id)).status_code == 201
     refused = await _send(api, user, chat_id)
     assert refused.status_code == 402
     assert len(upstream.script.completions("/chat/completions")) == 1  # no second model call
-    budget = await _budget(api, user)
+    budget = await budget_status(api, user)
     assert budget["spent_usd"] == pytest.approx(COSTLY_USD)
     assert budget["reserved_usd"] == 0
     assert budget["remaining_usd"] == 0
@@ -118,7 +110,7 @@ async def test_concurrent_turns_overspend_by_at_most_what_was_in_flight(
     api: httpx.AsyncClient, upstream: FaultyOpenAI, user: TestUser, admin: TestUser
 ):
     budget_usd = 0.02
-    await _set_budget(api, admin, user, str(budget_usd))
+    await set_budget(api, admin, user, str(budget_usd))
     upstream.script.default = COSTLY
     chats = [await new_chat(api, user, model_id=OPENAI_MODEL) for _ in range(12)]
     responses = await asyncio.gather(*(_send(api, user, chat_id) for chat_id in chats))
@@ -128,7 +120,7 @@ async def test_concurrent_turns_overspend_by_at_most_what_was_in_flight(
     # Each turn held a little more than HOLD_USD and cost more than that: once the holds in
     # flight cover what was left of the budget, every further turn is refused.
     assert 1 <= admitted <= math.ceil(budget_usd / HOLD_USD), statuses
-    budget = await _budget(api, user)
+    budget = await budget_status(api, user)
     assert budget["reserved_usd"] == pytest.approx(0, abs=1e-9)
     assert budget["spent_usd"] == pytest.approx(admitted * COSTLY_USD)
     assert budget["spent_usd"] - budget_usd <= admitted * COSTLY_USD
@@ -144,21 +136,21 @@ async def test_the_default_budget_applies_to_users_without_one(
         response = await _send(http, user, chat_id)
         assert response.status_code == 402
         assert response.json()["error"]["code"] == "budget_exceeded"
-        budget = await _budget(http, user)
+        budget = await budget_status(http, user)
         assert budget["monthly_budget_usd"] == 0
 
 
 async def test_holds_whose_turn_never_settled_are_released_by_the_sweep(
     app: FastAPI, client: httpx.AsyncClient, user: TestUser, admin: TestUser
 ):
-    await _set_budget(client, admin, user, 1)
+    await set_budget(client, admin, user, 1)
     meter = app.state.usage_meter
     async with app.state.database.sessionmaker() as session:
         row = await session.get(User, uuid.UUID(user.id))
         assert row is not None
     reservation = await meter.reserve(row, Decimal("0.75"))
     assert reservation.id is not None
-    assert (await _budget(client, user))["reserved_usd"] == pytest.approx(0.75)
+    assert (await budget_status(client, user))["reserved_usd"] == pytest.approx(0.75)
     assert await meter.release_expired() == 0  # not expired yet
 
     async with app.state.database.sessionmaker() as session:
@@ -170,7 +162,7 @@ async def test_holds_whose_turn_never_settled_are_released_by_the_sweep(
         await session.commit()
     assert await meter.release_expired() == 1
     assert await meter.release_expired() == 0
-    assert (await _budget(client, user))["reserved_usd"] == pytest.approx(0)
+    assert (await budget_status(client, user))["reserved_usd"] == pytest.approx(0)
     async with app.state.database.sessionmaker() as session:
         left = (await session.execute(select(BudgetReservation))).scalars().all()
     assert left == []
@@ -179,7 +171,7 @@ async def test_holds_whose_turn_never_settled_are_released_by_the_sweep(
 async def test_a_stopped_reply_settles_its_hold_and_is_recorded(
     api: httpx.AsyncClient, upstream: FaultyOpenAI, user: TestUser, admin: TestUser
 ):
-    await _set_budget(api, admin, user, 1)
+    await set_budget(api, admin, user, 1)
     upstream.script.push(Reply(text=" ".join(["word"] * 200), chunk_delay=0.05))
     chat_id = await new_chat(api, user, model_id=OPENAI_MODEL)
     turn = asyncio.create_task(_send(api, user, chat_id))
@@ -191,12 +183,12 @@ async def test_a_stopped_reply_settles_its_hold_and_is_recorded(
         return bool(items and items[-1]["role"] == "assistant" and items[-1]["parts"])
 
     await wait_for(streaming)
-    assert (await _budget(api, user))["reserved_usd"] > 0
+    assert (await budget_status(api, user))["reserved_usd"] > 0
     assert (await api.post(f"/api/chats/{chat_id}/stop", headers=user.headers)).status_code == 204
     response = await turn
     assert response.status_code == 201
     assert response.json()["data"]["assistant_message"]["status"] == "cancelled"
-    budget = await _budget(api, user)
+    budget = await budget_status(api, user)
     assert budget["reserved_usd"] == 0
     records = (await api.get("/api/usage/records", headers=user.headers)).json()["data"]["items"]
     assert [record["status"] for record in records] == ["cancelled"]

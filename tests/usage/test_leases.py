@@ -32,7 +32,9 @@ from parley.usage.meter import UsageMeter
 from parley.usage.models import BudgetPeriod, BudgetReservation
 from parley.usage.periods import period_of
 from parley.usage.reservations import UsageEntry
-from tests.conftest import TestUser, make_settings, running_app
+from tests.fixtures.accounts import TestUser
+from tests.fixtures.apps import running_app
+from tests.fixtures.settings import make_settings
 
 HOLD = Decimal("0.01")
 COST = Decimal("0.004")

@@ -9,8 +9,10 @@ from typing import Any
 
 import httpx
 
-from tests.conftest import TestUser, make_settings, running_app
-from tests.turns.conftest import new_chat
+from tests.fixtures.accounts import TestUser
+from tests.fixtures.apps import running_app
+from tests.fixtures.chats import new_chat
+from tests.fixtures.settings import make_settings
 
 OFFLINE_MODEL = "offline:parley"
 REDIS_URL = "redis://127.0.0.1:6379/0"

@@ -10,9 +10,11 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import TestUser
 from tests.fakes import Reply
-from tests.turns.conftest import OPENAI_MODEL, FaultyOpenAI, new_chat
+from tests.fakes.openai_upstream import FaultyOpenAI
+from tests.fixtures.accounts import TestUser
+from tests.fixtures.catalogs import OPENAI_MODEL
+from tests.fixtures.chats import new_chat
 
 Json = dict[str, Any]
 OFFLINE_MODEL = "offline:parley"

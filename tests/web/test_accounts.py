@@ -9,8 +9,8 @@ import re
 import pytest
 from playwright.async_api import Page, expect
 
-from tests.web.conftest import SESSION_KEY, Account, OpenPage, Shoot, WebServer
-from tests.web.pages import composer, open_account, send_and_wait, task_titles, user_texts
+from tests.fixtures.pages import composer, open_account, send_and_wait, task_titles, user_texts
+from tests.fixtures.web import SESSION_KEY, Account, OpenPage, Shoot, WebServer
 
 pytestmark = pytest.mark.browser
 

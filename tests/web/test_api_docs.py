@@ -13,7 +13,8 @@ import httpx
 import pytest
 from playwright.async_api import Browser, ConsoleMessage, Page, Request, Route, expect
 
-from tests.conftest import PASSWORD, LiveServer
+from tests.fixtures.accounts import PASSWORD
+from tests.fixtures.servers import LiveServer
 
 PAGES = ("/docs", "/docs/oauth2-redirect", "/redoc")
 CONTENT_TYPES = {

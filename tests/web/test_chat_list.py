@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from playwright.async_api import Page, expect
 
-from tests.web.conftest import OpenPage, Shoot, WebServer
-from tests.web.pages import chat_links, composer, send_and_wait, user_texts
+from tests.fixtures.pages import chat_links, composer, send_and_wait, user_texts
+from tests.fixtures.web import OpenPage, Shoot, WebServer
 
 pytestmark = pytest.mark.browser
 

@@ -11,16 +11,7 @@ import pytest
 from playwright.async_api import expect
 
 from tests.fakes import Reply
-from tests.web.conftest import (
-    FAKE_MODEL,
-    FAKE_MODEL_NAME,
-    RELOAD_PACE_MS,
-    SLOW_PACE_MS,
-    OpenPage,
-    Shoot,
-    WebServer,
-)
-from tests.web.pages import (
+from tests.fixtures.pages import (
     INTRO_END,
     INTRO_START,
     assistant_messages,
@@ -35,6 +26,15 @@ from tests.web.pages import (
     tasks,
     user_texts,
     wait_idle,
+)
+from tests.fixtures.web import (
+    FAKE_MODEL,
+    FAKE_MODEL_NAME,
+    RELOAD_PACE_MS,
+    SLOW_PACE_MS,
+    OpenPage,
+    Shoot,
+    WebServer,
 )
 
 pytestmark = pytest.mark.browser

@@ -8,8 +8,7 @@ from typing import Any
 import pytest
 from playwright.async_api import Page, expect
 
-from tests.web.conftest import PHONE, SLOW_PACE_MS, OpenPage, Shoot, WebServer
-from tests.web.pages import (
+from tests.fixtures.pages import (
     INTRO_END,
     assistant_messages,
     chat_links,
@@ -20,6 +19,7 @@ from tests.web.pages import (
     user_texts,
     wait_idle,
 )
+from tests.fixtures.web import PHONE, SLOW_PACE_MS, OpenPage, Shoot, WebServer
 
 pytestmark = pytest.mark.browser
 

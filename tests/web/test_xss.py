@@ -9,8 +9,8 @@ import pytest
 from playwright.async_api import Page, expect
 
 from tests.fakes import Reply
-from tests.web.conftest import FAKE_MODEL, OpenPage, Shoot, WebServer
-from tests.web.pages import reply_texts, send_and_wait, task_titles, user_texts
+from tests.fixtures.pages import reply_texts, send_and_wait, task_titles, user_texts
+from tests.fixtures.web import FAKE_MODEL, OpenPage, Shoot, WebServer
 
 pytestmark = pytest.mark.browser
 
