@@ -13,7 +13,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
@@ -32,6 +32,16 @@ from parley.core.telemetry import traced
 MAX_TOKEN_CHARS = 4096
 # `last_used_at` is written at most this often per key, so a busy key does not write on every call.
 API_KEY_TOUCH_INTERVAL = timedelta(seconds=60)
+
+
+class Owner(Protocol):
+    """Whoever owns the data a use case acts on: a `Caller`, or a `User` row. Services scope every
+    read and write by its id."""
+
+    @property
+    def id(self) -> uuid.UUID:
+        """The owning user's id."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +64,7 @@ class Caller:
 
     @property
     def id(self) -> uuid.UUID:
-        """The user's id, under the name the usage meter reads (a caller is a `BudgetHolder`)."""
+        """The user's id: a caller is an `Owner` (and the usage meter's `BudgetHolder`)."""
         return self.user_id
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from parley.accounts.models import User
+from parley.accounts.authentication import Owner
 from parley.chats import reply_rows, repository
 from parley.chats.models import Chat, Message
 from parley.chats.schemas import MessageError, MessagePublic, Usage
@@ -69,7 +69,7 @@ class ChatService:
         self.session = session
         self.codec = codec
 
-    async def get(self, owner: User, chat_id: uuid.UUID) -> Chat:
+    async def get(self, owner: Owner, chat_id: uuid.UUID) -> Chat:
         """One of the owner's chats.
 
         Raises:
@@ -83,7 +83,7 @@ class ChatService:
     @traced(name="chats.create")
     async def create(
         self,
-        owner: User,
+        owner: Owner,
         *,
         title: str | None,
         model_id: str | None,
@@ -98,7 +98,7 @@ class ChatService:
     @traced(name="chats.list")
     async def list_chats(
         self,
-        owner: User,
+        owner: Owner,
         *,
         q: str | None,
         archived: bool | None,
@@ -117,7 +117,7 @@ class ChatService:
         )
 
     @traced(name="chats.update")
-    async def update(self, owner: User, chat_id: uuid.UUID, changes: dict[str, Any]) -> Chat:
+    async def update(self, owner: Owner, chat_id: uuid.UUID, changes: dict[str, Any]) -> Chat:
         """Rename, archive, change the model or system prompt, or switch branches.
 
         Args:
@@ -142,7 +142,7 @@ class ChatService:
         return chat
 
     @traced(name="chats.delete")
-    async def delete(self, owner: User, chat_id: uuid.UUID) -> None:
+    async def delete(self, owner: Owner, chat_id: uuid.UUID) -> None:
         """Soft-delete a chat: it is gone from every route afterwards."""
         chat = await self.get(owner, chat_id)
         chat.deleted_at = utcnow()
@@ -162,7 +162,7 @@ class ChatService:
     @traced(name="chats.messages")
     async def messages(
         self,
-        owner: User,
+        owner: Owner,
         chat_id: uuid.UUID,
         *,
         leaf_id: uuid.UUID | None,

@@ -58,6 +58,7 @@ from parley.llm.steps import (
 PROVIDER_NAME = "openai"
 # Reasoning models served without a reasoning parser stream their thinking in these.
 THINK_START, THINK_END = "<think>", "</think>"
+_NOTHING: list[StepEvent] = []  # a line with no events (never changed)
 _FINISH_REASONS: dict[str, FinishReason] = {
     "stop": "stop",
     "length": "length",
@@ -171,8 +172,8 @@ def _held_back(text: str, tag: str) -> int:
 
 @dataclass
 class OpenAIChatStream:
-    """A streamed chat completion, as step events (text, reasoning and tool calls, and the usage
-    when the server reports it); `get()` is the response so far.
+    """The reader of a streamed chat completion: each line's step events (text, reasoning and tool
+    calls, and the usage when the server reports it); `get()` is the response so far.
 
     As Pydantic AI's OpenAI model reads such a stream: reasoning comes as `reasoning_content` (or
     `reasoning`), or as `<think>...</think>` in the content; a tool call becomes a part once its
@@ -183,7 +184,6 @@ class OpenAIChatStream:
         usage: the tokens the server reported (none until its usage chunk).
     """
 
-    response: httpx2.Response
     model_name: str
     usage: RequestUsage = field(default_factory=RequestUsage)
     finish_reason: FinishReason | None = None
@@ -196,34 +196,38 @@ class OpenAIChatStream:
     _held: str = ""  # content that may be the start of a think tag
     _after_thinking: bool = False  # text right after `</think>`: its leading space is dropped
 
-    def __aiter__(self) -> AsyncIterator[StepEvent]:
-        return self._events()
+    def read_line(self, line: str) -> list[StepEvent] | None:
+        """The step events of one streamed line; None at the stream's `[DONE]`.
 
-    async def _events(self) -> AsyncIterator[StepEvent]:
+        Raises:
+            ProviderError: the line is not JSON, or the server reports a failure in it.
+        """
+        if not line.startswith("data:"):
+            return _NOTHING
+        data = line[5:].strip()
+        if data == "[DONE]":
+            return None
         try:
-            async for line in self.response.aiter_lines():
-                if not line.startswith("data:"):
-                    continue
-                data = line[5:].strip()
-                if data == "[DONE]":
-                    break
-                try:
-                    payload = json.loads(data)
-                except ValueError:
-                    raise ProviderError(
-                        "The model provider streamed something that is not JSON."
-                    ) from None
-                if not isinstance(payload, dict):
-                    continue
-                for event in self._read(payload):
-                    yield event
-        except httpx2.TransportError as exc:
-            raise transport_failure(exc) from None
+            payload = json.loads(data)
+        except ValueError:
+            raise ProviderError("The model provider streamed something that is not JSON.") from None
+        if not isinstance(payload, dict):
+            return _NOTHING
+        return self._read(payload)
+
+    def end(self) -> list[StepEvent]:
+        """The events held back at the stream's end (text that might have begun a think tag).
+
+        Raises:
+            ProviderError: the stream held no reply at all.
+        """
+        events: list[StepEvent] = []
         if self._held:
             held, self._held = self._held, ""
-            yield self._text("reasoning" if self._thinking else "text", held)
+            events.append(self._text("reasoning" if self._thinking else "text", held))
         if not self._parts:
             raise ProviderError("The model provider's stream held no reply.")
+        return events
 
     def _read(self, payload: dict[str, Any]) -> list[StepEvent]:
         if payload.get("error"):  # OpenRouter's and others' failure mid-stream
@@ -386,11 +390,21 @@ class OpenAICompatibleStep:
         except Exception as exc:
             yield StepFailed(provider_failure(exc, log_unknown=False), exc)
             return
-        stream = OpenAIChatStream(response, self.model.model_name)
+        stream = OpenAIChatStream(self.model.model_name)
         try:
             try:
-                async for event in stream:
+                async for line in response.aiter_lines():
+                    events = stream.read_line(line)
+                    if events is None:
+                        break
+                    for event in events:
+                        yield event
+                for event in stream.end():
                     yield event
+            except httpx2.TransportError as exc:
+                failure = transport_failure(exc)
+                yield StepFailed(failure, failure)
+                return
             except Exception as exc:
                 yield StepFailed(provider_failure(exc, log_unknown=False), exc)
                 return

@@ -13,7 +13,7 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from parley.accounts.models import User
+from parley.accounts.authentication import Owner
 from parley.core.db import utcnow
 from parley.core.errors import NotFound
 from parley.core.pagination import CursorCodec
@@ -33,7 +33,7 @@ class TaskService:
         self.session = session
         self.codec = codec
 
-    async def _owned(self, owner: User, task_id: uuid.UUID) -> Task:
+    async def _owned(self, owner: Owner, task_id: uuid.UUID) -> Task:
         task = await repository.get_task(self.session, owner.id, task_id)
         if task is None:
             raise NotFound("No such task.")
@@ -42,7 +42,7 @@ class TaskService:
     @traced(name="tasks.create", skip_input=True)
     async def create(
         self,
-        owner: User,
+        owner: Owner,
         *,
         title: str,
         description: str | None = None,
@@ -69,7 +69,7 @@ class TaskService:
         return task
 
     @traced(name="tasks.get")
-    async def get(self, owner: User, task_id: uuid.UUID) -> Task:
+    async def get(self, owner: Owner, task_id: uuid.UUID) -> Task:
         """One of the owner's tasks.
 
         Raises:
@@ -80,7 +80,7 @@ class TaskService:
     @traced(name="tasks.list")
     async def list(
         self,
-        owner: User,
+        owner: Owner,
         *,
         filters: TaskFilters,
         sort: TaskSort = TaskSort.CREATED_AT_DESC,
@@ -103,7 +103,7 @@ class TaskService:
         )
 
     @traced(name="tasks.update", skip_input=True)
-    async def update(self, owner: User, task_id: uuid.UUID, changes: TaskChanges) -> Task:
+    async def update(self, owner: Owner, task_id: uuid.UUID, changes: TaskChanges) -> Task:
         """Change the fields named in `changes` and leave the others.
 
         Marking a task completed records when (once: completing it again keeps the first time);
@@ -133,7 +133,7 @@ class TaskService:
         return task
 
     @traced(name="tasks.set_completed")
-    async def set_completed(self, owner: User, task_id: uuid.UUID, *, completed: bool) -> Task:
+    async def set_completed(self, owner: Owner, task_id: uuid.UUID, *, completed: bool) -> Task:
         """Mark a task done (or not done again).
 
         Raises:
@@ -142,7 +142,7 @@ class TaskService:
         return await self.update(owner, task_id, {"completed": completed})
 
     @traced(name="tasks.delete")
-    async def delete(self, owner: User, task_id: uuid.UUID) -> None:
+    async def delete(self, owner: Owner, task_id: uuid.UUID) -> None:
         """Delete one of the owner's tasks for good.
 
         Raises:

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic.json_schema import JsonSchemaMode
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from parley.accounts.models import User
+from parley.accounts.authentication import Owner
 from parley.core.errors import ParleyError
 from parley.core.pagination import CursorCodec
 from parley.core.responses import validation_details
@@ -45,7 +45,7 @@ class ToolContext:
         cursor_codec: signs and checks list cursors.
     """
 
-    user: User
+    user: Owner
     sessionmaker: async_sessionmaker[AsyncSession]
     cursor_codec: CursorCodec
 

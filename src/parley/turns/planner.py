@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from parley import engines
-from parley.accounts.models import User
+from parley.accounts.authentication import Owner
 from parley.chats.models import Chat, Message
 from parley.chats.service import ChatService
 from parley.core.pagination import CursorCodec
@@ -44,7 +44,7 @@ class TurnPlanner:
 
     async def plan(
         self,
-        user: User,
+        user: Owner,
         chat: Chat,
         *,
         user_message: Message,

@@ -18,7 +18,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Header, Query, Response, status
 from fastapi.responses import StreamingResponse
 
-from parley.accounts.dependencies import CurrentCaller, CurrentUser
+from parley.accounts.dependencies import CurrentCaller
 from parley.chats.schemas import MessageCreate, RegenerateRequest, TurnResult
 from parley.core.errors import (
     BudgetExceeded,
@@ -105,7 +105,6 @@ def _answered(answer: Answer, response: Response) -> Any:
 async def send_message(
     chat_id: uuid.UUID,
     body: MessageCreate,
-    user: CurrentUser,
     caller: CurrentCaller,
     turns: TurnServiceDep,
     response: Response,
@@ -115,7 +114,7 @@ async def send_message(
     """Add a user message (under `parent_id`, default the current leaf; an earlier message's id
     starts a branch; an explicit null starts a new root) and stream the assistant's reply."""
     answer = await turns.send(
-        user,
+        caller,
         chat_id,
         parts=body.text_parts(),
         parent_id=body.parent_id,
@@ -138,7 +137,6 @@ async def send_message(
 async def regenerate_message(
     chat_id: uuid.UUID,
     message_id: uuid.UUID,
-    user: CurrentUser,
     caller: CurrentCaller,
     turns: TurnServiceDep,
     response: Response,
@@ -150,7 +148,7 @@ async def regenerate_message(
     it (a user message). Streams like sending."""
     request = body or RegenerateRequest()
     answer = await turns.regenerate(
-        user,
+        caller,
         chat_id,
         message_id,
         model_id=request.model_id,
@@ -168,9 +166,9 @@ async def regenerate_message(
     summary="Stop the reply in progress",
     responses=error_responses(NotAuthenticated, InvalidToken, NotFound, NoActiveStream),
 )
-async def stop_reply(chat_id: uuid.UUID, user: CurrentUser, turns: TurnServiceDep) -> Response:
+async def stop_reply(chat_id: uuid.UUID, caller: CurrentCaller, turns: TurnServiceDep) -> Response:
     """Stop the chat's reply in progress; the partial reply is kept as `cancelled`."""
-    await turns.stop(user, chat_id)
+    await turns.stop(caller, chat_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -186,7 +184,7 @@ async def stop_reply(chat_id: uuid.UUID, user: CurrentUser, turns: TurnServiceDe
 )
 async def resume_stream(
     chat_id: uuid.UUID,
-    user: CurrentUser,
+    caller: CurrentCaller,
     turns: TurnServiceDep,
     last_event_id: Annotated[
         int | None,
@@ -201,7 +199,7 @@ async def resume_stream(
 ) -> Response:
     """Replay the reply in progress from its first event, or after `Last-Event-ID`, then follow
     it to its end."""
-    events = await turns.follow(user, chat_id, last_event_id or 0)
+    events = await turns.follow(caller, chat_id, last_event_id or 0)
     if events is None:
         return Response(status_code=status.HTTP_204_NO_CONTENT)
     return _stream(events)

@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from parley import engines
-from parley.accounts.models import User
+from parley.accounts.authentication import Owner
 from parley.chats.models import Chat, Message
 from parley.chats.schemas import TurnResult
 from parley.chats.service import MESSAGE_NOT_FOUND, ChatService
@@ -45,6 +45,7 @@ from parley.turns.planner import TurnPlanner
 from parley.turns.runner import TurnRunner
 from parley.turns.sse import numbered
 from parley.usage.meter import UsageMeter
+from parley.usage.periods import BudgetHolder
 from parley.usage.pricing import estimate_cost, tokens_for_chars
 
 logger = logging.getLogger(__name__)
@@ -106,7 +107,7 @@ class TurnService:
 
     async def _start_reply(
         self,
-        user: User,
+        user: BudgetHolder,
         chat: Chat,
         user_message: Message,
         entry: CatalogEntry,
@@ -176,7 +177,7 @@ class TurnService:
     @traced(name="turns.send")
     async def send(
         self,
-        user: User,
+        user: BudgetHolder,
         chat_id: uuid.UUID,
         *,
         parts: list[dict[str, Any]],
@@ -233,7 +234,7 @@ class TurnService:
     @traced(name="turns.regenerate")
     async def regenerate(
         self,
-        user: User,
+        user: BudgetHolder,
         chat_id: uuid.UUID,
         message_id: uuid.UUID,
         *,
@@ -303,7 +304,9 @@ class TurnService:
 
     # -- a turn in progress -----------------------------------------------------------------
 
-    async def follow(self, user: User, chat_id: uuid.UUID, after: int = 0) -> ReplyEvents | None:
+    async def follow(
+        self, user: BudgetHolder, chat_id: uuid.UUID, after: int = 0
+    ) -> ReplyEvents | None:
         """The events of the chat's reply in progress after `after`, to its end; None if no reply
         is in progress (or its event log is gone)."""
         message_id = await self.active_reply(user, chat_id)
@@ -311,13 +314,13 @@ class TurnService:
             return None
         return self.manager.follow_batches(message_id, after)
 
-    async def active_reply(self, user: User, chat_id: uuid.UUID) -> uuid.UUID | None:
+    async def active_reply(self, user: Owner, chat_id: uuid.UUID) -> uuid.UUID | None:
         """The chat's reply in progress, if any (404 for another user's chat)."""
         chat = await self.chats.get(user, chat_id)
         return chat.active_message_id
 
     @traced(name="turns.stop")
-    async def stop(self, user: User, chat_id: uuid.UUID) -> None:
+    async def stop(self, user: Owner, chat_id: uuid.UUID) -> None:
         """Stop the chat's reply in progress; the partial reply is kept as `cancelled`."""
         message_id = await self.active_reply(user, chat_id)
         if message_id is None:

@@ -30,8 +30,7 @@ def next_month_start(moment: datetime) -> datetime:
 
 
 class BudgetHolder(Protocol):
-    """What the meter reads of a user: an ORM `User`, or the plain `UserStanding` of a `/v1`
-    caller."""
+    """What the meter reads of a user: an ORM `User`, or a `Caller` (plain values)."""
 
     @property
     def id(self) -> uuid.UUID: ...
