@@ -11,7 +11,6 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from functools import partial
 
 import anyio.to_thread
 from fastapi import FastAPI
@@ -100,7 +99,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         database = Database.from_settings(settings)
         redis = None
         if settings.redis_url:
-            # Imported only when configured: the client costs a third of a second at start-up.
+            # Imported only when configured (an optional integration; see `parley.engines`).
             from redis.asyncio import Redis
 
             redis = Redis.from_url(settings.redis_url)
@@ -135,15 +134,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # The periodic work: each job every so many seconds, until shutdown.
         housekeeping = Housekeeping()
         app.state.housekeeping = housekeeping
-        sweep_seconds = max(1.0, settings.generation_stale_seconds / 3)
-        # Replies whose worker died (no heartbeat for GENERATION_STALE_SECONDS): interrupted,
-        # billed, their chats freed.
-        housekeeping.every(sweep_seconds, "reply-sweep", turn_runner.sweep_interrupted)
-        housekeeping.every(
-            sweep_seconds, "idempotency-purge", partial(purge_expired_keys, database)
-        )
-        # Holds whose request never settled.
-        housekeeping.every(sweep_seconds, "budget-holds", usage_meter.release_expired)
+
+        async def sweep() -> None:
+            """One round, in this order (the reply sweep and the hold release touch the same
+            reservation rows, so they do not run at once)."""
+            # Replies whose worker died (no heartbeat for GENERATION_STALE_SECONDS): interrupted,
+            # billed, their chats freed.
+            await turn_runner.sweep_interrupted()
+            await purge_expired_keys(database)
+            await usage_meter.release_expired()  # holds whose request never settled
+
+        housekeeping.every(max(1.0, settings.generation_stale_seconds / 3), "sweep", sweep)
         if settings.memory_trim_interval_seconds:
             housekeeping.every(
                 settings.memory_trim_interval_seconds, "memory-trim", trim_heap_in_thread

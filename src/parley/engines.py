@@ -8,10 +8,12 @@ all in a worker thread once the app is up (see `parley.app`); an accessor called
 imports what it needs itself, or waits for the warm-up's import in progress rather than racing it:
 two threads importing one package with circular imports inside it at the same moment can see each
 other's half-initialised modules, and one lock rules that out. Once imported, an accessor costs a
-set lookup.
+set lookup and a `sys.modules` one.
 
-The domains call these accessors instead of importing the model library themselves; nothing else
-in the code defers an import to save start-up time.
+The domains call these accessors instead of importing the model library themselves. Besides them,
+only optional integrations are imported where they are configured (the Redis client in `app.py`
+and `core/responses.py`, the OTLP exporter in `core/telemetry.py`), and the command line imports
+what each command needs when it runs (`cli.py`, `migrate.py`).
 """
 
 from __future__ import annotations

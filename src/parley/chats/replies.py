@@ -16,8 +16,8 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from parley.chats import reply_rows
-from parley.chats.reply_rows import EndedReply, ReplyEnding, ReplyProgress, ReplyUsage
+from parley.chats import message_rows
+from parley.chats.message_rows import EndedReply, ReplyEnding, ReplyProgress, ReplyUsage
 
 __all__ = [
     "EndedReply",
@@ -42,7 +42,7 @@ async def save_progress(
 ) -> None:
     """Save the growing reply and its tokens so far (what a sweep bills if its worker dies); the
     save is also the reply's heartbeat."""
-    await reply_rows.save_reply_progress(session, message_id, progress)
+    await message_rows.save_reply_progress(session, message_id, progress)
 
 
 async def end_reply(
@@ -54,10 +54,10 @@ async def end_reply(
     Returns:
         Whether this call ended the reply: only then is its usage to be settled.
     """
-    if await reply_rows.end_reply(session, message_id, ending, usage):
+    if await message_rows.end_reply(session, message_id, ending, usage):
         return True
     logger.warning("a reply was ended elsewhere first", extra={"message_id": str(message_id)})
-    await reply_rows.save_reply_parts(session, message_id, ending)
+    await message_rows.save_reply_parts(session, message_id, ending)
     return False
 
 
@@ -71,19 +71,19 @@ async def free_slot(
 ) -> None:
     """Free the chat for its next reply (if this reply still holds it) and, with `title`, name it
     unless it has a name."""
-    await reply_rows.free_reply_slot(session, chat_id, message_id, at=at)
+    await message_rows.free_reply_slot(session, chat_id, message_id, at=at)
     if title:
-        await reply_rows.name_chat_if_untitled(session, chat_id, title)
+        await message_rows.name_chat_if_untitled(session, chat_id, title)
 
 
 async def status_of(session: AsyncSession, message_id: uuid.UUID) -> str | None:
     """The reply's status (`streaming` until it ends), or None if there is no such message."""
-    return await reply_rows.reply_status(session, message_id)
+    return await message_rows.reply_status(session, message_id)
 
 
 async def stale_replies(session: AsyncSession, cutoff: datetime) -> list[uuid.UUID]:
     """The replies in progress with no save (nor heartbeat) since `cutoff`."""
-    return await reply_rows.stale_streaming_replies(session, cutoff)
+    return await message_rows.stale_streaming_replies(session, cutoff)
 
 
 async def end_streaming_replies(
@@ -96,14 +96,14 @@ async def end_streaming_replies(
     Returns:
         The replies this call ended, as saved.
     """
-    return await reply_rows.end_streaming_replies(session, message_ids, status)
+    return await message_rows.end_streaming_replies(session, message_ids, status)
 
 
 async def record_usage(session: AsyncSession, message_id: uuid.UUID, usage: ReplyUsage) -> None:
     """Record what a reply ended by `end_streaming_replies` used."""
-    await reply_rows.set_reply_usage(session, message_id, usage)
+    await message_rows.set_reply_usage(session, message_id, usage)
 
 
 async def free_slots(session: AsyncSession, message_ids: Sequence[uuid.UUID]) -> None:
     """Free the chats whose reply in progress is one of these."""
-    await reply_rows.free_reply_slots(session, message_ids)
+    await message_rows.free_reply_slots(session, message_ids)

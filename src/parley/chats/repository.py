@@ -1,5 +1,5 @@
-"""Queries over chats and their message trees (a reply's own writes are in `reply_rows`). Never
-commits.
+"""Queries over chats and their message trees (every write of a message row is in
+`message_rows`). Never commits.
 
 Every read starts from `readable_chats(owner_id)` or `readable_messages(owner_id)`: another user's
 chat or message is simply not there. Deleted chats are gone from every read.
@@ -15,7 +15,7 @@ from sqlalchemy import Select, exists, func, literal, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from parley.chats.models import Chat, Message
-from parley.core.db import LIKE_ESCAPE, contains_pattern, new_id
+from parley.core.db import LIKE_ESCAPE, contains_pattern
 from parley.core.pagination import CursorCodec, SortKey, paginate
 
 CHATS_BY_ACTIVITY = SortKey("-updated_at", Chat.updated_at, descending=True)
@@ -190,30 +190,3 @@ async def messages_by_id(
         .execution_options(populate_existing=True)
     )
     return {message.id: message for message in result.scalars()}
-
-
-def new_user_message(
-    *,
-    chat_id: uuid.UUID,
-    owner_id: uuid.UUID,
-    parent_id: uuid.UUID | None,
-    parts: list[dict[str, Any]],
-) -> Message:
-    """A new user message (its plain text kept for search), not yet added to a session."""
-    text = "\n".join(part["text"] for part in parts if part.get("type") == "text")
-    return Message(
-        id=new_id(),
-        chat_id=chat_id,
-        user_id=owner_id,
-        parent_id=parent_id,
-        role="user",
-        parts=parts,
-        search_text=text,
-        status="complete",
-    )
-
-
-def add_message(session: AsyncSession, message: Message) -> Message:
-    """Stage a new message (flushed with the session)."""
-    session.add(message)
-    return message

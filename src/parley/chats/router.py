@@ -21,7 +21,6 @@ from parley.core.dependencies import PageDep
 from parley.core.errors import InvalidToken, NotAuthenticated, NotFound
 from parley.core.responses import Envelope, Page, error_responses, ok
 from parley.core.validation import StorableText
-from parley.llm.dependencies import LLMServiceDep
 
 chats_router = APIRouter(prefix="/api/chats", tags=["chats"])
 AUTH_ERRORS = (NotAuthenticated, InvalidToken)
@@ -34,12 +33,11 @@ AUTH_ERRORS = (NotAuthenticated, InvalidToken)
     responses=error_responses(*AUTH_ERRORS, NotFound),
 )
 async def create_chat(
-    body: ChatCreate, user: CurrentUser, chats: ChatServiceDep, llm: LLMServiceDep
+    body: ChatCreate, user: CurrentUser, chats: ChatServiceDep
 ) -> Envelope[ChatPublic]:
     """A new chat; `model_id` must be an enabled catalog model (default: the default model)."""
-    model_id = (await llm.resolve(body.model_id)).id if body.model_id else None
     chat = await chats.create(
-        user, title=body.title, model_id=model_id, system_prompt=body.system_prompt
+        user, title=body.title, model_id=body.model_id or None, system_prompt=body.system_prompt
     )
     return ok(ChatPublic.model_validate(chat))
 
@@ -82,14 +80,10 @@ async def update_chat(
     body: ChatUpdate,
     user: CurrentUser,
     chats: ChatServiceDep,
-    llm: LLMServiceDep,
 ) -> Envelope[ChatPublic]:
     """Rename, archive or unarchive, change the model or system prompt (null clears it), or
     switch to another branch with `current_leaf_id`."""
-    changes = body.model_dump(exclude_unset=True)
-    if changes.get("model_id") is not None:
-        changes["model_id"] = (await llm.resolve(changes["model_id"])).id
-    chat = await chats.update(user, chat_id, changes)
+    chat = await chats.update(user, chat_id, body.model_dump(exclude_unset=True))
     return ok(ChatPublic.model_validate(chat))
 
 

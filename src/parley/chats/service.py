@@ -16,13 +16,14 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from parley.accounts.authentication import Owner
-from parley.chats import reply_rows, repository
+from parley.chats import message_rows, repository
 from parley.chats.models import Chat, Message
 from parley.chats.schemas import MessageError, MessagePublic, Usage
 from parley.core.db import utcnow
 from parley.core.errors import NotFound
 from parley.core.pagination import CursorCodec
 from parley.core.telemetry import traced
+from parley.llm.service import LLMService
 
 CHAT_NOT_FOUND = "No such chat."
 MESSAGE_NOT_FOUND = "No such message in this chat."
@@ -65,9 +66,22 @@ def message_public(message: Message, sibling_ids: Sequence[uuid.UUID]) -> Messag
 class ChatService:
     """A user's chats and their message trees, over one database session."""
 
-    def __init__(self, session: AsyncSession, codec: CursorCodec) -> None:
+    def __init__(
+        self, session: AsyncSession, codec: CursorCodec, llm: LLMService | None = None
+    ) -> None:
         self.session = session
         self.codec = codec
+        self.llm = llm  # the model catalog, to check a chat's model (creating, updating)
+
+    async def _catalog_model(self, model_id: str) -> str:
+        """The id of the enabled catalog model `model_id` names.
+
+        Raises:
+            ValidationFailed: it is not an enabled catalog model.
+        """
+        if self.llm is None:
+            raise RuntimeError("this ChatService was built without the model catalog")
+        return (await self.llm.resolve(model_id)).id
 
     async def get(self, owner: Owner, chat_id: uuid.UUID) -> Chat:
         """One of the owner's chats.
@@ -89,7 +103,9 @@ class ChatService:
         model_id: str | None,
         system_prompt: str | None,
     ) -> Chat:
-        """A new, empty chat. `model_id` must already be checked against the catalog."""
+        """A new, empty chat; `model_id` must be an enabled catalog model (None: the default)."""
+        if model_id is not None:
+            model_id = await self._catalog_model(model_id)
         chat = Chat(user_id=owner.id, title=title, model_id=model_id, system_prompt=system_prompt)
         self.session.add(chat)
         await self.session.commit()
@@ -121,8 +137,11 @@ class ChatService:
         """Rename, archive, change the model or system prompt, or switch branches.
 
         Args:
-            changes: only the fields the request set; `model_id` already checked.
+            changes: only the fields the request set; a `model_id` must be an enabled catalog
+                model.
         """
+        if changes.get("model_id") is not None:
+            changes = {**changes, "model_id": await self._catalog_model(changes["model_id"])}
         chat = await self.get(owner, chat_id)
         for field in ("title", "model_id", "system_prompt"):
             if field in changes:
@@ -194,7 +213,7 @@ class ChatService:
         return await self.public_messages(chat.id, path), next_cursor
 
     # -- a turn's start and result (`parley.turns.service`), on its request session ---------
-    # These take the owner's id, not the user: a rolled-back race expires the loaded user.
+    # These take the owner's id, not the owner: a rolled-back race would expire a loaded row.
 
     async def get_message(
         self, owner_id: uuid.UUID, chat_id: uuid.UUID, message_id: uuid.UUID
@@ -218,7 +237,7 @@ class ChatService:
         parts: list[dict[str, Any]],
     ) -> Message:
         """A new user message, not written yet (`add_turn_messages` writes it)."""
-        return repository.new_user_message(
+        return message_rows.new_user_message(
             chat_id=chat_id, owner_id=owner_id, parent_id=parent_id, parts=parts
         )
 
@@ -235,17 +254,17 @@ class ChatService:
         the user message itself if it is `new_user_message` (not stored yet). Flushed, not
         committed: the turn's start commits them with its other rows."""
         if new_user_message:
-            repository.add_message(self.session, user_message)
-        reply = reply_rows.new_reply(
+            message_rows.add_message(self.session, user_message)
+        reply = message_rows.new_reply(
             reply_id, user_message, model_id=model_id, prompt_tokens=prompt_tokens
         )
-        repository.add_message(self.session, reply)
+        message_rows.add_message(self.session, reply)
         await self.session.flush()
 
     async def claim_reply_slot(self, chat_id: uuid.UUID, reply_id: uuid.UUID) -> bool:
         """Make `reply_id` the chat's reply in progress and its current leaf; False when the chat
         already has one (of two concurrent claims, exactly one wins)."""
-        return await reply_rows.claim_reply_slot(self.session, chat_id, reply_id)
+        return await message_rows.claim_reply_slot(self.session, chat_id, reply_id)
 
     async def turn_messages(
         self, owner_id: uuid.UUID, chat_id: uuid.UUID, message_ids: Sequence[uuid.UUID]

@@ -55,7 +55,7 @@ def configure_tracing(settings: Settings) -> TracerProvider:
             resource=Resource.create({"service.name": settings.otel_service_name})
         )
         if settings.otel_exporter_otlp_endpoint:
-            # Imported only when configured (protobuf and the exporter take a tenth of a second).
+            # Imported only when configured (an optional integration; see `parley.engines`).
             from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
             endpoint = settings.otel_exporter_otlp_endpoint.rstrip("/") + "/v1/traces"

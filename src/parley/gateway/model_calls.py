@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -36,7 +35,6 @@ from parley.usage.pricing import estimate_tokens
 
 __all__ = ["ModelCall", "TranslatedStream", "complete", "start_stream", "to_model_call"]
 
-logger = logging.getLogger(__name__)
 BUFFERED_CHUNKS = 64
 DONE = b"data: [DONE]\n\n"
 

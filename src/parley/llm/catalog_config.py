@@ -203,8 +203,9 @@ def reference_info(provider: ProviderConfig, model_name: str) -> ReferenceInfo |
     """What `genai-prices` knows of this model on this provider (by its URL when it is custom, so
     OpenRouter and the like get their own prices), or None for a model it does not know.
 
-    The price data (about 10 MB in memory) is loaded with the first lookup: a catalog whose
-    configuration gives every price and context window never loads it (see `parley.engines`)."""
+    The price data (megabytes in memory, bench/findings.md) is loaded with the first lookup: a
+    catalog whose configuration gives every price and context window never loads it (see
+    `parley.engines`)."""
     snapshot = engines.module("genai_prices.data_snapshot").get_snapshot()
     try:
         if provider.custom_base_url:

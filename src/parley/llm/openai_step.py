@@ -3,12 +3,12 @@
 
 A turn's step goes through Pydantic AI's model by default (`parley.llm.pydantic_step`). For an
 OpenAI-compatible server other than OpenAI's own, whose request and stream are plain
-`/chat/completions` JSON, this does the same for a fraction of the CPU: the request is built
-from the conversation directly, sent by `parley.llm.openai_relay` as the `/v1` gateway's
-pass-through sends it (one shared HTTP client, the same retries before the first byte: connection
-errors, 408, 409, 429 and 5xx, up to `PROVIDER_MAX_RETRIES`), and each streamed line is parsed
-once with `json.loads`, reading only the fields a reply needs (text, reasoning, tool calls, the
-finish reason and usage); bench/findings.md has the measurements.
+`/chat/completions` JSON, this does the same for a fraction of the CPU: the request is built from
+the conversation directly (`parley.llm.openai_request`), sent by `parley.llm.openai_relay` as the
+`/v1` gateway's pass-through sends it (one shared HTTP client, the same retries before the first
+byte: connection errors, 408, 409, 429 and 5xx, up to `PROVIDER_MAX_RETRIES`), and each streamed
+line is parsed once with `json.loads`, reading only the fields a reply needs (text, reasoning, tool
+calls, the finish reason and usage); bench/findings.md has the measurements.
 
 OpenAI's own service keeps Pydantic AI's model, with OpenAI's model profiles; so does a turn with a
 fallback model, which Pydantic AI's `FallbackModel` tries in turn.
@@ -27,22 +27,18 @@ import httpx2
 from pydantic_ai.messages import (
     FinishReason,
     ModelMessage,
-    ModelRequest,
     ModelResponse,
     ModelResponsePart,
-    SystemPromptPart,
     TextPart,
     ThinkingPart,
     ToolCallPart,
-    ToolReturnPart,
-    UserPromptPart,
 )
-from pydantic_ai.tools import ToolDefinition
 from pydantic_ai.usage import RequestUsage
 
 from parley.core.errors import ProviderError
 from parley.llm.failures import provider_failure
 from parley.llm.openai_relay import transport_failure
+from parley.llm.openai_request import request_body
 from parley.llm.selection import OpenAICompatibleModel
 from parley.llm.steps import (
     StepEvent,
@@ -66,86 +62,6 @@ _FINISH_REASONS: dict[str, FinishReason] = {
     "function_call": "tool_call",
     "content_filter": "content_filter",
 }
-
-
-def request_body(
-    model_name: str,
-    messages: Sequence[ModelMessage],
-    instructions: str | None,
-    tools: Sequence[ToolDefinition],
-) -> dict[str, Any]:
-    """The streamed `/chat/completions` request for a conversation, as Pydantic AI's OpenAI model
-    sends it to such a server: the instructions as the system message, tool results as `tool`
-    messages (a failed one as `{"error": ...}`), usage asked for at the end of the stream."""
-    wire: list[dict[str, Any]] = []
-    if instructions:
-        wire.append({"role": "system", "content": instructions})
-    # Where the turn's question is: the reasoning of its own tool-calling steps goes back with them.
-    question = max(
-        (
-            number
-            for number, message in enumerate(messages)
-            if isinstance(message, ModelRequest)
-            and any(isinstance(part, UserPromptPart) for part in message.parts)
-        ),
-        default=-1,
-    )
-    for number, message in enumerate(messages):
-        if isinstance(message, ModelRequest):
-            for part in message.parts:
-                if isinstance(part, UserPromptPart):
-                    if not isinstance(part.content, str):
-                        raise ProviderError("Only text can be sent to this model.")
-                    wire.append({"role": "user", "content": part.content})
-                elif isinstance(part, ToolReturnPart):
-                    wire.append(
-                        {
-                            "role": "tool",
-                            "tool_call_id": part.tool_call_id,
-                            "content": part.model_response_str(),
-                        }
-                    )
-                elif isinstance(part, SystemPromptPart):
-                    wire.append({"role": "system", "content": part.content})
-        else:
-            text = "\n\n".join(p.content for p in message.parts if isinstance(p, TextPart))
-            calls = [
-                {
-                    "id": p.tool_call_id,
-                    "type": "function",
-                    "function": {"name": p.tool_name, "arguments": p.args_as_json_str()},
-                }
-                for p in message.parts
-                if isinstance(p, ToolCallPart)
-            ]
-            assistant: dict[str, Any] = {"role": "assistant", "content": text or None}
-            if calls:
-                assistant["tool_calls"] = calls
-                thinking = [p.content for p in message.parts if isinstance(p, ThinkingPart)]
-                if number > question and any(thinking):
-                    # DeepSeek's thinking mode refuses a tool-calling step of the current
-                    # question sent back without it; other servers ignore the field.
-                    assistant["reasoning_content"] = "\n\n".join(thinking)
-            wire.append(assistant)
-    body: dict[str, Any] = {
-        "model": model_name,
-        "messages": wire,
-        "stream": True,
-        "stream_options": {"include_usage": True},
-    }
-    if tools:
-        body["tools"] = [
-            {
-                "type": "function",
-                "function": {
-                    "name": tool.name,
-                    "description": tool.description or "",
-                    "parameters": tool.parameters_json_schema,
-                },
-            }
-            for tool in tools
-        ]
-    return body
 
 
 @dataclass

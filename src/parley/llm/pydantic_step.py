@@ -56,6 +56,7 @@ class PydanticAIStep:
     ) -> AsyncIterator[StepEvent]:
         """Stream one step; a failure of the model ends it with `StepFailed`."""
         reported = (0, 0)
+        closing = False  # the turn closed this step (a stop): a failure now is only raised
         try:
             async with model_request_stream(
                 self.model,
@@ -64,16 +65,22 @@ class PydanticAIStep:
                 instrument=False,
             ) as stream:
                 async for event in stream:
-                    translated = _event(event)
-                    if translated is not None:
-                        yield translated
                     usage = stream.usage
                     counts = (usage.input_tokens or 0, usage.output_tokens or 0)
+                    events = [step_event] if (step_event := _event(event)) is not None else []
                     if counts != reported:
                         reported = counts
-                        yield steps.StepUsage(*counts)
+                        events.append(steps.StepUsage(*counts))
+                    try:
+                        for item in events:
+                            yield item
+                    except GeneratorExit:
+                        closing = True
+                        raise
                 response = stream.get()
         except Exception as exc:
+            if closing:
+                raise  # an async generator being closed must not yield
             yield steps.StepFailed(provider_failure(exc, log_unknown=False), exc)
             return
         yield steps.StepFinished(response)

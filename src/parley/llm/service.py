@@ -7,7 +7,7 @@ Each public method is one use case and commits at most once. Errors are Parley e
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -120,6 +120,14 @@ class CatalogService:
             raise Conflict("The default model changed meanwhile; try again.") from exc
         await self.session.refresh(row)
         return CatalogEntry.from_row(row)
+
+
+async def catalog_prices(
+    session: AsyncSession, model_ids: Sequence[str]
+) -> dict[str, tuple[Decimal, Decimal]]:
+    """The input and output prices per million tokens of these catalog models, enabled or not:
+    what a reply that ended without its running turn is billed at (the turn runner's sweep)."""
+    return await repository.prices_of(session, model_ids)
 
 
 class LLMService:

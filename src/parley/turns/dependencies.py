@@ -1,4 +1,4 @@
-"""`TurnServiceDep` (turn use cases over the route's session) and `TurnRunnerDep`."""
+"""`TurnServiceDep`: the turn use cases over the route's session, with the app's turn runner."""
 
 from __future__ import annotations
 
@@ -25,21 +25,13 @@ def turn_runner_of(request: Request) -> TurnRunner:
     return runner
 
 
-async def get_turn_runner(request: Request) -> TurnRunner:
-    """The running app's turns in progress."""
-    return turn_runner_of(request)
-
-
-TurnRunnerDep = Annotated[TurnRunner, Depends(get_turn_runner)]
-
-
 async def get_turn_service(request: Request, session: SessionDep) -> TurnService:
     """Turn use cases over the route's session."""
     registry: ToolRegistry = request.app.state.tool_registry
     return TurnService(
         session,
         settings=settings_of(request),
-        manager=turn_runner_of(request),
+        runner=turn_runner_of(request),
         llm=llm_service_of(request, session),
         registry=registry,
         limiter=rate_limiter_of(request),

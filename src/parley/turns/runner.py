@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from parley import engines
 from parley.chats import replies
 from parley.core.db import Database, utcnow
-from parley.llm import repository as catalog
+from parley.llm.service import catalog_prices
 from parley.turns.event_log import EventLogs
 from parley.usage.meter import UsageMeter
 from parley.usage.pricing import ZERO, cost_usd, output_tokens_of_parts
@@ -145,7 +145,7 @@ class TurnRunner:
         async with self.database.sessionmaker() as session:
             ended = await replies.end_streaming_replies(session, message_ids, status)
             if ended:
-                prices = await catalog.prices_of(
+                prices = await catalog_prices(
                     session, sorted({reply.model_id for reply in ended if reply.model_id})
                 )
                 entries = []

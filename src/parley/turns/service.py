@@ -14,7 +14,6 @@ reply in progress.
 
 from __future__ import annotations
 
-import logging
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -48,7 +47,6 @@ from parley.usage.meter import UsageMeter
 from parley.usage.periods import BudgetHolder
 from parley.usage.pricing import estimate_cost, tokens_for_chars
 
-logger = logging.getLogger(__name__)
 # A reply's events as they come, in batches of (event id, JSON chunk).
 ReplyEvents = AsyncIterator[list[tuple[int, str]]]
 # What a send or a regenerate answers: the reply's events, or (not streamed) both messages.
@@ -70,7 +68,7 @@ class TurnService:
         session: AsyncSession,
         *,
         settings: Settings,
-        manager: TurnRunner,
+        runner: TurnRunner,
         llm: LLMService,
         registry: ToolRegistry,
         limiter: RateLimiter,
@@ -80,7 +78,7 @@ class TurnService:
         self.session = session
         self.meter = meter
         self.settings = settings
-        self.manager = manager
+        self.runner = runner
         self.llm = llm
         self.registry = registry
         self.limiter = limiter
@@ -92,7 +90,7 @@ class TurnService:
             llm,
             registry,
             settings,
-            sessionmaker=manager.database.sessionmaker,
+            sessionmaker=runner.database.sessionmaker,
             codec=codec,
         )
 
@@ -131,7 +129,7 @@ class TurnService:
             BudgetExceeded: the user's monthly budget is spent (nothing is kept).
             ReplyInProgress: the chat already has a reply in progress (nothing is kept).
         """
-        user_id = user.id  # kept: a rolled-back race expires the loaded user
+        user_id = user.id
         plan = await self.planner.plan(
             user,
             chat,
@@ -171,7 +169,7 @@ class TurnService:
             await self.session.rollback()  # nothing of this turn is kept
             raise ReplyInProgress()
         await self.session.commit()
-        await self.manager.start(plan)
+        await self.runner.start(plan)
         return turn
 
     @traced(name="turns.send")
@@ -196,7 +194,7 @@ class TurnService:
             parent_id: the message it follows (default: the chat's current leaf).
             new_root: start a new root instead (an edit of the first message).
         """
-        user_id = user.id  # kept: a rolled-back race expires the loaded user
+        user_id = user.id
         chat = await self.chats.get(user, chat_id)
         fingerprint = request_fingerprint("send", chat_id, fingerprint_body)
         replay = await self.keys.replay(user_id, idempotency_key, fingerprint)
@@ -291,10 +289,10 @@ class TurnService:
         from the stored reply once the log is gone; or (not streamed) both messages, once the
         reply is saved."""
         if not stream:
-            await self.manager.wait_until_finished(started.assistant_message_id)
+            await self.runner.wait_until_finished(started.assistant_message_id)
             return await self.result(started)
-        if await self.manager.can_follow(started.assistant_message_id):
-            return self.manager.follow_batches(started.assistant_message_id)
+        if await self.runner.can_follow(started.assistant_message_id):
+            return self.runner.follow_batches(started.assistant_message_id)
         # A retried request whose reply is no longer in any event log: send the stored reply.
         result = await self.result(started)
         chunks = engines.stored_reply_chunks()(
@@ -310,9 +308,9 @@ class TurnService:
         """The events of the chat's reply in progress after `after`, to its end; None if no reply
         is in progress (or its event log is gone)."""
         message_id = await self.active_reply(user, chat_id)
-        if message_id is None or not await self.manager.can_follow(message_id):
+        if message_id is None or not await self.runner.can_follow(message_id):
             return None
-        return self.manager.follow_batches(message_id, after)
+        return self.runner.follow_batches(message_id, after)
 
     async def active_reply(self, user: Owner, chat_id: uuid.UUID) -> uuid.UUID | None:
         """The chat's reply in progress, if any (404 for another user's chat)."""
@@ -326,7 +324,7 @@ class TurnService:
         if message_id is None:
             raise NoActiveStream()
         await self.session.commit()  # end the read transaction before waiting
-        await self.manager.stop(message_id)
+        await self.runner.stop(message_id)
 
     async def result(self, started: StartedTurn) -> TurnResult:
         """The turn's user and assistant messages as they are stored now."""

@@ -1,5 +1,5 @@
-"""Statements over a reply's rows: the assistant message from its creation as `streaming` to its
-end, and the chat's single reply slot. Never commits.
+"""Every write of a message row: a user message added, and the reply (the assistant message)
+from its creation as `streaming` to its end; and the chat's single reply slot. Never commits.
 
 Every write here is a Core statement on the tables, not an ORM-enabled UPDATE: the turn engine runs
 them on short sessions of its own that hold no objects, and an ORM-enabled UPDATE spends more CPU
@@ -22,7 +22,7 @@ from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from parley.chats.models import Chat, Message
-from parley.core.db import utcnow
+from parley.core.db import new_id, utcnow
 
 _MESSAGES = cast(Table, Message.__table__)
 _CHATS = cast(Table, Chat.__table__)
@@ -230,3 +230,30 @@ async def free_reply_slots(session: AsyncSession, message_ids: Sequence[uuid.UUI
         .where(_CHATS.c.active_message_id.in_(list(message_ids)))
         .values(active_message_id=None, updated_at=utcnow())
     )
+
+
+def new_user_message(
+    *,
+    chat_id: uuid.UUID,
+    owner_id: uuid.UUID,
+    parent_id: uuid.UUID | None,
+    parts: list[dict[str, Any]],
+) -> Message:
+    """A new user message (its plain text kept for search), not yet added to a session."""
+    text = "\n".join(part["text"] for part in parts if part.get("type") == "text")
+    return Message(
+        id=new_id(),
+        chat_id=chat_id,
+        user_id=owner_id,
+        parent_id=parent_id,
+        role="user",
+        parts=parts,
+        search_text=text,
+        status="complete",
+    )
+
+
+def add_message(session: AsyncSession, message: Message) -> Message:
+    """Stage a new message (flushed with the session)."""
+    session.add(message)
+    return message
