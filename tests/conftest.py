@@ -30,6 +30,7 @@ from parley.settings import Settings
 from tests.fakes import Script
 from tests.fakes.anthropic_upstream import FakeAnthropic
 from tests.fakes.openai_upstream import FaultyOpenAI
+from tests.fakes.upstreams import running_upstreams
 from tests.fixtures.accounts import PASSWORD, TestUser, UserFactory
 from tests.fixtures.catalogs import seed_for, upstream_settings
 from tests.fixtures.databases import (
@@ -210,13 +211,8 @@ def live_server(settings: Settings) -> Iterator[LiveServer]:
 
 @pytest.fixture(scope="session")
 def fake_upstreams() -> Iterator[tuple[FaultyOpenAI, FakeAnthropic]]:
-    openai = FaultyOpenAI.start()
-    anthropic = FakeAnthropic.start()
-    try:
-        yield openai, anthropic
-    finally:
-        openai.stop()
-        anthropic.stop()
+    with running_upstreams() as fakes:
+        yield fakes
 
 
 @pytest.fixture(scope="session")

@@ -14,6 +14,7 @@ from fastapi import FastAPI
 from tests.fakes import Script
 from tests.fakes.anthropic_upstream import FakeAnthropic
 from tests.fakes.openai_upstream import FaultyOpenAI
+from tests.fakes.upstreams import running_upstreams
 from tests.fixtures.accounts import TestUser, create_api_key
 from tests.fixtures.catalogs import gateway_settings, seed_for
 from tests.fixtures.gateway import sdk
@@ -26,13 +27,8 @@ from tests.fixtures.servers import (
 
 @pytest.fixture(scope="session")
 def gateway_fakes() -> Iterator[tuple[FaultyOpenAI, FakeAnthropic]]:
-    openai_fake = FaultyOpenAI.start()
-    anthropic_fake = FakeAnthropic.start()
-    try:
-        yield openai_fake, anthropic_fake
-    finally:
-        openai_fake.stop()
-        anthropic_fake.stop()
+    with running_upstreams() as fakes:
+        yield fakes
 
 
 @pytest.fixture(scope="session")

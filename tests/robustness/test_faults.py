@@ -29,6 +29,7 @@ from parley.settings import Settings
 from tests.fakes import Reply
 from tests.fakes.anthropic_upstream import FakeAnthropic
 from tests.fakes.openai_upstream import FaultyOpenAI
+from tests.fakes.upstreams import running_upstreams
 from tests.fixtures.accounts import TestUser
 from tests.fixtures.apps import running_app
 from tests.fixtures.catalogs import upstream_settings
@@ -263,12 +264,8 @@ async def test_a_terminated_postgres_backend_fails_one_request_only(
 
 @pytest.fixture(scope="module")
 def hanging_upstream() -> Iterator[tuple[FaultyOpenAI, FakeAnthropic]]:
-    openai, anthropic = FaultyOpenAI.start(), FakeAnthropic.start()
-    try:
-        yield openai, anthropic
-    finally:
-        openai.stop()
-        anthropic.stop()
+    with running_upstreams() as fakes:
+        yield fakes
 
 
 @pytest.fixture(scope="module")

@@ -197,10 +197,9 @@ class TurnService:
         user_id = user.id
         chat = await self.chats.get(user, chat_id)
         fingerprint = request_fingerprint("send", chat_id, fingerprint_body)
-        replay = await self.keys.replay(user_id, idempotency_key, fingerprint)
-        if replay is not None:
-            await self.session.commit()  # end the read transaction: the caller may now wait
-            return await self.answer(replay, stream=stream)
+        replayed = await self._replayed(user_id, idempotency_key, fingerprint, stream=stream)
+        if replayed is not None:
+            return replayed
         await self._check_rate(user_id)
         parent = None if new_root else (parent_id or chat.current_leaf_id)
         if parent is not None:
@@ -247,10 +246,9 @@ class TurnService:
         user_id = user.id
         chat = await self.chats.get(user, chat_id)
         fingerprint = request_fingerprint(f"regenerate:{message_id}", chat_id, fingerprint_body)
-        replay = await self.keys.replay(user_id, idempotency_key, fingerprint)
-        if replay is not None:
-            await self.session.commit()  # end the read transaction: the caller may now wait
-            return await self.answer(replay, stream=stream)
+        replayed = await self._replayed(user_id, idempotency_key, fingerprint, stream=stream)
+        if replayed is not None:
+            return replayed
         await self._check_rate(user_id)
         target = await self.chats.get_message(user.id, chat.id, message_id)
         if target is None:
@@ -283,6 +281,16 @@ class TurnService:
             fingerprint=fingerprint,
         )
         return await self.answer(started, stream=stream)
+
+    async def _replayed(
+        self, user_id: uuid.UUID, key: str | None, fingerprint: str, *, stream: bool
+    ) -> Answer | None:
+        """The answer to a retry of a turn its `Idempotency-Key` already started, if it is one."""
+        replay = await self.keys.replay(user_id, key, fingerprint)
+        if replay is None:
+            return None
+        await self.session.commit()  # end the read transaction: the caller may now wait
+        return await self.answer(replay, stream=stream)
 
     async def answer(self, started: StartedTurn, *, stream: bool) -> Answer:
         """The answer to a turn started (or replayed): the reply's events from its event log, or
