@@ -59,21 +59,55 @@ class Target:
     server: Server
 
 
-def gateway_targets(upstream: Server, relay: Server, parley: Server, api_key: str) -> list[Target]:
-    """The three targets of the gateway benchmark."""
-    return [
+AIOHTTP_RELAY = "relay (aiohttp)"
+HTTPX_RELAY = "relay (httpx)"
+PORTKEY = "Portkey gateway"
+PARLEY_V1 = "Parley /v1"
+
+
+def gateway_targets(
+    upstream: Server,
+    parley: Server,
+    api_key: str,
+    *,
+    relays: dict[str, Server],
+    portkey: Server | None = None,
+) -> list[Target]:
+    """The targets of the gateway benchmark: the upstream directly, each relay (by client),
+    Portkey's gateway (told the upstream in its own headers) and Parley."""
+    targets = [
         Target(
             "upstream (direct)", upstream.url + "/v1/chat/completions", BENCH_MODEL, {}, upstream
-        ),
-        Target("minimal relay", relay.url + "/v1/chat/completions", BENCH_MODEL, {}, relay),
+        )
+    ]
+    for client, relay in relays.items():
+        targets.append(
+            Target(f"relay ({client})", relay.url + "/v1/chat/completions", BENCH_MODEL, {}, relay)
+        )
+    if portkey is not None:
+        targets.append(
+            Target(
+                PORTKEY,
+                portkey.url + "/v1/chat/completions",
+                BENCH_MODEL,
+                {
+                    "Authorization": "Bearer sk-bench",
+                    "x-portkey-provider": "openai",
+                    "x-portkey-custom-host": upstream.url + "/v1",
+                },
+                portkey,
+            )
+        )
+    targets.append(
         Target(
-            "Parley /v1",
+            PARLEY_V1,
             parley.url + "/v1/chat/completions",
             PARLEY_MODEL,
             {"Authorization": f"Bearer {api_key}"},
             parley,
-        ),
-    ]
+        )
+    )
+    return targets
 
 
 def completion_body(model: str) -> dict[str, Any]:

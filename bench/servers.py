@@ -5,6 +5,7 @@ bench user, API key and budget set up through its own command line and API."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -17,6 +18,7 @@ from typing import Any
 import httpx
 
 READY_TIMEOUT_SECONDS = 120.0
+PORTKEY_DIR = Path(__file__).parent / "portkey"
 BENCH_MODEL = "bench-64"
 PARLEY_MODEL = f"openai:{BENCH_MODEL}"
 BENCH_EMAIL = "bench@example.com"
@@ -109,8 +111,8 @@ def start_upstream(logs: Path, *, tokens: int = 64) -> Server:
     return start("upstream", command, port, "/v1/models", _environment(), logs)
 
 
-def start_relay(logs: Path, upstream: Server) -> Server:
-    """The minimal relay in front of `upstream`."""
+def start_relay(logs: Path, upstream: Server, *, client: str = "aiohttp") -> Server:
+    """The minimal relay in front of `upstream`, forwarding with `client` (`aiohttp`, `httpx`)."""
     port = free_port()
     command = [
         sys.executable,
@@ -120,8 +122,37 @@ def start_relay(logs: Path, upstream: Server) -> Server:
         str(port),
         "--upstream",
         upstream.url + "/v1",
+        "--client",
+        client,
     ]
-    return start("relay", command, port, "/v1/chat/completions", _environment(), logs)
+    return start(f"relay-{client}", command, port, "/v1/chat/completions", _environment(), logs)
+
+
+def portkey_installed() -> Path:
+    """Portkey's gateway, installed from npm at the versions `bench/portkey/package-lock.json`
+    pins (once; `npm ci` needs Node.js and the npm registry). Returns its server script."""
+    script = PORTKEY_DIR / "node_modules" / "@portkey-ai" / "gateway" / "build" / "start-server.js"
+    if not script.exists():
+        npm = shutil.which("npm")
+        if npm is None:
+            raise RuntimeError("Portkey's gateway needs Node.js and npm (apt-get install npm)")
+        subprocess.run(  # noqa: S603
+            [npm, "ci", "--no-audit", "--no-fund", "--prefix", str(PORTKEY_DIR)],
+            check=True,
+            capture_output=True,
+        )
+    return script
+
+
+def start_portkey(logs: Path) -> Server:
+    """Portkey's open-source gateway (Node.js, Hono) on a free port: each request names the
+    upstream in its `x-portkey-provider` and `x-portkey-custom-host` headers."""
+    script = portkey_installed()
+    node = shutil.which("node") or "node"
+    port = free_port()
+    command = [node, str(script), f"--port={port}", "--headless"]
+    env = _environment(NODE_ENV="production")
+    return start("portkey", command, port, "/", env, logs)
 
 
 def parley_environment(

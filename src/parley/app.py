@@ -172,6 +172,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if redis is not None:
                 await redis.aclose()
             await database.dispose()
+            await app.state.model_providers.aclose()
             await provider_http.aclose()
             # A stop by SIGTERM runs no atexit hooks: send the batched spans now.
             await anyio.to_thread.run_sync(tracer_provider.force_flush)

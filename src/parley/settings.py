@@ -92,6 +92,9 @@ class Settings(BaseSettings):
     budget_reservation_ttl_seconds: int = Field(default=3600, ge=60)
     budget_lease_calls: int = Field(default=32, ge=0, le=10_000)
     budget_lease_seconds: float = Field(default=10.0, gt=0, le=300)
+    # A /v1 call's usage record (and its settle) is written with the others that end within
+    # this many milliseconds, after its response (this worker's usage reads wait for it).
+    usage_write_delay_ms: int = Field(default=100, ge=0, le=5000)
 
     # The streaming turn: steps per reply (model calls), how often a growing reply is saved, the
     # heartbeat that tells a live reply from one whose worker died, and how long a finished

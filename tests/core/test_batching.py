@@ -73,3 +73,36 @@ async def test_a_cancelled_submitter_does_not_stop_the_write(
     assert recorder.batches == [["a"]]
     gc.collect()  # asyncio reports an unread exception when its future is collected
     assert "never retrieved" not in caplog.text
+
+
+async def test_with_a_delay_items_posted_one_after_another_share_a_batch() -> None:
+    recorder = Recorder(delay=0)
+    batcher: GroupCommit[str, str] = GroupCommit(recorder.write, max_batch=100, name="t", delay=0.2)
+    futures = []
+    for item in "abc":
+        futures.append(batcher.post(item))
+        await asyncio.sleep(0.01)  # each after the last was queued, well within the delay
+    assert recorder.batches == []  # nothing written before the delay is out
+    assert [await future for future in futures] == ["A", "B", "C"]
+    assert recorder.batches == [["a", "b", "c"]]
+
+
+async def test_flush_writes_without_waiting_out_the_delay() -> None:
+    recorder = Recorder(delay=0)
+    batcher: GroupCommit[str, str] = GroupCommit(recorder.write, max_batch=100, name="t", delay=60)
+    future = batcher.post("a")
+    await asyncio.wait_for(batcher.flush(), timeout=5)
+    assert future.result() == "A"
+    assert recorder.batches == [["a"]]
+    await batcher.flush()  # nothing queued: returns at once
+
+
+async def test_a_full_batch_waits_no_longer_and_close_writes_the_rest() -> None:
+    recorder = Recorder(delay=0)
+    batcher: GroupCommit[str, str] = GroupCommit(recorder.write, max_batch=2, name="t", delay=60)
+    first = [batcher.post(item) for item in "ab"]
+    await asyncio.wait_for(asyncio.gather(*first), timeout=5)
+    last = batcher.post("c")
+    await asyncio.wait_for(batcher.aclose(), timeout=5)
+    assert last.result() == "C"
+    assert recorder.batches == [["a", "b"], ["c"]]

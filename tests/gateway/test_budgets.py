@@ -57,7 +57,7 @@ async def test_spent_budget_is_a_402(
         }
         assert "budget" in body["message"]
     assert len(openai_fake.script.requests) == requests_before  # the provider was not called
-    assert len(await usage_records(client, user)) == 2
+    assert len(await usage_records(client, user, expected=2)) == 2
     status = await budget_status(client, user)
     assert status["spent_usd"] == pytest.approx(float(CALL_COST * 2))
     assert status["reserved_usd"] == 0

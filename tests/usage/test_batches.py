@@ -25,6 +25,7 @@ from parley.settings import Settings
 from parley.usage.meter import UsageMeter
 from parley.usage.reservations import Reservation, UsageEntry
 from tests.fixtures.accounts import TestUser
+from tests.fixtures.meters import settle
 
 
 def _entry(user_id: uuid.UUID, model_id: str, cost: str = "0.25") -> UsageEntry:
@@ -46,7 +47,7 @@ async def test_settles_ending_together_share_a_batch(
 ) -> None:
     meter: UsageMeter = app.state.usage_meter
     owner = uuid.UUID(user.id)
-    await asyncio.gather(*(meter.settle(None, _entry(owner, f"m-{n}")) for n in range(25)))
+    await asyncio.gather(*(settle(meter, None, _entry(owner, f"m-{n}")) for n in range(25)))
     records = (
         await client.get("/api/usage/records", params={"limit": 100}, headers=user.headers)
     ).json()["data"]["items"]
@@ -62,9 +63,9 @@ async def test_one_refused_entry_does_not_lose_the_rest_of_its_batch(
     nobody = uuid.uuid4()  # no such user: the foreign keys refuse its record
     with caplog.at_level(logging.WARNING, logger="parley.usage.meter"):
         await asyncio.gather(
-            meter.settle(None, _entry(uuid.UUID(user.id), "kept-1")),
-            meter.settle(None, _entry(nobody, "refused")),
-            meter.settle(None, _entry(uuid.UUID(user.id), "kept-2")),
+            settle(meter, None, _entry(uuid.UUID(user.id), "kept-1")),
+            settle(meter, None, _entry(nobody, "refused")),
+            settle(meter, None, _entry(uuid.UUID(user.id), "kept-2")),
         )
     messages = [record.getMessage() for record in caplog.records]
     assert "a batch of 3 settles failed; writing one by one" in messages
@@ -93,7 +94,7 @@ async def test_one_refused_hold_does_not_fail_the_rest_of_its_batch(
     budget = (await client.get("/api/usage", headers=user.headers)).json()["data"]["budget"]
     assert Decimal(str(budget["reserved_usd"])) == Decimal("3.5")
     for reservation in kept:
-        await meter.settle(reservation, _entry(reservation.user_id, "held", cost="0"))
+        await settle(meter, reservation, _entry(reservation.user_id, "held", cost="0"))
     budget = (await client.get("/api/usage", headers=user.headers)).json()["data"]["budget"]
     assert budget["reserved_usd"] == 0
 
@@ -108,7 +109,7 @@ async def test_a_database_that_fails_loses_the_batch_at_once(
     holder = User(id=uuid.uuid4(), monthly_budget_usd=Decimal(10))
     try:
         with caplog.at_level(logging.WARNING, logger="parley.usage.meter"):
-            await asyncio.gather(*(meter.settle(None, _entry(holder.id, "x")) for _ in range(3)))
+            await asyncio.gather(*(settle(meter, None, _entry(holder.id, "x")) for _ in range(3)))
             holds = await asyncio.gather(
                 *(meter.reserve(holder, Decimal(1)) for _ in range(3)), return_exceptions=True
             )
@@ -126,7 +127,7 @@ async def test_a_settle_counts_in_the_month_its_call_ended(
     meter: UsageMeter = app.state.usage_meter
     ended = datetime(2026, 10, 31, 23, 59, 59, tzinfo=UTC)  # settled a moment after midnight
     entry = _entry(uuid.UUID(user.id), "late")
-    await meter.settle(None, dataclasses.replace(entry, at=ended))
+    await settle(meter, None, dataclasses.replace(entry, at=ended))
     records = (await client.get("/api/usage/records", headers=user.headers)).json()["data"]
     assert [record["created_at"] for record in records["items"]] == ["2026-10-31T23:59:59Z"]
     usage = (await client.get("/api/usage", headers=user.headers)).json()["data"]

@@ -24,6 +24,7 @@ from tests.fixtures.accounts import TestUser
 from tests.fixtures.budgets import budget_status, set_budget
 from tests.fixtures.catalogs import OPENAI_MODEL
 from tests.fixtures.chats import new_chat
+from tests.fixtures.meters import settle
 from tests.fixtures.polling import wait_for
 
 Json = dict[str, Any]
@@ -131,7 +132,8 @@ async def test_reserved_never_reads_below_zero(
             reservations.append(await meter.reserve_in(session, holder, Decimal(amount)))
             await session.commit()
     for reservation in reservations:
-        await meter.settle(
+        await settle(
+            meter,
             reservation,
             UsageEntry(
                 user_id=holder.id,

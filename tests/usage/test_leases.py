@@ -34,6 +34,7 @@ from parley.usage.periods import period_of
 from parley.usage.reservations import UsageEntry
 from tests.fixtures.accounts import TestUser
 from tests.fixtures.apps import running_app
+from tests.fixtures.meters import settle
 from tests.fixtures.settings import make_settings
 
 HOLD = Decimal("0.01")
@@ -117,7 +118,7 @@ async def test_a_lease_serves_many_holds_and_is_released_after_its_time(
     assert all(r.lease is not None and r.lease is held[0].lease for r in held)
     lease = 32 * HOLD
     assert await _rows(short_leases) == [(period, lease)]
-    await asyncio.gather(*(meter.settle(r, _entry(owner.id)) for r in held))
+    await asyncio.gather(*(settle(meter, r, _entry(owner.id)) for r in held))
     assert await _rows(short_leases) == [(period, lease - 5 * COST)]
     assert await _month(short_leases, user, period) == (5 * COST, lease - 5 * COST)
     await _until_released(short_leases)
@@ -140,9 +141,9 @@ async def test_a_lease_in_use_is_released_by_its_last_call(
     assert second.lease is not None
     assert second.lease is not first.lease
     assert sorted(await _rows(short_leases)) == [(period, HOLD), (period, 32 * HOLD)]
-    await meter.settle(first, _entry(owner.id))  # the old lease's last call: released with it
+    await settle(meter, first, _entry(owner.id))  # the old lease's last call: released with it
     assert await _rows(short_leases) == [(period, 32 * HOLD)]
-    await meter.settle(second, _entry(owner.id))
+    await settle(meter, second, _entry(owner.id))
     await _until_released(short_leases)
     assert await _month(short_leases, user, period) == (2 * COST, 0)
 
@@ -155,7 +156,7 @@ async def test_shutdown_releases_the_leases(
         meter: UsageMeter = application.state.usage_meter
         owner = await _user(application, user, Decimal(10))
         reservation = await meter.reserve(owner, HOLD)
-        await meter.settle(reservation, _entry(owner.id))
+        await settle(meter, reservation, _entry(owner.id))
         assert len(await _rows(application)) == 1
     assert await _rows(app) == []
     assert await _month(app, user, period_of(utcnow())) == (COST, 0)
@@ -177,7 +178,7 @@ async def test_a_lease_the_sweep_released_is_not_taken_off_twice(
         await session.commit()
     assert await meter.release_expired() == 1
     assert await _month(app, user, period) == (0, 0)
-    await meter.settle(reservation, _entry(owner.id))
+    await settle(meter, reservation, _entry(owner.id))
     assert await _month(app, user, period) == (COST, 0)
     assert await _rows(app) == []
 
@@ -203,7 +204,7 @@ async def test_a_new_month_or_a_new_budget_takes_a_new_lease(
     periods = sorted(period for period, _ in await _rows(app))
     assert periods == sorted([period_of(utcnow()), "2099-01", "2099-01"])
     for reservation in (november, january, raised):
-        await meter.settle(reservation, _entry(owner.id))
+        await settle(meter, reservation, _entry(owner.id))
     # The closed leases were released with their calls; only the open one is left.
     assert await _rows(app) == [("2099-01", 32 * HOLD - COST)]
 
@@ -217,7 +218,7 @@ async def test_no_lease_near_the_end_of_a_budget(app: FastAPI, user: TestUser) -
     capped = await meter.reserve(owner, HOLD)
     assert capped.lease is not None
     assert await _rows(app) == [(period, Decimal("0.0625"))]  # an eighth, not 32 holds (0.32)
-    await meter.settle(capped, _entry(owner.id, cost=Decimal("0.44")))
+    await settle(meter, capped, _entry(owner.id, cost=Decimal("0.44")))
     # Spent 0.44: the lease is used up (and released), and what is left of the budget (0.06) is
     # less than a lease.
     held = [await meter.reserve(owner, HOLD) for _ in range(3)]
@@ -245,7 +246,7 @@ async def test_leases_closed_with_calls_in_flight_keep_only_what_those_calls_hol
         assert await _month(application, user, period) == (0, 8 * HOLD)
         ninth = await meter.reserve(owner, HOLD)
         for reservation in [*in_flight, ninth]:
-            await meter.settle(reservation, _entry(owner.id))
+            await settle(meter, reservation, _entry(owner.id))
         await _until_released(application)
         assert await _month(application, user, period) == (9 * COST, 0)
 
@@ -262,7 +263,7 @@ async def test_a_call_costing_more_than_its_hold_cannot_hide_spending(
     costly = await meter.reserve(owner, HOLD)
     running = await meter.reserve(owner, HOLD)  # keeps the lease alive
     assert costly.lease is running.lease is not None
-    await meter.settle(costly, _entry(owner.id, cost=Decimal("0.44")))
+    await settle(meter, costly, _entry(owner.id, cost=Decimal("0.44")))
     assert await _rows(app) == [(period, Decimal("0.0625") - HOLD)]
     admitted = []
     for _ in range(60):
@@ -274,7 +275,7 @@ async def test_a_call_costing_more_than_its_hold_cannot_hide_spending(
     # spent lease closed and gave back all but the running call's hold).
     assert len(admitted) == 5
     for reservation in [running, *admitted]:
-        await meter.settle(reservation, _entry(owner.id, cost=Decimal(0)))
+        await settle(meter, reservation, _entry(owner.id, cost=Decimal(0)))
     await _until_released(app)
     assert await _month(app, user, period) == (Decimal("0.44"), 0)
 
@@ -302,7 +303,7 @@ async def test_a_release_that_fails_is_tried_again(
 
     monkeypatch.setattr(repository, "take_reservations", refuse_once)
     reservation = await meter.reserve(owner, HOLD)
-    await meter.settle(reservation, _entry(owner.id))
+    await settle(meter, reservation, _entry(owner.id))
     with caplog.at_level(logging.ERROR, logger="parley.usage.meter"):
         await _until_released(short_leases)  # its time (1 s), the failure, the retry
     assert failures

@@ -5,6 +5,10 @@ waits. The first submission starts a writer task; everything submitted while tha
 batch goes into the next batch. At low load a batch holds one item and costs one task switch
 more than writing directly; under load one transaction (one session, one commit) serves many
 requests, which is most of what such a write costs on SQLAlchemy.
+
+Writes nobody waits for (usage records, whose submitters `post` them) can also wait `delay`
+seconds before each batch, so that the writes of calls that end one after another, not only at
+once, share a transaction; `flush` writes what is queued without waiting out the delay.
 """
 
 from __future__ import annotations
@@ -18,6 +22,11 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 BatchWriter = Callable[[Sequence[T]], Awaitable[Sequence[R | Exception]]]
+
+
+def _wake_up(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 def _consume(future: asyncio.Future[Any]) -> None:
@@ -34,14 +43,22 @@ class GroupCommit(Generic[T, R]):
             the batch gets that exception.
         max_batch: the most items one call to `write` gets.
         name: the writer task's name.
+        delay: seconds a batch waits for more items before it is written (0: none).
     """
 
-    def __init__(self, write: BatchWriter[T, R], *, max_batch: int, name: str) -> None:
+    def __init__(
+        self, write: BatchWriter[T, R], *, max_batch: int, name: str, delay: float = 0.0
+    ) -> None:
         self._write = write
         self._max_batch = max_batch
         self._name = name
+        self._delay = delay
         self._pending: list[tuple[T, asyncio.Future[R]]] = []
         self._writer: asyncio.Task[None] | None = None
+        self._wake: asyncio.Future[None] | None = None
+        self._writing: list[asyncio.Future[R]] = []  # the batch being written
+        self._closing = False
+        self._urgent = False  # a flush waits: the next batch does not wait out the delay
 
     async def submit(self, item: T) -> R:
         """Write `item` with the next batch and return its result once that batch is written.
@@ -61,6 +78,8 @@ class GroupCommit(Generic[T, R]):
         # asyncio logs "exception was never retrieved" (`write` logs what matters itself).
         future.add_done_callback(_consume)
         self._pending.append((item, future))
+        if self._wake is not None and len(self._pending) >= self._max_batch:
+            _wake_up(self._wake)  # a full batch waits no longer
         if self._writer is None or self._writer.done():
             # A context of its own: otherwise the writer would carry the request id and the
             # span of whichever request happened to start it into every later batch.
@@ -69,11 +88,32 @@ class GroupCommit(Generic[T, R]):
             )
         return future
 
+    async def _linger(self) -> None:
+        """Wait out the delay, unless a flush (or a full batch) ends it early."""
+        loop = asyncio.get_running_loop()
+        wake = self._wake = loop.create_future()
+        timer = loop.call_later(self._delay, _wake_up, wake)
+        try:
+            await wake
+        finally:
+            timer.cancel()
+            self._wake = None
+
     async def _drain(self) -> None:
         while self._pending:
+            full = len(self._pending) >= self._max_batch
+            if self._delay and not (self._closing or self._urgent or full):
+                try:
+                    await self._linger()
+                except BaseException:  # cancelled (shutdown): nobody waits for ever
+                    for _, future in self._pending:
+                        future.cancel()
+                    self._pending.clear()
+                    raise
+            self._urgent = False
             batch = self._pending[: self._max_batch]
             del self._pending[: self._max_batch]
-            futures = [future for _, future in batch]
+            futures = self._writing = [future for _, future in batch]
             try:
                 outcomes: Sequence[R | Exception] = await self._write([item for item, _ in batch])
                 if len(outcomes) != len(batch):
@@ -95,7 +135,24 @@ class GroupCommit(Generic[T, R]):
                 else:
                     future.set_result(outcome)
 
+    async def flush(self) -> None:
+        """Write what is queued now, without waiting out the delay, and return once everything
+        submitted so far is written (or failed)."""
+        waiting = [future for _, future in self._pending] + [
+            future for future in self._writing if not future.done()
+        ]
+        if not waiting:
+            return
+        self._urgent = True
+        if self._wake is not None:
+            _wake_up(self._wake)
+        await asyncio.wait(waiting)
+
     async def aclose(self) -> None:
-        """Wait until everything submitted so far is written (or its writer has ended)."""
+        """Write everything submitted so far, without waiting out the delay, and wait until the
+        writer has ended."""
+        self._closing = True
         while self._writer is not None and not self._writer.done():
+            if self._wake is not None:
+                _wake_up(self._wake)
             await asyncio.wait({self._writer})

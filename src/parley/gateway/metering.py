@@ -16,8 +16,6 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Literal
 
-import anyio
-
 from parley.gateway.schemas import ChatCompletionRequest
 from parley.llm.schemas import CatalogEntry
 from parley.usage.meter import UsageMeter
@@ -71,8 +69,9 @@ class MeteredCall:
     ) -> None:
         """Release the reservation and record what the call used (a second call does nothing).
 
-        Shielded from cancellation: a client that hangs up mid-stream cancels the response, and
-        its usage must still be recorded.
+        The lease is settled at once and the record queued for the meter's next batch (see
+        `UsageMeter.settle`), so nothing here waits, and a client that hangs up mid-stream (which
+        cancels the response) cannot keep it from being recorded.
 
         Args:
             status: `complete`, `error`, or `cancelled` (the client went away).
@@ -99,5 +98,4 @@ class MeteredCall:
             latency_ms=round((time.monotonic() - self.started_at) * 1000),
             status=status,
         )
-        with anyio.CancelScope(shield=True):
-            await self.meter.settle(self.reservation, usage)
+        self.meter.settle(self.reservation, usage)

@@ -22,13 +22,10 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import anyio
-import httpx2
-
-from parley.core.errors import ProviderError
+from parley.core.errors import ParleyError, ProviderError
 from parley.gateway.errors import openai_error_event
 from parley.gateway.metering import CallStatus, MeteredCall
-from parley.llm.openai_relay import OpenAIRelay, transport_failure
+from parley.llm.openai_relay import OpenAIRelay, RelayResponse
 
 logger = logging.getLogger(__name__)
 _USAGE_KEY = b'"usage"'
@@ -78,11 +75,9 @@ async def complete(relay: OpenAIRelay, body: Mapping[str, Any], call: MeteredCal
     """
     response = await relay.open(body, stream=False)
     try:
-        content = await response.aread()
-    except httpx2.TransportError as exc:
-        raise transport_failure(exc) from None
+        content = await response.read()
     finally:
-        await response.aclose()
+        response.close()
     try:
         usage = usage_of(json.loads(content))
     except (ValueError, AttributeError):
@@ -104,7 +99,7 @@ class StreamRelay:
         usage: what the provider's usage chunk said, once it came.
     """
 
-    response: httpx2.Response
+    response: RelayResponse
     call: MeteredCall
     include_usage: bool
     chunks: int = 0
@@ -153,7 +148,7 @@ class StreamRelay:
         try:
             yield b""
             try:
-                async for raw in self.response.aiter_bytes():
+                async for raw in self.response.chunks():
                     cut = raw.rfind(b"\n")
                     if cut == -1:
                         pending += raw
@@ -168,13 +163,11 @@ class StreamRelay:
                 if pending:
                     yield pending
                 status = "complete"
-            except httpx2.TransportError as exc:
+            except ParleyError as failure:  # the connection broke off or went quiet
                 status = "error"
-                logger.warning("provider stream broke off: %s", type(exc).__name__)
-                yield openai_error_event(transport_failure(exc))
+                yield openai_error_event(failure)
         finally:
-            with anyio.CancelScope(shield=True):
-                await self.response.aclose()
+            self.response.close()
             usage = self.usage
             await self.call.settle(
                 status,

@@ -27,8 +27,7 @@ from parley.gateway.errors import ModelNotFound
 from parley.gateway.metering import CallStatus, MeteredCall, estimate_prompt_tokens
 from parley.gateway.passthrough import StreamRelay, complete
 from parley.gateway.schemas import ChatCompletionRequest
-from parley.llm.openai_relay import OpenAIRelay
-from parley.llm.providers import ModelProviders, ProviderNotConfigured
+from parley.llm.providers import ModelProviders
 from parley.llm.schemas import CatalogEntry
 from parley.llm.service import LLMService, ModelUnavailable
 from parley.settings import Settings
@@ -228,16 +227,10 @@ class GatewayService:
             await metered.settle(status, input_tokens=None, output_tokens=0)
             raise
 
-    def _relay(self) -> OpenAIRelay:
-        config = self.providers.config(PASS_THROUGH_PROVIDER)
-        if config is None:
-            raise ProviderNotConfigured()
-        return OpenAIRelay(self.providers.http_client, config, self.settings.provider_max_retries)
-
     async def _pass_through(
         self, request: ChatCompletionRequest, entry: CatalogEntry, metered: MeteredCall
     ) -> CompletionResult:
-        relay = self._relay()
+        relay = self.providers.relay(PASS_THROUGH_PROVIDER)
         body: dict[str, Any] = request.model_dump(mode="json", by_alias=True, exclude_unset=True)
         body["model"] = entry.model_name
         if not request.stream:

@@ -1,25 +1,32 @@
 """A client for an OpenAI-compatible provider's `/chat/completions`, shared by the `/v1` gateway's
 pass-through and the chat turns' steps on such a server: the request goes out as JSON from the
 provider's configured URL with its configured key (never from the caller), and the provider's
-200 answer comes back unread.
+200 answer comes back unread, as a `RelayResponse` to read as bytes or as lines.
+
+It sends through aiohttp's client (`RelayHttp`, one connection pool per worker), not the
+`httpx2` client the provider SDKs share: on a streamed relay aiohttp spends a third to a quarter
+of the CPU (`bench/findings.md`, "The gateway at a Node gateway's cost"). The timeouts are the
+same settings: `PROVIDER_CONNECT_TIMEOUT_SECONDS` to connect, `PROVIDER_READ_TIMEOUT_SECONDS`
+between bytes read and to wait for a pooled connection.
 
 Failures before the first byte are retried like the provider SDKs do (connection errors, 408,
 409, 429, 5xx; `PROVIDER_MAX_RETRIES`, with exponential backoff), then become 502
 `provider_error`, 503 `provider_unavailable` or 504 `provider_timeout`; a provider's 400, 413 or
 422 is the caller's fault and becomes `InvalidRequest` with the provider's message, param and
 code. A provider's 401 or 403 means the operator's key is wrong: a 502. No message ever names the
-provider's URL or key.
+provider's URL or key. A response closed before its end (the caller went away, or stopped) closes
+its connection, so that the provider sees the request cancelled.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-import anyio
-import httpx2
+import aiohttp
 
 from parley.core.errors import (
     InvalidRequest,
@@ -35,6 +42,10 @@ RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
 CALLER_FAULT_STATUSES = frozenset({400, 413, 422})
 BACKOFF_SECONDS = 0.5
 MAX_BACKOFF_SECONDS = 8.0
+MAX_CONNECTIONS = 1000
+KEEPALIVE_SECONDS = 30.0
+# What a transport failure of the provider's connection can raise.
+TRANSPORT_ERRORS = (aiohttp.ClientError, OSError, asyncio.TimeoutError)
 
 
 def _redact(text: str, config: ProviderConfig) -> str:
@@ -64,25 +75,124 @@ def _rejection(status: int, content: bytes, config: ProviderConfig) -> ParleyErr
     return ProviderError()
 
 
-def transport_failure(error: httpx2.TransportError) -> ParleyError:
-    """The Parley error for a provider connection's failure (no detail of the provider's)."""
-    if isinstance(error, httpx2.ConnectTimeout | httpx2.PoolTimeout | httpx2.ConnectError):
+def transport_failure(error: BaseException) -> ParleyError:
+    """The Parley error for a provider connection's failure (no detail of the provider's): it
+    could not connect (or wait for a pooled connection) 503, it went quiet 504, it broke 502."""
+    if isinstance(error, aiohttp.ConnectionTimeoutError | aiohttp.ClientConnectorError):
         return ProviderUnavailable()
-    if isinstance(error, httpx2.TimeoutException):
+    if isinstance(error, asyncio.TimeoutError):
         return ProviderTimeout()
     return ProviderError()
+
+
+class RelayHttp:
+    """The worker's aiohttp client for OpenAI-compatible providers, made on first use (inside the
+    running event loop) and closed with the app.
+
+    Args:
+        connect_timeout: seconds to open a connection.
+        read_timeout: seconds between bytes read, and to wait for a free pooled connection.
+    """
+
+    def __init__(self, *, connect_timeout: float, read_timeout: float) -> None:
+        self.timeout = aiohttp.ClientTimeout(
+            total=None, connect=read_timeout, sock_connect=connect_timeout, sock_read=read_timeout
+        )
+        self._session: aiohttp.ClientSession | None = None
+
+    def session(self) -> aiohttp.ClientSession:
+        """The shared session (one connection pool; proxies from the environment, as `httpx2`)."""
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(
+                limit=MAX_CONNECTIONS, keepalive_timeout=KEEPALIVE_SECONDS
+            )
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                timeout=self.timeout,
+                trust_env=True,
+                auto_decompress=True,
+                skip_auto_headers=("User-Agent",),
+            )
+        return self._session
+
+    async def aclose(self) -> None:
+        """Close the pool (its connections with it)."""
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
+class RelayResponse:
+    """A provider's 200 answer, its body not yet read: read it once, as `chunks()`, `lines()` or
+    `read()`, then `close()` it (which closes the connection unless the body was read to its end).
+
+    Reading raises the Parley error of a broken or silent connection (`transport_failure`).
+    """
+
+    def __init__(self, response: aiohttp.ClientResponse) -> None:
+        self._response = response
+        self._done = False
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        """The provider's response headers."""
+        return self._response.headers
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        """The body as it arrives (whatever is buffered at each read, never empty)."""
+        content = self._response.content
+        try:
+            while True:
+                chunk = await content.readany()
+                if not chunk:
+                    break
+                yield chunk
+        except TRANSPORT_ERRORS as exc:
+            logger.warning("provider stream broke off: %s", type(exc).__name__)
+            raise transport_failure(exc) from None
+        self._done = True
+
+    async def lines(self) -> AsyncIterator[str]:
+        """The body's lines, without their line ends (`\\n` or `\\r\\n`), the last one included
+        when it has none."""
+        pending = b""
+        async for chunk in self.chunks():
+            if pending:
+                chunk = pending + chunk
+            cut = chunk.rfind(b"\n")
+            if cut == -1:
+                pending = chunk
+                continue
+            pending = chunk[cut + 1 :]
+            for line in chunk[:cut].split(b"\n"):
+                yield line.removesuffix(b"\r").decode("utf-8", "replace")
+        if pending:
+            yield pending.removesuffix(b"\r").decode("utf-8", "replace")
+
+    async def read(self) -> bytes:
+        """The whole body."""
+        parts = [chunk async for chunk in self.chunks()]
+        return b"".join(parts)
+
+    def close(self) -> None:
+        """Give the connection back to the pool when the body was read to its end; otherwise
+        close it, which tells the provider the request is cancelled."""
+        if self._done:
+            self._response.release()
+        else:
+            self._response.close()
 
 
 class OpenAIRelay:
     """Sends `/v1/chat/completions` requests to one OpenAI-compatible provider.
 
     Args:
-        http: the shared provider HTTP client (timeouts from the settings).
+        http: the worker's relay client.
         config: the provider's base URL and key.
         max_retries: retries of a failed request before its first byte.
     """
 
-    def __init__(self, http: httpx2.AsyncClient, config: ProviderConfig, max_retries: int) -> None:
+    def __init__(self, http: RelayHttp, config: ProviderConfig, max_retries: int) -> None:
         self.http = http
         self.config = config
         self.max_retries = max_retries
@@ -90,35 +200,37 @@ class OpenAIRelay:
         self.headers = {"content-type": "application/json"}
         if config.api_key:
             self.headers["authorization"] = f"Bearer {config.api_key}"
+        self._stream_headers = {**self.headers, "accept": "text/event-stream"}
+        self._json_headers = {**self.headers, "accept": "application/json"}
 
-    async def open(self, body: Mapping[str, Any], *, stream: bool) -> httpx2.Response:
+    async def open(self, body: Mapping[str, Any], *, stream: bool) -> RelayResponse:
         """Send the request; the provider's 200 response, its body not yet read.
 
         Raises:
             ParleyError: the provider failed (after retries) or refused the request.
         """
         content = json.dumps(body, separators=(",", ":")).encode()
-        headers = {**self.headers, "accept": "text/event-stream" if stream else "application/json"}
+        headers = self._stream_headers if stream else self._json_headers
+        session = self.http.session()
         attempt = 0
         while True:
-            request = self.http.build_request("POST", self.url, content=content, headers=headers)
             try:
-                response = await self.http.send(request, stream=True)
-            except httpx2.TransportError as exc:
+                response = await session.post(self.url, data=content, headers=headers)
+            except TRANSPORT_ERRORS as exc:
                 if attempt >= self.max_retries:
                     logger.warning("provider request failed: %s", type(exc).__name__)
                     raise transport_failure(exc) from None
             else:
-                if response.status_code == 200:
-                    return response
+                if response.status == 200:
+                    return RelayResponse(response)
                 try:
-                    answer = await response.aread()
-                except httpx2.TransportError:
+                    answer = await response.read()
+                except TRANSPORT_ERRORS:
                     answer = b""
                 finally:
-                    await response.aclose()
-                if response.status_code not in RETRY_STATUSES or attempt >= self.max_retries:
-                    logger.warning("provider answered %s", response.status_code)
-                    raise _rejection(response.status_code, answer, self.config)
-            await anyio.sleep(min(BACKOFF_SECONDS * 2**attempt, MAX_BACKOFF_SECONDS))
+                    response.release()
+                if response.status not in RETRY_STATUSES or attempt >= self.max_retries:
+                    logger.warning("provider answered %s", response.status)
+                    raise _rejection(response.status, answer, self.config)
+            await asyncio.sleep(min(BACKOFF_SECONDS * 2**attempt, MAX_BACKOFF_SECONDS))
             attempt += 1

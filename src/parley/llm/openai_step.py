@@ -22,8 +22,6 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import anyio
-import httpx2
 from pydantic_ai.messages import (
     FinishReason,
     ModelMessage,
@@ -37,7 +35,6 @@ from pydantic_ai.usage import RequestUsage
 
 from parley.core.errors import ProviderError
 from parley.llm.failures import provider_failure
-from parley.llm.openai_relay import transport_failure
 from parley.llm.openai_request import request_body
 from parley.llm.selection import OpenAICompatibleModel
 from parley.llm.steps import (
@@ -309,7 +306,7 @@ class OpenAICompatibleStep:
         stream = OpenAIChatStream(self.model.model_name)
         try:
             try:
-                async for line in response.aiter_lines():
+                async for line in response.lines():
                     events = stream.read_line(line)
                     if events is None:
                         break
@@ -317,14 +314,9 @@ class OpenAICompatibleStep:
                         yield event
                 for event in stream.end():
                     yield event
-            except httpx2.TransportError as exc:
-                failure = transport_failure(exc)
-                yield StepFailed(failure, failure)
-                return
-            except Exception as exc:
+            except Exception as exc:  # a broken or silent connection reads as a ParleyError
                 yield StepFailed(provider_failure(exc, log_unknown=False), exc)
                 return
             yield StepFinished(stream.get())
         finally:
-            with anyio.CancelScope(shield=True):
-                await response.aclose()
+            response.close()

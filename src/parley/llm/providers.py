@@ -20,6 +20,7 @@ import httpx2
 from parley import engines
 from parley.core.errors import ServiceUnavailable
 from parley.llm.catalog_config import ProviderConfig, configured_providers
+from parley.llm.openai_relay import OpenAIRelay, RelayHttp
 from parley.llm.schemas import OFFLINE_PROVIDER, CatalogEntry
 from parley.settings import Settings
 
@@ -89,6 +90,29 @@ class ModelProviders:
         }
         # One provider (one SDK client) per configured provider, built with its first model.
         self._providers: dict[str, Any] = {}
+        # The relay's own client for OpenAI-compatible servers (`parley.llm.openai_relay`).
+        self.relay_http = RelayHttp(
+            connect_timeout=settings.provider_connect_timeout_seconds,
+            read_timeout=settings.provider_read_timeout_seconds,
+        )
+        self._relays: dict[str, OpenAIRelay] = {}
+
+    def relay(self, name: str) -> OpenAIRelay:
+        """The relay to a configured OpenAI-compatible provider (one per provider).
+
+        Raises:
+            ProviderNotConfigured: it is not configured.
+        """
+        relay = self._relays.get(name)
+        if relay is None:
+            relay = self._relays[name] = OpenAIRelay(
+                self.relay_http, self._config(name), self.settings.provider_max_retries
+            )
+        return relay
+
+    async def aclose(self) -> None:
+        """Close the relay's client (the SDKs' shared client belongs to whoever made it)."""
+        await self.relay_http.aclose()
 
     def config(self, name: str) -> ProviderConfig | None:
         """A configured provider's URL and key, by name (`openai`, `anthropic`, `gemini`)."""

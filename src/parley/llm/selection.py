@@ -53,7 +53,7 @@ class ChosenModel:
 
 
 def compatible_model(
-    providers: ModelProviders, entry: CatalogEntry, max_retries: int
+    providers: ModelProviders, entry: CatalogEntry
 ) -> OpenAICompatibleModel | None:
     """The entry as an OpenAI-compatible server's model, if it is one (and not OpenAI's own)."""
     if entry.provider != "openai":
@@ -61,12 +61,11 @@ def compatible_model(
     config = providers.config("openai")
     if config is None or urlsplit(config.base_url).hostname == OPENAI_HOST:
         return None
-    relay = OpenAIRelay(providers.http_client, config, max_retries)
-    return OpenAICompatibleModel(relay, entry.model_name)
+    return OpenAICompatibleModel(providers.relay("openai"), entry.model_name)
 
 
 async def choose_model(
-    llm: LLMService, entry: CatalogEntry, *, fallback_id: str | None, max_retries: int
+    llm: LLMService, entry: CatalogEntry, *, fallback_id: str | None
 ) -> ChosenModel:
     """The model step for a turn answered by `entry`, wrapped so that `fallback_id` answers when
     it fails (after its provider's own retries), if that is a usable catalog model.
@@ -89,7 +88,7 @@ async def choose_model(
             )
             both = engines.fallback_model(model, llm.model_for(fallback))
             return ChosenModel(engines.pydantic_ai_step(both), pricing)
-    openai = compatible_model(llm.providers, entry, max_retries)
+    openai = compatible_model(llm.providers, entry)
     if openai is not None:
         return ChosenModel(engines.openai_compatible_step(openai), None)
     return ChosenModel(engines.pydantic_ai_step(model), None)

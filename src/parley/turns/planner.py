@@ -73,12 +73,7 @@ class TurnPlanner:
         context = engines.turn_context()(
             path, context_window=entry.context_window, system_prompt=chat.system_prompt
         )
-        chosen = await choose_model(
-            self.llm,
-            entry,
-            fallback_id=self.settings.fallback_model,
-            max_retries=self.settings.provider_max_retries,
-        )
+        chosen = await choose_model(self.llm, entry, fallback_id=self.settings.fallback_model)
         tool_context = ToolContext(
             user=user, sessionmaker=self.sessionmaker, cursor_codec=self.codec
         )

@@ -26,7 +26,9 @@ def usage_meter_of(request: Request) -> UsageMeter:
 
 async def get_usage_service(request: Request, session: SessionDep) -> UsageService:
     """Usage reports over the route's session."""
-    return UsageService(session, settings_of(request), cursor_codec_of(request))
+    return UsageService(
+        session, settings_of(request), cursor_codec_of(request), usage_meter_of(request)
+    )
 
 
 UsageServiceDep = Annotated[UsageService, Depends(get_usage_service)]

@@ -4,7 +4,8 @@ and settles it when the call ends.
 Every chat reply and `/v1` call is metered the same way: before it starts, `reserve` holds an
 estimate of its cost against the user's monthly budget — refused with 402 `budget_exceeded` once
 what is spent and held reaches the budget; when it ends, `settle` releases the hold, adds the real
-cost and writes the usage record, in one transaction (`/v1` calls that end together share one).
+cost and writes the usage record, in one transaction (for `/v1` calls, after the response, shared
+by the calls that end within `USAGE_WRITE_DELAY_MS`).
 So concurrent requests can overspend a budget by at most what was in flight when it ran out. A
 hold whose request never settles (its worker died) is released by `release_expired`, run
 periodically, after `BUDGET_RESERVATION_TTL_SECONDS`.
@@ -112,8 +113,12 @@ class UsageMeter:
         self._holds: GroupCommit[Hold, Reservation] = GroupCommit(
             self._write_holds, max_batch=BATCH_MAX, name="usage-holds"
         )
+        # Settles are written after the calls' responses, batched over a short delay.
         self._settles: GroupCommit[Settle, None] = GroupCommit(
-            self._write_settles, max_batch=BATCH_MAX, name="usage-settles"
+            self._write_settles,
+            max_batch=BATCH_MAX,
+            name="usage-settles",
+            delay=settings.usage_write_delay_ms / 1000,
         )
         # Each user's open lease in this worker (`parley.usage.leases`).
         self._leases = LeaseBook(self._holds, self._settles, settings)
@@ -311,21 +316,23 @@ class UsageMeter:
             ],
         )
 
-    @traced(name="usage.settle")
-    async def settle(self, reservation: Reservation | None, entry: UsageEntry) -> None:
-        """Settle in a transaction of its own, and return once it is committed. Never raises: a
-        failure is logged (the hold then lapses: `release_expired`).
-
-        Calls that end while a batch is being written are written together in the next one
-        (group commit): under load, one transaction settles many calls, and the writes go on
-        even if the caller is cancelled.
+    def settle(self, reservation: Reservation | None, entry: UsageEntry) -> None:
+        """Settle in a transaction of its own, without waiting: the settle is queued and written
+        with those of the calls that end within `USAGE_WRITE_DELAY_MS` (group commit: under
+        load, or one call after another, one transaction settles many calls). The lease's
+        accounting in memory is settled at once. A failed write is logged (the hold then lapses:
+        `release_expired`); `flush` waits for what is queued.
         """
         returned = None
         if reservation is not None and reservation.lease is not None:
             returned = self._leases.settled(
                 reservation.lease, reservation.amount_usd, entry.cost_usd
             )
-        await self._settles.submit(Settle(reservation, entry, returned))
+        self._settles.post(Settle(reservation, entry, returned))
+
+    async def flush(self) -> None:
+        """Wait until the settles queued so far are written (a usage read's first step)."""
+        await self._settles.flush()
 
     async def _write_settles(self, settles: Sequence[Settle]) -> list[None]:
         try:

@@ -15,6 +15,7 @@ from parley.core.pagination import CursorCodec
 from parley.core.telemetry import traced
 from parley.settings import Settings
 from parley.usage import report_queries, repository
+from parley.usage.meter import UsageMeter
 from parley.usage.periods import monthly_budget, next_month_start, period_of
 from parley.usage.pricing import usd_for_display
 from parley.usage.report_queries import GroupBy
@@ -31,13 +32,17 @@ from parley.usage.schemas import (
 class UsageService:
     """Usage reports over one request session."""
 
-    def __init__(self, session: AsyncSession, settings: Settings, codec: CursorCodec) -> None:
+    def __init__(
+        self, session: AsyncSession, settings: Settings, codec: CursorCodec, meter: UsageMeter
+    ) -> None:
         self.session = session
         self.settings = settings
         self.codec = codec
+        self.meter = meter
 
     async def budget_status(self, user: User) -> BudgetStatus:
         """This month's spending against the user's budget."""
+        await self.meter.flush()  # this worker's settles still queued
         now = utcnow()
         period = period_of(now)
         row = await repository.get_period(self.session, user.id, period)
@@ -58,6 +63,7 @@ class UsageService:
         self, user: User, *, start: datetime, end: datetime, group_by: GroupBy | None
     ) -> UsageReport:
         """The caller's totals in `[start, end)`, grouped if asked, and this month's budget."""
+        await self.meter.flush()  # this worker's settles still queued
         sums = await report_queries.totals(self.session, user.id, start, end)
         groups = (
             [
@@ -83,6 +89,7 @@ class UsageService:
         self, *, start: datetime, end: datetime, cursor: str | None, limit: int
     ) -> tuple[list[UserUsage], str | None]:
         """Every user's totals in `[start, end)`, a page at a time."""
+        await self.meter.flush()  # this worker's settles still queued
         rows, next_cursor = await report_queries.per_user(
             self.session, start, end, codec=self.codec, cursor=cursor, limit=limit
         )
@@ -110,6 +117,7 @@ class UsageService:
         limit: int,
     ) -> tuple[list[UsageRecordPublic], str | None]:
         """A page of the caller's usage records, newest first."""
+        await self.meter.flush()  # this worker's settles still queued
         rows, next_cursor = await report_queries.list_records(
             self.session,
             user.id,
