@@ -20,6 +20,7 @@ from starlette.routing import Route
 from parley import __version__, engines
 from parley.accounts.admin_router import admin_users_router
 from parley.accounts.authentication import TouchThrottle
+from parley.accounts.caller_cache import AccountChangeRelay, CallerCache, watch_account_changes
 from parley.accounts.router import auth_router, users_router
 from parley.chats.router import chats_router
 from parley.core.db import Database
@@ -144,6 +145,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await purge_expired_keys(database)
             await usage_meter.release_expired()  # holds whose request never settled
 
+        account_changes: asyncio.Task[None] | None = None
         housekeeping.every(max(1.0, settings.generation_stale_seconds / 3), "sweep", sweep)
         if settings.memory_trim_interval_seconds:
             housekeeping.every(
@@ -154,6 +156,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             # providers' model lists); admins' edits are kept. Discovery failures only warn.
             await prepare_catalog(settings, database, provider_http)
             await turn_runner.run_background()
+            if redis is not None:  # account changes from and to the other workers
+                account_changes = asyncio.create_task(
+                    AccountChangeRelay(redis).run(), name="account-changes"
+                )
             async with mcp_endpoint.running():  # MCP sessions live as long as the app
                 app.state.warm_up = asyncio.create_task(_warm_up(settings), name="warm-up")
                 housekeeping.start()
@@ -165,6 +171,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                         await app.state.warm_up
                     await housekeeping.stop()
         finally:
+            if account_changes is not None:
+                account_changes.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await account_changes
             await turn_runner.shutdown()
             await usage_meter.aclose()  # /v1 calls' settles still being written
             if isinstance(event_logs, MemoryEventLogs):
@@ -193,6 +203,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.api_key_touches = TouchThrottle()  # this app's own, not the process's
+    app.state.callers = CallerCache(settings.auth_cache_seconds)  # recent callers
+    watch_account_changes()  # which any account change committed in this process empties
     install_error_handlers(
         app,
         renderers={"/v1": render_openai_error},  # /v1: OpenAI's errors

@@ -56,6 +56,8 @@ class Settings(BaseSettings):
     jwt_secret: SecretStr | None = None
     access_token_ttl_seconds: int = Field(default=900, ge=10)
     refresh_token_ttl_seconds: int = Field(default=30 * 24 * 3600, ge=60)
+    # A caller read lately is served from memory this long (see parley.accounts.caller_cache).
+    auth_cache_seconds: float = Field(default=2.0, ge=0, le=60)
 
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from parley.accounts import repository
+from parley.accounts.caller_cache import CallerCache
 from parley.accounts.models import User
 from parley.core.db import utcnow
 from parley.core.errors import InvalidToken
@@ -130,34 +131,51 @@ def _caller(row: Any, api_key_id: uuid.UUID | None = None) -> Caller:
 
 @traced(name="accounts.authenticate", skip_input=True)
 async def authenticate(
-    engine: AsyncEngine, jwt_key: str, touches: TouchThrottle, token: str
+    engine: AsyncEngine,
+    jwt_key: str,
+    touches: TouchThrottle,
+    token: str,
+    callers: CallerCache | None = None,
 ) -> Caller:
     """The caller behind a bearer token: an access JWT or an API key.
 
     Reads on a connection of its own, returned to the pool before this returns; an API key's
-    stale `last_used_at` is written (and committed) there, as `touches` allows.
+    stale `last_used_at` is written (and committed) there, as `touches` allows. With `callers`,
+    a caller read lately is served from memory (`parley.accounts.caller_cache`).
 
     Args:
         engine: the app's database.
         jwt_key: the key access tokens are signed with.
         touches: the app's memory of recent `last_used_at` writes.
         token: the bearer credential.
+        callers: the app's cache of recent callers.
 
     Raises:
         InvalidToken: bad, expired or revoked credentials, or a deactivated or deleted user.
     """
     _check_token_text(token)
+    if callers is not None and not callers.enabled:
+        callers = None
+    generation = CallerCache.generation()
     if not looks_like_api_key(token):
         claims = decode_token(jwt_key, token, expected_type="access")
+        if callers is not None and (cached := callers.user_caller(claims.subject)) is not None:
+            return cached
         async with engine.connect() as connection:
             row = await repository.find_user_standing(connection, claims.subject)
         _check_standing(row)
-        return _caller(row)
+        caller = _caller(row)
+        if callers is not None:
+            callers.keep_user(caller, generation)
+        return caller
+    now = utcnow()
+    digest = CallerCache.digest(token) if callers is not None else b""
+    if callers is not None and (cached := callers.key_caller(digest, now)) is not None:
+        return cached
     async with engine.connect() as connection:
         key = await repository.find_key_holder(connection, api_key_lookup_prefix(token))
         if key is None or not secrets_match(token, key.key_hash):
             raise InvalidToken("The API key is invalid or has been revoked.")
-        now = utcnow()
         if key.expires_at is not None and key.expires_at <= now:
             raise InvalidToken("The API key has expired.")
         _check_standing(key)
@@ -168,7 +186,10 @@ async def authenticate(
             except BaseException:
                 touches.release(key.key_id)  # not written: the next call may try again
                 raise
-    return _caller(key, key.key_id)
+    caller = _caller(key, key.key_id)
+    if callers is not None:
+        callers.keep_key(digest, caller, generation, key.expires_at)
+    return caller
 
 
 async def load_user(session: AsyncSession, caller: Caller) -> User:

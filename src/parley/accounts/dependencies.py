@@ -73,6 +73,7 @@ async def authenticate_request(request: Request, token: str) -> Caller:
         settings_of(request).jwt_key,
         api_key_touches_of(request),
         token,
+        request.app.state.callers,
     )
 
 
