@@ -309,3 +309,24 @@ async def test_a_release_that_fails_is_tried_again(
     assert failures
     assert "could not release a budget lease" in caplog.text
     assert await _month(short_leases, user, period) == (COST, 0)
+
+
+async def test_a_lease_that_runs_short_is_followed_by_a_larger_one(
+    database_url: str, tmp_path: Path, user: TestUser
+) -> None:
+    """Four calls' lease with ten in flight: the fifth call closes it and takes one for ten
+    (twice the calls in flight), which serves the rest; the calls never hold one by one."""
+    settings = make_settings(database_url, tmp_path, budget_lease_calls=4)
+    async with running_app(settings) as (application, _):
+        meter: UsageMeter = application.state.usage_meter
+        owner = await _user(application, user, Decimal(100))
+        held = [await meter.reserve(owner, HOLD) for _ in range(10)]
+        leases = {id(reservation.lease) for reservation in held}
+        assert None not in {reservation.lease for reservation in held}
+        assert len(leases) == 2
+        assert held[4].lease is not held[3].lease
+        assert held[4].lease is not None
+        assert held[4].lease.granted == 10 * HOLD  # 2 x (4 in flight + this one)
+        for reservation in held:
+            meter.settle(reservation, _entry(owner.id))
+        await meter.flush()

@@ -135,6 +135,13 @@ class GroupCommit(Generic[T, R]):
                 else:
                     future.set_result(outcome)
 
+    def hurry(self) -> None:
+        """Write what is queued without waiting out the delay (without waiting for it here)."""
+        if self._pending or self._writing:
+            self._urgent = True
+            if self._wake is not None:
+                _wake_up(self._wake)
+
     async def flush(self) -> None:
         """Write what is queued now, without waiting out the delay, and return once everything
         submitted so far is written (or failed)."""
@@ -143,9 +150,7 @@ class GroupCommit(Generic[T, R]):
         ]
         if not waiting:
             return
-        self._urgent = True
-        if self._wake is not None:
-            _wake_up(self._wake)
+        self.hurry()
         await asyncio.wait(waiting)
 
     async def aclose(self) -> None:

@@ -23,8 +23,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import urllib.request
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 
@@ -101,7 +103,7 @@ class RelayHttp:
         self._session: aiohttp.ClientSession | None = None
 
     def session(self) -> aiohttp.ClientSession:
-        """The shared session (one connection pool; proxies from the environment, as `httpx2`)."""
+        """The shared session (one connection pool)."""
         if self._session is None or self._session.closed:
             connector = aiohttp.TCPConnector(
                 limit=MAX_CONNECTIONS, keepalive_timeout=KEEPALIVE_SECONDS
@@ -109,7 +111,11 @@ class RelayHttp:
             self._session = aiohttp.ClientSession(
                 connector=connector,
                 timeout=self.timeout,
-                trust_env=True,
+                # Proxies are read from the environment once per provider (`env_proxy`): with
+                # `trust_env`, aiohttp looks them up in a thread on every request.
+                trust_env=False,
+                # One pool serves every user: no provider's cookie is sent back on anyone's call.
+                cookie_jar=aiohttp.DummyCookieJar(),
                 auto_decompress=True,
                 skip_auto_headers=("User-Agent",),
             )
@@ -120,6 +126,16 @@ class RelayHttp:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+def env_proxy(url: str) -> str | None:
+    """The proxy the environment names for `url` (`HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY`,
+    less `NO_PROXY`), as `httpx2` and the provider SDKs honour them."""
+    parts = urlsplit(url)
+    if parts.hostname is None or urllib.request.proxy_bypass(parts.hostname):
+        return None
+    proxies = urllib.request.getproxies()
+    return proxies.get(parts.scheme) or proxies.get("all")
 
 
 class RelayResponse:
@@ -200,6 +216,7 @@ class OpenAIRelay:
         self.headers = {"content-type": "application/json"}
         if config.api_key:
             self.headers["authorization"] = f"Bearer {config.api_key}"
+        self.proxy = env_proxy(self.url)
         self._stream_headers = {**self.headers, "accept": "text/event-stream"}
         self._json_headers = {**self.headers, "accept": "application/json"}
 
@@ -215,7 +232,9 @@ class OpenAIRelay:
         attempt = 0
         while True:
             try:
-                response = await session.post(self.url, data=content, headers=headers)
+                response = await session.post(
+                    self.url, data=content, headers=headers, proxy=self.proxy
+                )
             except TRANSPORT_ERRORS as exc:
                 if attempt >= self.max_retries:
                     logger.warning("provider request failed: %s", type(exc).__name__)

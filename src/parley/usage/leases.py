@@ -1,8 +1,9 @@
 """Budget leases: how one worker serves its `/v1` calls' holds from memory.
 
 Instead of a transaction before each call's first token, a worker holds `BUDGET_LEASE_CALLS`
-times a call's estimate for a user at once (the same conditional upsert as a call's own hold,
-which must fit whole under the budget and takes at most an eighth of it), and serves that user's
+times a call's estimate for a user at once — twice as many calls as were in flight when the
+user's last lease ran short, if that is more (the same conditional upsert as a call's own hold,
+which must fit whole under the budget and takes at most an eighth of it) — and serves that user's
 next calls' holds from it in memory for `BUDGET_LEASE_SECONDS`. A call's settle takes its cost off
 the lease's reservation, at most its own estimate (so spent plus reserved stays what it was, and a
 costlier call's excess is spent beyond the lease as beyond a hold of its own). When its time is up
@@ -62,6 +63,7 @@ class Lease:
     closes_at: float
     drawn: Decimal = Decimal(0)
     in_flight: int = 0
+    peak: int = 0  # the most calls it had in flight at once
     open: bool = True
     returned: bool = False
     released: asyncio.Future[None] | None = None
@@ -102,6 +104,8 @@ class LeaseBook:
         self._leases: dict[uuid.UUID, Lease] = {}
         self._leasing: dict[uuid.UUID, asyncio.Task[None]] = {}
         self._unleasable: dict[uuid.UUID, float] = {}
+        # How many calls a user's next lease serves, where their last one ran short.
+        self._demand: dict[uuid.UUID, int] = {}
         # Set at shutdown: no lease is taken any more.
         self.closing = False
 
@@ -117,18 +121,24 @@ class LeaseBook:
                 if lease.serves(period_of(utcnow()), budget, amount, now):
                     lease.drawn += amount
                     lease.in_flight += 1
+                    lease.peak = max(lease.peak, lease.in_flight)
                     return Reservation(user_id, amount, lease=lease, period=lease.period)
+                if lease.open and lease.granted - lease.drawn < amount:
+                    # It ran short with its calls in flight: the next one serves twice as many.
+                    self._remember_demand(user_id, 2 * (lease.in_flight + 1))
                 self.close(lease)
                 if lease.released is not None and not lease.released.done():
                     # Its remainder is released before a new lease is taken, which would
-                    # otherwise hold the same room twice.
+                    # otherwise hold the same room twice (written now, not after the delay).
+                    self._settles.hurry()
                     await asyncio.shield(lease.released)
                     continue
             if self._unleasable.get(user_id, 0.0) > now:
                 return None
             taking = self._leasing.get(user_id)
             if taking is None:
-                size = min(amount * self.settings.budget_lease_calls, budget * LEASE_BUDGET_SHARE)
+                calls = max(self.settings.budget_lease_calls, self._demand.get(user_id, 0))
+                size = min(amount * calls, budget * LEASE_BUDGET_SHARE)
                 if attempt == 2 or size < amount or self.closing:
                     return None
                 # A task of its own (and a context of its own): the lease is recorded even if
@@ -142,6 +152,17 @@ class LeaseBook:
                 taking.add_done_callback(lambda task: self._taken(user_id, task))
             await asyncio.shield(taking)
         return None
+
+    def _expire(self, lease: Lease) -> None:
+        """A lease's time is up: close it, and size the user's next one by what it served."""
+        if lease.user_id in self._demand:
+            self._demand[lease.user_id] = 2 * lease.peak
+        self.close(lease)
+
+    def _remember_demand(self, user_id: uuid.UUID, calls: int) -> None:
+        if len(self._demand) >= UNLEASABLE_MAX:
+            self._demand.clear()
+        self._demand[user_id] = max(calls, self._demand.get(user_id, 0))
 
     async def _take(self, user_id: uuid.UUID, budget: Decimal, size: Decimal) -> None:
         try:
@@ -168,7 +189,7 @@ class LeaseBook:
             self.close(previous)
         self._leases[user_id] = lease
         lease.timer = asyncio.get_running_loop().call_later(
-            self.settings.budget_lease_seconds, self.close, lease
+            self.settings.budget_lease_seconds, self._expire, lease
         )
         if self.closing:
             self.close(lease)
