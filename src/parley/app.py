@@ -211,6 +211,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redis_errors=settings.redis_url is not None,
     )
 
+    # The OpenAI-compatible /v1 first: routes are matched in order, and its calls are the
+    # busiest (its paths overlap no other router's).
+    app.include_router(gateway_router)
     for router in (health_router, auth_router, users_router, admin_users_router):
         app.include_router(router)
     app.include_router(tasks_router)
@@ -218,7 +221,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(turns_router)
     app.include_router(models_router)  # the model catalog, and its admin edits
     app.include_router(admin_models_router)
-    app.include_router(gateway_router)  # the OpenAI-compatible /v1
     app.include_router(web_router)  # the chat page at / and its static files
     app.include_router(api_docs_router)  # /docs and /redoc, with no CDN
     app.include_router(usage_router)  # usage reports, and admins' per-user totals

@@ -3,17 +3,18 @@ the 429 `rate_limited` answer with `Retry-After` over HTTP."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 import pytest
-from limits.aio.storage import MemoryStorage, RedisStorage
+from limits.aio.storage import RedisStorage
 from redis.asyncio import Redis
 
 from parley.core.errors import RateLimited
-from parley.core.ratelimit import RateLimiter
+from parley.core.ratelimit import MemoryWindows, RateLimiter
 from tests.fixtures.apps import running_app
 from tests.fixtures.settings import make_settings
 
@@ -22,7 +23,7 @@ REDIS_TEST_URL = "redis://127.0.0.1:6379/15"
 
 async def test_memory_limiter_refuses_past_the_limit(database_url: str, tmp_path: Path) -> None:
     limiter = RateLimiter.from_settings(make_settings(database_url, tmp_path))
-    assert isinstance(limiter.storage, MemoryStorage)
+    assert isinstance(limiter.storage, MemoryWindows)
     for _ in range(3):
         await limiter.hit("login:ip:10.0.0.1", 3)
     with pytest.raises(RateLimited) as caught:
@@ -117,3 +118,23 @@ async def test_login_past_the_limit_is_429_with_retry_after(
     assert body["trace_id"] == limited.headers["x-trace-id"]
     assert 1 <= int(limited.headers["retry-after"]) <= 60
     assert from_elsewhere.status_code == 429
+
+
+async def test_memory_windows_move_and_forget_idle_keys() -> None:
+    """A slot frees when the hit that filled it leaves the window (not at a fixed boundary); the
+    wait it reports is until then; a key with no hit in the window is dropped."""
+    windows = MemoryWindows(window_seconds=0.4)
+    assert windows.hit("k", 2) is None
+    await asyncio.sleep(0.2)
+    assert windows.hit("k", 2) is None
+    wait = windows.hit("k", 2)
+    assert wait is not None
+    assert 0.05 < wait <= 0.2  # the first hit leaves at 0.4 s
+    assert windows.hit("k", 2, count=False) is not None
+    await asyncio.sleep(wait + 0.02)
+    assert windows.hit("k", 2, count=False) is None  # one slot free, not counted
+    assert windows.hit("k", 2) is None
+    assert windows.hit("k", 2) is not None  # the second and third hits fill it again
+    await asyncio.sleep(0.85)  # past a window with no hit: the next sweep drops "k"
+    assert windows.hit("other", 1) is None
+    assert len(windows) == 1

@@ -60,8 +60,12 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     try:
         yield session
     finally:
-        with anyio.CancelScope(shield=True):
-            await session.close()
+        # A session that holds no transaction and no object has nothing to close: skipping it
+        # saves a trip through SQLAlchemy's greenlet (about 30 CPU-µs) on routes that read from
+        # memory, such as `/v1` with the catalog cached.
+        if session.in_transaction() or session.sync_session.identity_map:
+            with anyio.CancelScope(shield=True):
+                await session.close()
 
 
 async def get_client_ip(request: Request) -> str:

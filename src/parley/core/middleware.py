@@ -14,8 +14,8 @@ import uuid
 from collections.abc import Iterable
 from typing import Any
 
-from opentelemetry import propagate
-from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry import trace
+from opentelemetry.trace import Status, StatusCode
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
@@ -34,7 +34,7 @@ from parley.core.errors import (
 )
 from parley.core.logging import request_id_var
 from parley.core.responses import ErrorReport, render_error
-from parley.core.telemetry import format_trace_id, get_tracer
+from parley.core.telemetry import format_trace_id, server_span
 
 logger = logging.getLogger("parley.request")
 _REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9._\-]{1,128}$")
@@ -119,14 +119,12 @@ class RequestContextMiddleware:
         state: dict[str, Any] = {"status": 500, "started": False}
         security_headers = self._headers_for(path)
 
-        with get_tracer().start_as_current_span(
-            f"{method} {path}",
-            context=propagate.extract(carrier),
-            kind=SpanKind.SERVER,
-            attributes={"http.request.method": method, "url.path": path},
-            record_exception=False,
-            set_status_on_exception=False,
-        ) as span:
+        span = server_span(
+            f"{method} {path}", carrier, {"http.request.method": method, "url.path": path}
+        )
+        with trace.use_span(
+            span, end_on_exit=True, record_exception=False, set_status_on_exception=False
+        ):
             trace_id = format_trace_id(span.get_span_context().trace_id)
             id_headers = [
                 (b"x-trace-id", trace_id.encode()),

@@ -16,6 +16,7 @@ provider's URL or key.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator, Mapping
@@ -52,19 +53,24 @@ def usage_of(payload: Mapping[str, Any]) -> TokenUsage | None:
     )
 
 
-def _carries_usage(data: bytes) -> bool:
-    """Whether `data` holds `"usage": {` (OpenAI sends `"usage": null` on every other chunk of a
-    stream with usage), without copying it."""
+def _usage_at(data: bytes, start: int = 0) -> int:
+    """Where the next `"usage": {` in `data` is (OpenAI sends `"usage": null` on every other
+    chunk of a stream with usage), from `start`, without copying it; -1 if none."""
     end = len(data)
-    start = data.find(_USAGE_KEY)
-    while start != -1:
-        index = start + len(_USAGE_KEY)
+    found = data.find(_USAGE_KEY, start)
+    while found != -1:
+        index = found + len(_USAGE_KEY)
         while index < end and data[index] in _JSON_SEPARATORS:
             index += 1
         if index < end and data[index] == _OPEN_BRACE:
-            return True
-        start = data.find(_USAGE_KEY, index)
-    return False
+            return found
+        found = data.find(_USAGE_KEY, index)
+    return -1
+
+
+def _carries_usage(data: bytes) -> bool:
+    """Whether `data` holds `"usage": {`."""
+    return _usage_at(data) != -1
 
 
 async def complete(relay: OpenAIRelay, body: Mapping[str, Any], call: MeteredCall) -> bytes:
@@ -105,6 +111,19 @@ class StreamRelay:
     chunks: int = 0
     usage: TokenUsage | None = None
     _drop_blank: bool = False
+
+    def _read_usage(self, block: bytes, at: int) -> None:
+        """Read the usage of the `data:` lines of `block` carrying one (the first at `at`),
+        parsing only those lines: the block is relayed as it is."""
+        while at != -1:
+            start = block.rfind(b"\n", 0, at) + 1
+            end = block.find(b"\n", at)
+            end = len(block) if end == -1 else end
+            line = block[start:end]
+            if line.startswith(b"data:"):
+                with contextlib.suppress(ValueError, AttributeError):  # not JSON: relayed anyway
+                    self.usage = usage_of(json.loads(line[5:])) or self.usage
+            at = _usage_at(block, end)
 
     def _take_usage(self, block: bytes) -> bytes:
         """Read the usage out of the lines carrying it; drop them (with the blank line that ends
@@ -156,8 +175,13 @@ class StreamRelay:
                     block = pending + raw[: cut + 1] if pending else raw[: cut + 1]
                     pending = raw[cut + 1 :]
                     self.chunks += block.count(b"data:")
-                    if self._drop_blank or _carries_usage(block):
+                    if self._drop_blank:
                         block = self._take_usage(block)
+                    elif (at := _usage_at(block)) != -1:
+                        if self.include_usage:  # relayed as sent: only the usage is read
+                            self._read_usage(block, at)
+                        else:
+                            block = self._take_usage(block)
                     if block:
                         yield block
                 if pending:

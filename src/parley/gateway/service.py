@@ -162,8 +162,10 @@ class GatewayService:
         # The use case's one commit, which ends its use of the request session: the session only
         # read (the catalog), and ending its transaction before the call means no connection
         # waits on the model or is held while the answer streams (ARCHITECTURE.md). The budget
-        # hold and the usage record are the meter's, in transactions of its own.
-        await self.session.commit()
+        # hold and the usage record are the meter's, in transactions of its own. (With the
+        # catalog from memory there is no transaction to end.)
+        if self.session.in_transaction():
+            await self.session.commit()
         return await self._send(caller, request, checked)
 
     async def _check(self, caller: Caller, request: ChatCompletionRequest) -> _CheckedCall:
