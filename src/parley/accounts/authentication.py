@@ -157,21 +157,19 @@ async def authenticate(
     if callers is not None and not callers.enabled:
         callers = None
     generation = CallerCache.generation()
+    now = utcnow()
+    digest = CallerCache.digest(token) if callers is not None else b""
+    if callers is not None and (cached := callers.caller(digest, now)) is not None:
+        return cached
     if not looks_like_api_key(token):
         claims = decode_token(jwt_key, token, expected_type="access")
-        if callers is not None and (cached := callers.user_caller(claims.subject)) is not None:
-            return cached
         async with engine.connect() as connection:
             row = await repository.find_user_standing(connection, claims.subject)
         _check_standing(row)
         caller = _caller(row)
-        if callers is not None:
-            callers.keep_user(caller, generation)
+        if callers is not None:  # until the token expires, at the latest
+            callers.keep(digest, caller, generation, claims.expires_at)
         return caller
-    now = utcnow()
-    digest = CallerCache.digest(token) if callers is not None else b""
-    if callers is not None and (cached := callers.key_caller(digest, now)) is not None:
-        return cached
     async with engine.connect() as connection:
         key = await repository.find_key_holder(connection, api_key_lookup_prefix(token))
         if key is None or not secrets_match(token, key.key_hash):
@@ -188,7 +186,7 @@ async def authenticate(
                 raise
     caller = _caller(key, key.key_id)
     if callers is not None:
-        callers.keep_key(digest, caller, generation, key.expires_at)
+        callers.keep(digest, caller, generation, key.expires_at)
     return caller
 
 

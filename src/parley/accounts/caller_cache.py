@@ -1,7 +1,7 @@
-"""Callers from memory: `authenticate` keeps the caller behind an API key, and the standing of a
-user behind an access token, for `AUTH_CACHE_SECONDS`, so that a busy key's calls make no
-database round trip to be authenticated (bench/findings.md, "The gateway at a Node gateway's
-cost").
+"""Callers from memory: `authenticate` keeps the caller behind a token (an API key or an access
+token) for `AUTH_CACHE_SECONDS`, so that a busy key's or token's calls make no database round trip
+(and an access token no signature check) to be authenticated (bench/findings.md, "The gateway at
+a Node gateway's cost").
 
 A cached caller is never served after a change to the accounts it was read from:
 
@@ -15,9 +15,9 @@ A cached caller is never served after a change to the accounts it was read from:
 - anything else (another worker without Redis, the `parley` command line, a hand edit of the
   database) is seen within `AUTH_CACHE_SECONDS` (default 2), when the entry lapses.
 
-An API key's entry also ends at the key's own expiry; an access token is still verified on every
-call (signature, type, expiry), only the standing it names is cached. Tokens are kept as BLAKE2
-digests, not as text. The memory is bounded: the cache is cleared when full.
+An entry also ends at the key's or the access token's own expiry (a token is cached only once
+verified: signature, type, expiry). Tokens are kept as BLAKE2 digests, not as text. The memory is
+bounded: the cache is cleared when full.
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ import hashlib
 import itertools
 import logging
 import time
-import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -119,18 +118,17 @@ class _Entry:
 
 
 class CallerCache:
-    """Callers by API key, and standings by user id, for `seconds` (0: nothing is kept).
+    """Callers by token (an API key or an access token), for `seconds` (0: nothing is kept).
 
     Args:
         seconds: how long an entry serves.
-        max_entries: the most entries of each kind (cleared when full).
+        max_entries: the most entries (cleared when full).
     """
 
     def __init__(self, seconds: float, max_entries: int = MAX_ENTRIES) -> None:
         self.seconds = seconds
         self.max_entries = max_entries
-        self._keys: dict[bytes, _Entry] = {}
-        self._users: dict[uuid.UUID, _Entry] = {}
+        self._entries: dict[bytes, _Entry] = {}
 
     @property
     def enabled(self) -> bool:
@@ -139,7 +137,7 @@ class CallerCache:
 
     @staticmethod
     def digest(token: str) -> bytes:
-        """What an API key is kept as."""
+        """What a token is kept as."""
         return hashlib.blake2b(token.encode(), digest_size=20).digest()
 
     @staticmethod
@@ -147,50 +145,35 @@ class CallerCache:
         """The generation a read starting now belongs to."""
         return ACCOUNT_CHANGES.generation
 
-    def _fresh(self, entry: _Entry | None, now: datetime | None) -> bool:
-        if entry is None or entry.generation != ACCOUNT_CHANGES.generation:
+    @staticmethod
+    def _fresh(entry: _Entry, now: datetime) -> bool:
+        if entry.generation != ACCOUNT_CHANGES.generation:
             return False
         if entry.fresh_until <= time.monotonic():
             return False
-        return entry.expires_at is None or now is None or entry.expires_at > now
+        return entry.expires_at is None or entry.expires_at > now
 
-    def key_caller(self, digest: bytes, now: datetime) -> Caller | None:
-        """The cached caller behind an API key, if still good at `now`."""
-        entry = self._keys.get(digest)
+    def caller(self, digest: bytes, now: datetime) -> Caller | None:
+        """The cached caller behind a token (by its digest), if still good at `now`."""
+        entry = self._entries.get(digest)
         return entry.caller if entry is not None and self._fresh(entry, now) else None
 
-    def user_caller(self, user_id: uuid.UUID) -> Caller | None:
-        """The cached standing of a user, if still good."""
-        entry = self._users.get(user_id)
-        return entry.caller if entry is not None and self._fresh(entry, None) else None
-
-    def _entry(self, caller: Caller, generation: int, expires_at: datetime | None) -> _Entry | None:
-        if not self.enabled or generation != ACCOUNT_CHANGES.generation:
-            return None  # a change was committed while it was read: it may be stale already
-        return _Entry(caller, generation, time.monotonic() + self.seconds, expires_at)
-
-    def keep_key(
+    def keep(
         self, digest: bytes, caller: Caller, generation: int, expires_at: datetime | None
     ) -> None:
-        """Keep the caller behind an API key, read in `generation`."""
-        entry = self._entry(caller, generation, expires_at)
-        if entry is not None:
-            if len(self._keys) >= self.max_entries:
-                self._keys.clear()
-            self._keys[digest] = entry
-
-    def keep_user(self, caller: Caller, generation: int) -> None:
-        """Keep a user's standing, read in `generation`."""
-        entry = self._entry(caller, generation, None)
-        if entry is not None:
-            if len(self._users) >= self.max_entries:
-                self._users.clear()
-            self._users[caller.user_id] = entry
+        """Keep the caller behind a token, read in `generation`, until `expires_at` at the
+        latest (the key's or the access token's own expiry)."""
+        if not self.enabled or generation != ACCOUNT_CHANGES.generation:
+            return  # a change was committed while it was read: it may be stale already
+        if len(self._entries) >= self.max_entries:
+            self._entries.clear()
+        self._entries[digest] = _Entry(
+            caller, generation, time.monotonic() + self.seconds, expires_at
+        )
 
     def clear(self) -> None:
         """Forget every entry."""
-        self._keys.clear()
-        self._users.clear()
+        self._entries.clear()
 
 
 class AccountChangeRelay:

@@ -17,7 +17,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, NamedTuple, cast
 
-from sqlalchemy import Table, select, update
+from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -55,9 +55,7 @@ async def claim_reply_slot(
     """Make `message_id` the chat's reply in progress and its current leaf, if the chat has no
     reply in progress. A conditional update, so of two concurrent claims exactly one wins."""
     claimed: CursorResult[Any] = await session.execute(  # type: ignore[assignment]
-        update(_CHATS)
-        .where(_CHATS.c.id == chat_id, _CHATS.c.active_message_id.is_(None))
-        .values(active_message_id=message_id, current_leaf_id=message_id, updated_at=utcnow())
+        _CLAIM_SLOT, {"b_chat_id": chat_id, "b_message_id": message_id, "b_at": utcnow()}
     )
     return claimed.rowcount == 1
 
@@ -111,6 +109,33 @@ class ReplyEnding(NamedTuple):
     updated_at: datetime  # when it ended
 
 
+# The turn's hot statements, built once (a statement built per call costs more to build than
+# to run on SQLite; bench/findings.md). Bind names carry a `b_` prefix: a column's own name is
+# reserved for the SET clause.
+_CLAIM_SLOT = (
+    update(_CHATS)
+    .where(_CHATS.c.id == bindparam("b_chat_id"), _CHATS.c.active_message_id.is_(None))
+    .values(
+        active_message_id=bindparam("b_message_id"),
+        current_leaf_id=bindparam("b_message_id"),
+        updated_at=bindparam("b_at"),
+    )
+)
+_END_REPLY = (
+    update(_MESSAGES)
+    .where(_MESSAGES.c.id == bindparam("b_message_id"), _MESSAGES.c.status == "streaming")
+    .values({name: bindparam(f"b_{name}") for name in (*ReplyEnding._fields, *ReplyUsage._fields)})
+)
+_FREE_SLOT = (
+    update(_CHATS)
+    .where(
+        _CHATS.c.id == bindparam("b_chat_id"),
+        _CHATS.c.active_message_id == bindparam("b_message_id"),
+    )
+    .values(active_message_id=None, updated_at=bindparam("b_at"))
+)
+
+
 async def end_reply(
     session: AsyncSession, message_id: uuid.UUID, ending: ReplyEnding, usage: ReplyUsage
 ) -> bool:
@@ -119,10 +144,11 @@ async def end_reply(
     Returns:
         Whether this call ended it (False: a stop or a sweep ended it first).
     """
+    values = {
+        f"b_{name}": value for name, value in (*ending._asdict().items(), *usage._asdict().items())
+    }
     ended: CursorResult[Any] = await session.execute(  # type: ignore[assignment]
-        update(_MESSAGES)
-        .where(_MESSAGES.c.id == message_id, _MESSAGES.c.status == "streaming")
-        .values(**ending._asdict(), **usage._asdict())
+        _END_REPLY, {"b_message_id": message_id, **values}
     )
     return ended.rowcount == 1
 
@@ -142,9 +168,7 @@ async def free_reply_slot(
 ) -> None:
     """Free the chat for its next reply, if `message_id` is still its reply in progress."""
     await session.execute(
-        update(_CHATS)
-        .where(_CHATS.c.id == chat_id, _CHATS.c.active_message_id == message_id)
-        .values(active_message_id=None, updated_at=at)
+        _FREE_SLOT, {"b_chat_id": chat_id, "b_message_id": message_id, "b_at": at}
     )
 
 

@@ -267,9 +267,10 @@ class RunningTurn:
 
     async def _save_final(self, outcome: TurnOutcome) -> None:
         """The final parts, status, usage and cost, and the chat freed for its next reply, in one
-        commit; the usage is settled (the hold released, the cost recorded) only if this save
-        ended the reply, so that a reply a sweep or a stop elsewhere ended first is billed
-        once."""
+        commit; then, only if this save ended the reply (so that a reply a sweep or a stop
+        elsewhere ended first is billed once), the usage is settled (the hold released, the
+        cost recorded) in the meter's batch, shared with the turns and `/v1` calls that end
+        meanwhile, and committed before the turn ends (`UsageMeter.settle_now`)."""
         plan = self.plan
         now = utcnow()
         ending = replies.ReplyEnding(
@@ -285,15 +286,10 @@ class RunningTurn:
         )
         usage = replies.ReplyUsage(outcome.input_tokens, outcome.output_tokens, outcome.cost_usd)
         async with self.database.sessionmaker() as session:
-            # First the reply's row, then the month's budget row, then the chat's: the order in
-            # which a sweep ends replies, and compatible with a turn's start (budget, then
-            # chat), so that none of them deadlocks another on PostgreSQL.
+            # First the reply's row, then the chat's: the order in which a sweep ends replies,
+            # so that neither deadlocks the other on PostgreSQL (the budget's rows are the
+            # meter's batch's, after this commit).
             ended = await replies.end_reply(session, plan.assistant_message_id, ending, usage)
-            # Billed only if this save ended it: one ended elsewhere first was billed there.
-            if ended and self.usage_meter is not None:
-                await self.usage_meter.settle_in(
-                    session, plan.reservation, self._usage_entry(outcome)
-                )
             await replies.free_slot(
                 session,
                 plan.chat_id,
@@ -302,6 +298,9 @@ class RunningTurn:
                 title=title_from(plan.title_from) if plan.title_from else None,
             )
             await session.commit()
+        # Billed only if this save ended it: one ended elsewhere first was billed there.
+        if ended and self.usage_meter is not None:
+            await self.usage_meter.settle_now(plan.reservation, self._usage_entry(outcome))
 
     def _usage_entry(self, outcome: TurnOutcome) -> UsageEntry:
         plan = self.plan

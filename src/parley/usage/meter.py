@@ -330,6 +330,14 @@ class UsageMeter:
             )
         self._settles.post(Settle(reservation, entry, returned))
 
+    async def settle_now(self, reservation: Reservation | None, entry: UsageEntry) -> None:
+        """`settle`, written now (with whatever else is queued, without waiting out the delay)
+        and committed when this returns: a chat turn's, whose next turn's hold must see it.
+        Never raises (a failed write is logged, as for `settle`)."""
+        self.settle(reservation, entry)
+        self._settles.hurry()
+        await self._settles.flush()
+
     async def flush(self) -> None:
         """Wait until the settles queued so far are written (a usage read's first step)."""
         await self._settles.flush()

@@ -10,6 +10,7 @@ writer left it.
 
 from __future__ import annotations
 
+import functools
 import typing
 import uuid
 from collections.abc import Mapping, Sequence
@@ -74,29 +75,47 @@ async def hold(
     """
     if budget <= 0 or (fit and amount > budget):
         return False
+    dialect = session.get_bind().dialect.name
+    statement = _hold_statement(dialect, fit=fit and amount > 0)
     now = utcnow()
-    insert = _insert(session)(_PERIODS).values(
-        id=new_id(),
-        user_id=user_id,
-        period=period,
+    parameters = {
+        "b_id": new_id(),
+        "b_user_id": user_id,
+        "b_period": period,
+        "b_amount": amount,
+        "b_now": now,
+        "b_budget": budget,
+    }
+    return (await session.execute(statement, parameters)).first() is not None
+
+
+@functools.cache
+def _hold_statement(dialect: str, *, fit: bool) -> Any:
+    """`hold`'s upsert for a dialect, built once (its bind names carry a `b_` prefix: a column's
+    own name is reserved for the VALUES clause)."""
+    insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(_PERIODS).values(
+        id=bindparam("b_id", type_=_PERIODS.c.id.type),
+        user_id=bindparam("b_user_id", type_=_PERIODS.c.user_id.type),
+        period=bindparam("b_period", type_=_PERIODS.c.period.type),
         spent_usd=Decimal(0),
-        reserved_usd=amount,
-        created_at=now,
-        updated_at=now,
+        reserved_usd=bindparam("b_amount", type_=_PERIODS.c.reserved_usd.type),
+        created_at=bindparam("b_now", type_=_PERIODS.c.created_at.type),
+        updated_at=bindparam("b_now", type_=_PERIODS.c.updated_at.type),
     )
-    statement = insert.on_conflict_do_update(
+    amount = bindparam("b_amount", type_=_PERIODS.c.reserved_usd.type)
+    budget = bindparam("b_budget", type_=_PERIODS.c.reserved_usd.type)
+    return insert.on_conflict_do_update(
         index_elements=["user_id", "period"],
         set_={
             "reserved_usd": _PERIODS.c.reserved_usd + insert.excluded.reserved_usd,
-            "updated_at": now,
+            "updated_at": bindparam("b_now", type_=_PERIODS.c.updated_at.type),
         },
         where=(
             _PERIODS.c.spent_usd + _PERIODS.c.reserved_usd + amount <= budget
-            if fit and amount > 0
+            if fit
             else _PERIODS.c.spent_usd + _PERIODS.c.reserved_usd < budget
         ),
     ).returning(_PERIODS.c.id)
-    return (await session.execute(statement)).first() is not None
 
 
 async def add_reservations(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
