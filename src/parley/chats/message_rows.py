@@ -126,6 +126,11 @@ _END_REPLY = (
     .where(_MESSAGES.c.id == bindparam("b_message_id"), _MESSAGES.c.status == "streaming")
     .values({name: bindparam(f"b_{name}") for name in (*ReplyEnding._fields, *ReplyUsage._fields)})
 )
+_NAME_CHAT = (
+    update(_CHATS)
+    .where(_CHATS.c.id == bindparam("b_chat_id"), _CHATS.c.title.is_(None))
+    .values(title=bindparam("b_title"))
+)
 _FREE_SLOT = (
     update(_CHATS)
     .where(
@@ -174,9 +179,7 @@ async def free_reply_slot(
 
 async def name_chat_if_untitled(session: AsyncSession, chat_id: uuid.UUID, title: str) -> None:
     """Give the chat this title unless it has one (the user may have named it meanwhile)."""
-    await session.execute(
-        update(_CHATS).where(_CHATS.c.id == chat_id, _CHATS.c.title.is_(None)).values(title=title)
-    )
+    await session.execute(_NAME_CHAT, {"b_chat_id": chat_id, "b_title": title})
 
 
 async def reply_status(session: AsyncSession, message_id: uuid.UUID) -> str | None:

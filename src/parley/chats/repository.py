@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Select, exists, func, literal, or_, select
+from sqlalchemy import Select, bindparam, exists, func, literal, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from parley.chats.models import Chat, Message
@@ -33,9 +33,15 @@ def readable_messages(owner_id: uuid.UUID, chat_id: uuid.UUID) -> Select[Message
     return select(Message).where(Message.user_id == owner_id, Message.chat_id == chat_id)
 
 
+# A chat by its id, built once: every turn reads its chat first (bench/findings.md).
+_GET_CHAT = readable_chats(bindparam("b_owner_id")).where(  # type: ignore[arg-type]
+    Chat.id == bindparam("b_chat_id")
+)
+
+
 async def get_chat(session: AsyncSession, owner_id: uuid.UUID, chat_id: uuid.UUID) -> Chat | None:
     """One of the owner's chats, or None."""
-    result = await session.execute(readable_chats(owner_id).where(Chat.id == chat_id))
+    result = await session.execute(_GET_CHAT, {"b_owner_id": owner_id, "b_chat_id": chat_id})
     return result.scalar_one_or_none()
 
 
