@@ -18,7 +18,12 @@ from pydantic_ai.models.openai import OpenAIChatModel
 
 from parley.core.errors import ServiceUnavailable
 from parley.llm.offline.model import OfflineModel
-from parley.llm.providers import ModelProviders, build_model, create_provider_http_client
+from parley.llm.providers import (
+    ModelProviders,
+    build_model,
+    create_provider_http_client,
+    provider_modules,
+)
 from parley.llm.schemas import CatalogEntry
 from tests.fakes import Reply, ToolCall
 from tests.fakes.anthropic_upstream import FakeAnthropic
@@ -256,3 +261,18 @@ async def test_an_unconfigured_provider_is_unavailable(
     for model_id in ("openai:gpt-x", "anthropic:claude-x", "gemini:gemini-x"):
         with pytest.raises(ServiceUnavailable):
             providers.model_for(_entry(model_id))
+
+
+def test_the_warm_up_imports_the_openai_sdk_only_where_a_turn_would_use_it(
+    llm_settings: SettingsFactory,
+) -> None:
+    """An OpenAI-compatible server is reached through the relay, not the `openai` SDK (16 MB
+    of memory): the warm-up leaves the SDK out, unless a fallback model sends every turn
+    through Pydantic AI's models; OpenAI's own service keeps it."""
+    sdk = "parley.llm.sdks.openai"
+    local = {"openai_api_key": "sk-x", "openai_base_url": "http://127.0.0.1:11434/v1"}
+    assert sdk not in provider_modules(llm_settings(**local))
+    assert sdk in provider_modules(llm_settings(**local, fallback_model="offline:parley"))
+    assert sdk in provider_modules(llm_settings(openai_api_key="sk-x"))
+    anthropic = provider_modules(llm_settings(anthropic_api_key="sk-ant"))
+    assert anthropic == ["parley.llm.sdks.anthropic"]

@@ -14,6 +14,7 @@ Each provider's SDK and model class live in a module of `parley.llm.sdks`, reach
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import httpx2
 
@@ -39,12 +40,21 @@ _PROVIDER_MODULES = {
 }
 
 
+def is_relayed(config: ProviderConfig) -> bool:
+    """Whether a provider's models are reached through `parley.llm.openai_relay` rather than
+    its SDK: an OpenAI-compatible server other than OpenAI's own."""
+    return config.name == "openai" and urlsplit(config.base_url).hostname != OPENAI_HOST
+
+
 def provider_modules(settings: Settings) -> list[str]:
-    """The modules the configured providers' models will import (for a warm-up at start-up)."""
+    """The modules the configured providers' models will import (for a warm-up at start-up): not
+    the `openai` SDK for an OpenAI-compatible server that the relay reaches (16 MB), unless a
+    fallback model makes every turn go through Pydantic AI's models."""
     return [
         _PROVIDER_MODULES[config.name]
         for config in configured_providers(settings)
         if config.name in _PROVIDER_MODULES
+        and not (is_relayed(config) and not settings.fallback_model)
     ]
 
 

@@ -13,12 +13,11 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from decimal import Decimal
-from urllib.parse import urlsplit
 
 from parley import engines
 from parley.core.errors import ValidationFailed
 from parley.llm.openai_relay import OpenAIRelay
-from parley.llm.providers import OPENAI_HOST, ModelProviders
+from parley.llm.providers import ModelProviders, is_relayed
 from parley.llm.schemas import CatalogEntry
 from parley.llm.service import LLMService
 from parley.llm.steps import ModelStep
@@ -59,7 +58,7 @@ def compatible_model(
     if entry.provider != "openai":
         return None
     config = providers.config("openai")
-    if config is None or urlsplit(config.base_url).hostname == OPENAI_HOST:
+    if config is None or not is_relayed(config):
         return None
     return OpenAICompatibleModel(providers.relay("openai"), entry.model_name)
 
@@ -73,7 +72,6 @@ async def choose_model(
     Raises:
         ProviderNotConfigured: the entry's provider is not configured.
     """
-    model = llm.model_for(entry)
     if fallback_id and fallback_id != entry.id:
         try:
             fallback = await llm.resolve(fallback_id, field="FALLBACK_MODEL")
@@ -86,9 +84,9 @@ async def choose_model(
                 input_price_per_mtok=fallback.input_price_per_mtok,
                 output_price_per_mtok=fallback.output_price_per_mtok,
             )
-            both = engines.fallback_model(model, llm.model_for(fallback))
+            both = engines.fallback_model(llm.model_for(entry), llm.model_for(fallback))
             return ChosenModel(engines.pydantic_ai_step(both), pricing)
     openai = compatible_model(llm.providers, entry)
     if openai is not None:
         return ChosenModel(engines.openai_compatible_step(openai), None)
-    return ChosenModel(engines.pydantic_ai_step(model), None)
+    return ChosenModel(engines.pydantic_ai_step(llm.model_for(entry)), None)
