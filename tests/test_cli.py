@@ -237,6 +237,7 @@ def test_serve_logs_the_url_it_listens_on(
     )
     with parley_serve(tmp_path, env, *arguments) as server:
         output = server.output()
+    assert "event loop uvloop, HTTP parser httptools" in output
     line = f"Parley listening on {server.url}"
     assert "Uvicorn running on" not in output  # one line says it, Parley's
     if log_format == "console":

@@ -82,6 +82,7 @@ def serve(
     ] = None,
 ) -> None:
     """Run the API server (applies pending migrations first unless --no-migrate)."""
+    import importlib.util
     import logging
 
     import uvicorn
@@ -107,6 +108,11 @@ def serve(
     # The workers build their app from the environment: this tells them where they listen (the
     # MCP Host and Origin checks default to loopback names only when that is loopback).
     os.environ["PARLEY_SERVE_HOST"] = host
+    # uvloop's event loop and httptools' parser (uvicorn[standard] installs both where they
+    # build): several times cheaper per request than asyncio's loop and h11.
+    loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
+    http = "httptools" if importlib.util.find_spec("httptools") else "h11"
+    logging.getLogger("parley.serve").info("event loop %s, HTTP parser %s", loop, http)
     uvicorn.run(
         "parley.app:create_app",
         factory=True,
@@ -121,6 +127,8 @@ def serve(
         ),
         timeout_keep_alive=settings.http_keep_alive_seconds,
         log_config=None,
+        loop=loop,
+        http=http,
     )
 
 
