@@ -42,6 +42,9 @@ async def test_requests_go_through_the_environments_proxy(
             await http.aclose()
     assert b"via the proxy" in body
     assert proxy.targets == [f"{openai_fake.base_url}/chat/completions"]
+    [sent] = openai_fake.script.requests
+    assert sent.headers["authorization"] == "Bearer sk-test"  # the configured key, not a caller's
+    assert sent.headers["user-agent"].startswith("parley/")
 
 
 def test_no_proxy_and_no_setting_mean_a_direct_connection(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -30,6 +30,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
+from parley import __version__
 from parley.core.errors import (
     InvalidRequest,
     ParleyError,
@@ -46,6 +47,8 @@ BACKOFF_SECONDS = 0.5
 MAX_BACKOFF_SECONDS = 8.0
 MAX_CONNECTIONS = 1000
 KEEPALIVE_SECONDS = 30.0
+# Some providers' fronts refuse a request that names no client.
+USER_AGENT = f"parley/{__version__}"
 # What a transport failure of the provider's connection can raise.
 TRANSPORT_ERRORS = (aiohttp.ClientError, OSError, asyncio.TimeoutError)
 
@@ -213,7 +216,7 @@ class OpenAIRelay:
         self.config = config
         self.max_retries = max_retries
         self.url = f"{config.base_url}/chat/completions"
-        self.headers = {"content-type": "application/json"}
+        self.headers = {"content-type": "application/json", "user-agent": USER_AGENT}
         if config.api_key:
             self.headers["authorization"] = f"Bearer {config.api_key}"
         self.proxy = env_proxy(self.url)
