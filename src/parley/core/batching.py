@@ -134,6 +134,7 @@ class GroupCommit(Generic[T, R]):
                     future.set_exception(outcome)
                 else:
                     future.set_result(outcome)
+            self._writing = []
 
     def hurry(self) -> None:
         """Write what is queued without waiting out the delay (without waiting for it here)."""
@@ -145,9 +146,7 @@ class GroupCommit(Generic[T, R]):
     async def flush(self) -> None:
         """Write what is queued now, without waiting out the delay, and return once everything
         submitted so far is written (or failed)."""
-        waiting = [future for _, future in self._pending] + [
-            future for future in self._writing if not future.done()
-        ]
+        waiting = [future for _, future in self._pending] + self._writing
         if not waiting:
             return
         self.hurry()

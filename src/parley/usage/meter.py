@@ -335,8 +335,7 @@ class UsageMeter:
         and committed when this returns: a chat turn's, whose next turn's hold must see it.
         Never raises (a failed write is logged, as for `settle`)."""
         self.settle(reservation, entry)
-        self._settles.hurry()
-        await self._settles.flush()
+        await self._settles.flush()  # which hurries the batch
 
     async def flush(self) -> None:
         """Wait until the settles queued so far are written (a usage read's first step)."""
