@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -22,10 +23,10 @@ from parley.accounts.admin_router import admin_users_router
 from parley.accounts.authentication import TouchThrottle
 from parley.accounts.caller_cache import AccountChangeRelay, CallerCache, watch_account_changes
 from parley.accounts.router import auth_router, users_router
+from parley.background import build_worker
 from parley.chats.router import chats_router
-from parley.core.db import Database
 from parley.core.logging import configure_logging
-from parley.core.memory import trim_heap_in_thread
+from parley.core.memory import trim_heap_every, trim_heap_in_thread
 from parley.core.middleware import (
     BodyLimitMiddleware,
     EnvelopedCORSMiddleware,
@@ -39,24 +40,17 @@ from parley.core.telemetry import configure_tracing
 from parley.gateway.errors import render_openai_error
 from parley.gateway.router import gateway_router
 from parley.health import health_router
-from parley.housekeeping import Housekeeping
-from parley.llm.cache import CatalogCache
-from parley.llm.providers import (
-    ModelProviders,
-    create_provider_http_client,
-    provider_modules,
-)
+from parley.jobs.queue import watch_enqueues
+from parley.jobs.router import admin_jobs_router
+from parley.llm.providers import provider_modules
 from parley.llm.router import admin_models_router, models_router
 from parley.llm.seeding import prepare_catalog
 from parley.mcp.endpoint import McpEndpoint
+from parley.runtime import open_runtime
 from parley.settings import Settings
 from parley.tasks.router import tasks_router
 from parley.tools.builtin import builtin_registry
-from parley.turns.event_log import EventLogs, MemoryEventLogs, RedisEventLogs
-from parley.turns.idempotency import purge_expired_keys
 from parley.turns.router import turns_router
-from parley.turns.runner import TurnRunner
-from parley.usage.meter import UsageMeter
 from parley.usage.router import admin_usage_router, usage_router
 from parley.web.api_docs import api_docs_router
 from parley.web.router import web_router
@@ -97,95 +91,58 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        database = Database.from_settings(settings)
-        redis = None
-        if settings.redis_url:
-            # Imported only when configured (an optional integration; see `parley.engines`).
-            from redis.asyncio import Redis
-
-            redis = Redis.from_url(settings.redis_url)
-        app.state.database = database
-        app.state.redis = redis
-        app.state.rate_limiter = RateLimiter.from_settings(settings, redis)
-        app.state.cursor_codec = cursor_codec
-        # Model providers share one HTTP client (timeouts from settings), closed on shutdown.
-        provider_http = create_provider_http_client(settings)
-        app.state.model_providers = ModelProviders(settings, provider_http)
-        app.state.catalog_cache = CatalogCache(settings.catalog_cache_seconds)
-        app.state.tool_registry = tool_registry
-        # Budgets and usage records of chat replies and /v1 calls.
-        usage_meter = UsageMeter(database, settings)
-        app.state.usage_meter = usage_meter
-        # Replies in progress: event logs in Redis when configured (any worker can resume).
-        event_logs: EventLogs = (
-            RedisEventLogs(redis, retention_seconds=settings.stream_retention_seconds)
-            if redis is not None
-            else MemoryEventLogs(retention_seconds=settings.stream_retention_seconds)
-        )
-        turn_runner = TurnRunner(
-            database,
-            event_logs,
-            redis,
-            save_interval=settings.stream_save_interval_ms / 1000,
-            heartbeat_interval=settings.generation_heartbeat_seconds,
-            stale_after=settings.generation_stale_seconds,
-            usage_meter=usage_meter,
-        )
-        app.state.turn_runner = turn_runner
-        # The periodic work: each job every so many seconds, until shutdown.
-        housekeeping = Housekeeping()
-        app.state.housekeeping = housekeeping
-
-        async def sweep() -> None:
-            """One round, in this order (the reply sweep and the hold release touch the same
-            reservation rows, so they do not run at once)."""
-            # Replies whose worker died (no heartbeat for GENERATION_STALE_SECONDS): interrupted,
-            # billed, their chats freed.
-            await turn_runner.sweep_interrupted()
-            await purge_expired_keys(database)
-            await usage_meter.release_expired()  # holds whose request never settled
-
-        account_changes: asyncio.Task[None] | None = None
-        housekeeping.every(max(1.0, settings.generation_stale_seconds / 3), "sweep", sweep)
-        if settings.memory_trim_interval_seconds:
-            housekeeping.every(
-                settings.memory_trim_interval_seconds, "memory-trim", trim_heap_in_thread
-            )
-        try:
-            # Seed the model catalog from the configuration (models file, *_MODELS, or the
-            # providers' model lists); admins' edits are kept. Discovery failures only warn.
-            await prepare_catalog(settings, database, provider_http)
-            await turn_runner.run_background()
-            if redis is not None:  # account changes from and to the other workers
-                account_changes = asyncio.create_task(
-                    AccountChangeRelay(redis).run(), name="account-changes"
-                )
-            async with mcp_endpoint.running():  # MCP sessions live as long as the app
-                app.state.warm_up = asyncio.create_task(_warm_up(settings), name="warm-up")
-                housekeeping.start()
-                try:
-                    yield
-                finally:
-                    app.state.warm_up.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await app.state.warm_up
-                    await housekeeping.stop()
-        finally:
-            if account_changes is not None:
-                account_changes.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await account_changes
-            await turn_runner.shutdown()
-            await usage_meter.aclose()  # /v1 calls' settles still being written
-            if isinstance(event_logs, MemoryEventLogs):
-                await event_logs.aclose()
-            if redis is not None:
-                await redis.aclose()
-            await database.dispose()
-            await app.state.model_providers.aclose()
-            await provider_http.aclose()
-            # A stop by SIGTERM runs no atexit hooks: send the batched spans now.
-            await anyio.to_thread.run_sync(tracer_provider.force_flush)
+        async with open_runtime(settings) as runtime:
+            database, redis = runtime.database, runtime.redis
+            app.state.runtime = runtime
+            app.state.database = database
+            app.state.redis = redis
+            app.state.rate_limiter = RateLimiter.from_settings(settings, redis)
+            app.state.cursor_codec = cursor_codec
+            app.state.model_providers = runtime.providers
+            app.state.catalog_cache = runtime.catalog
+            app.state.tool_registry = tool_registry
+            app.state.usage_meter = runtime.usage_meter
+            app.state.turn_runner = runtime.turn_runner
+            # The background jobs of every process (parley.background), unless WORKER_IN_PROCESS
+            # is false and `parley worker` runs them.
+            worker = build_worker(runtime) if settings.worker_in_process else None
+            app.state.worker = worker
+            background: list[asyncio.Task[None]] = []
+            try:
+                # Seed the model catalog from the configuration (models file, *_MODELS, or the
+                # providers' model lists); admins' edits are kept. Discovery failures only warn.
+                await prepare_catalog(settings, database, runtime.provider_http)
+                await runtime.turn_runner.run_background()
+                if redis is not None:  # account changes from and to the other workers
+                    background.append(
+                        asyncio.create_task(AccountChangeRelay(redis).run(), name="account-changes")
+                    )
+                if settings.memory_trim_interval_seconds:  # this process's own heap
+                    background.append(
+                        asyncio.create_task(
+                            trim_heap_every(settings.memory_trim_interval_seconds),
+                            name="memory-trim",
+                            context=contextvars.Context(),
+                        )
+                    )
+                async with mcp_endpoint.running():  # MCP sessions live as long as the app
+                    app.state.warm_up = asyncio.create_task(_warm_up(settings), name="warm-up")
+                    if worker is not None:
+                        worker.start()
+                    try:
+                        yield
+                    finally:
+                        app.state.warm_up.cancel()
+                        with contextlib.suppress(asyncio.CancelledError):
+                            await app.state.warm_up
+                        if worker is not None:
+                            await worker.stop()
+            finally:
+                for task in background:
+                    task.cancel()
+                await asyncio.gather(*background, return_exceptions=True)
+        # A stop by SIGTERM runs no atexit hooks: send the batched spans now.
+        await anyio.to_thread.run_sync(tracer_provider.force_flush)
 
     app = FastAPI(
         title="Parley",
@@ -205,6 +162,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.api_key_touches = TouchThrottle()  # this app's own, not the process's
     app.state.callers = CallerCache(settings.auth_cache_seconds)  # recent callers
     watch_account_changes()  # which any account change committed in this process empties
+    watch_enqueues()  # a commit that enqueued jobs wakes this process's workers
     install_error_handlers(
         app,
         renderers={"/v1": render_openai_error},  # /v1: OpenAI's errors
@@ -225,6 +183,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(api_docs_router)  # /docs and /redoc, with no CDN
     app.include_router(usage_router)  # usage reports, and admins' per-user totals
     app.include_router(admin_usage_router)
+    app.include_router(admin_jobs_router)  # background jobs, for admins
     # MCP Streamable HTTP at exactly /mcp (a Mount would redirect /mcp to /mcp/).
     app.router.routes.append(
         Route("/mcp", endpoint=mcp_endpoint, methods=["GET", "POST", "DELETE"])

@@ -1,4 +1,4 @@
-"""The `parley` command: serve, migrate, user, version.
+"""The `parley` command: serve, worker, migrate, user, version.
 
 Each subcommand exits non-zero with a one-line reason on bad input or bad configuration.
 """
@@ -130,6 +130,40 @@ def serve(
         loop=loop,
         http=http,
     )
+
+
+@cli.command()
+def worker(
+    concurrency: Annotated[
+        int | None,
+        typer.Option(
+            min=1, max=256, help="Jobs run at once.", show_default="WORKER_CONCURRENCY, else 4"
+        ),
+    ] = None,
+    queue: Annotated[
+        list[str] | None,
+        typer.Option(help="A queue to take jobs from (repeat for more; default: every queue)."),
+    ] = None,
+) -> None:
+    """Run background jobs without the API server (SIGTERM: finish or put back, then exit)."""
+    from parley import migrate as migrations
+    from parley.core.logging import configure_logging
+    from parley.jobs.kinds import check_queue
+    from parley.jobs.runner import run_worker
+
+    settings = _settings()
+    configure_logging(settings)
+    try:
+        queues = [check_queue(name) for name in queue or ()]
+    except ValueError as exc:
+        raise _fail(str(exc)) from exc
+    try:
+        current = migrations.is_current(settings)
+    except (SQLAlchemyError, OSError) as exc:
+        raise _fail(f"cannot reach the database: {exc.__class__.__name__}: {exc}") from exc
+    if not current:
+        raise _fail("the database is not migrated to this version: run `parley migrate` first")
+    run_worker(settings, concurrency=concurrency, queues=queues or None)
 
 
 # `downgrade -1` (one back) is a revision, not an unknown option.

@@ -3,6 +3,7 @@
 from parley.accounts.models import ApiKey, RefreshToken, User
 from parley.chats.models import Chat, Message
 from parley.core.db import Base
+from parley.jobs.models import Job, JobSchedule
 from parley.llm.models import CatalogModel
 from parley.tasks.models import Task, TaskTag
 from parley.turns.models import IdempotencyRecord
@@ -16,6 +17,8 @@ __all__ = [
     "CatalogModel",
     "Chat",
     "IdempotencyRecord",
+    "Job",
+    "JobSchedule",
     "Message",
     "RefreshToken",
     "Task",

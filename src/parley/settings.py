@@ -109,6 +109,20 @@ class Settings(BaseSettings):
     # How often freed C-heap memory is given back to the OS (0: never; see parley.core.memory).
     memory_trim_interval_seconds: float = Field(default=60.0, ge=0)
 
+    # Background jobs (docs/operations.md "Workers"): `parley serve` runs a worker in-process
+    # unless WORKER_IN_PROCESS is false; a worker runs this many jobs at once. A running job's
+    # lease is renewed every third of JOB_LEASE_SECONDS; a job whose worker died is taken again
+    # once its lease has expired. Without PostgreSQL's LISTEN/NOTIFY (or another process's
+    # enqueues on SQLite) a worker looks for due jobs every JOB_POLL_SECONDS. At SIGTERM a
+    # worker lets its jobs finish for WORKER_SHUTDOWN_SECONDS, then puts the rest back in the
+    # queue. Finished jobs are deleted after JOB_RETENTION_DAYS.
+    worker_in_process: bool = True
+    worker_concurrency: int = Field(default=4, ge=1, le=256)
+    job_lease_seconds: float = Field(default=30.0, ge=3, le=3600)
+    job_poll_seconds: float = Field(default=1.0, ge=0.05, le=60)
+    worker_shutdown_seconds: float = Field(default=20.0, ge=0, le=3600)
+    job_retention_days: int = Field(default=7, ge=1, le=3650)
+
     # The address the server listens on: `parley serve --host` sets it for its workers. Unset
     # (the app built some other way) counts as loopback, where the MCP allowlists' defaults apply.
     serve_host: str | None = Field(default=None, validation_alias="PARLEY_SERVE_HOST")

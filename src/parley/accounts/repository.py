@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, bindparam, func, or_, select, update
+from sqlalchemy import Select, bindparam, delete, func, or_, select, update
 from sqlalchemy.engine import CursorResult, Row
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
@@ -197,3 +197,14 @@ async def find_user_standing(
 async def touch_api_key(connection: AsyncConnection, key_id: uuid.UUID, now: datetime) -> None:
     """Record that the key was used now."""
     await connection.execute(update(ApiKey).where(ApiKey.id == key_id).values(last_used_at=now))
+
+
+async def delete_refresh_tokens_expired_before(session: AsyncSession, before: datetime) -> int:
+    """Delete the refresh tokens that expired before `before` (a token past its expiry is refused
+    by its signature's `exp` before its row is read); how many."""
+    result = await session.execute(
+        delete(RefreshToken)
+        .where(RefreshToken.expires_at < before)
+        .execution_options(synchronize_session=False)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)

@@ -129,7 +129,7 @@ _END_REPLY = (
 _NAME_CHAT = (
     update(_CHATS)
     .where(_CHATS.c.id == bindparam("b_chat_id"), _CHATS.c.title.is_(None))
-    .values(title=bindparam("b_title"))
+    .values(title=bindparam("b_title"), title_generated=True)
 )
 _FREE_SLOT = (
     update(_CHATS)

@@ -14,10 +14,12 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime
 
+from sqlalchemy import or_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from parley.chats import message_rows
+from parley.chats import message_rows, repository
 from parley.chats.message_rows import EndedReply, ReplyEnding, ReplyProgress, ReplyUsage
+from parley.chats.models import Chat
 
 __all__ = [
     "EndedReply",
@@ -26,10 +28,12 @@ __all__ = [
     "ReplyUsage",
     "end_reply",
     "end_streaming_replies",
+    "exchange_text",
     "free_slot",
     "free_slots",
     "record_usage",
     "save_progress",
+    "set_generated_title",
     "stale_replies",
     "status_of",
 ]
@@ -107,3 +111,39 @@ async def record_usage(session: AsyncSession, message_id: uuid.UUID, usage: Repl
 async def free_slots(session: AsyncSession, message_ids: Sequence[uuid.UUID]) -> None:
     """Free the chats whose reply in progress is one of these."""
     await message_rows.free_reply_slots(session, message_ids)
+
+
+async def exchange_text(
+    session: AsyncSession,
+    owner_id: uuid.UUID,
+    chat_id: uuid.UUID,
+    user_message_id: uuid.UUID,
+    reply_id: uuid.UUID,
+) -> tuple[str, str] | None:
+    """The plain text of one of the owner's exchanges (a prompt and its reply), or None if either
+    message is gone."""
+    prompt = await repository.get_message(session, owner_id, chat_id, user_message_id)
+    reply = await repository.get_message(session, owner_id, chat_id, reply_id)
+    if prompt is None or reply is None:
+        return None
+    return prompt.search_text or "", reply.search_text or ""
+
+
+async def set_generated_title(
+    session: AsyncSession, owner_id: uuid.UUID, chat_id: uuid.UUID, title: str
+) -> bool:
+    """Give one of the owner's chats a generated title, unless its title is the user's own (or
+    the chat is deleted); whether it was set."""
+    result = await session.execute(
+        update(Chat)
+        .where(
+            Chat.id == chat_id,
+            Chat.user_id == owner_id,
+            Chat.deleted_at.is_(None),
+            or_(Chat.title.is_(None), Chat.title_generated.is_(True)),
+        )
+        # `updated_at` orders chats by activity: a new title is none.
+        .values(title=title, title_generated=True, updated_at=Chat.updated_at)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(getattr(result, "rowcount", 0))

@@ -146,6 +146,8 @@ class ChatService:
         for field in ("title", "model_id", "system_prompt"):
             if field in changes:
                 setattr(chat, field, changes[field])
+        if "title" in changes:  # the user's own title: no generated one replaces it
+            chat.title_generated = False
         if changes.get("archived") is not None:
             chat.archived = changes["archived"]
         if changes.get("current_leaf_id") is not None:

@@ -7,6 +7,7 @@ top of its main heap on its own; `malloc_trim` releases every free page of every
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import functools
 import logging
@@ -43,10 +44,21 @@ def trim_heap() -> bool:
 
 
 async def trim_heap_in_thread() -> None:
-    """`trim_heap` in a worker thread (the app's housekeeping runs it every
+    """`trim_heap` in a worker thread (`trim_heap_every` runs it every
     `MEMORY_TRIM_INTERVAL_SECONDS`).
 
     Without it a burst of load leaves the process's RSS at its high-water mark (fragmented free
     memory glibc keeps); with it RSS falls back near its idle figure between bursts.
     """
     await anyio.to_thread.run_sync(trim_heap, abandon_on_cancel=True)
+
+
+async def trim_heap_every(seconds: float) -> None:
+    """`trim_heap_in_thread` every `seconds`, until cancelled. Each process trims its own heap, so
+    this runs in every process rather than as a job on the shared queue."""
+    while True:
+        await asyncio.sleep(seconds)
+        try:
+            await trim_heap_in_thread()
+        except Exception:
+            logger.warning("trimming the heap failed", exc_info=True)

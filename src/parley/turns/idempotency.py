@@ -4,8 +4,8 @@ within 24 hours answers with the same turn instead of starting another.
 The key is recorded in the turn's own transaction before anything else is written; of two
 concurrent requests with one key, the unique index lets exactly one through and the other
 replays the winner's turn. `TurnKeys` never commits nor rolls back: the turn's use case does, in
-one place (`parley.turns.service`). `purge_expired_keys`, a housekeeping job, is a use case of its
-own and commits.
+one place (`parley.turns.service`). `purge_expired_keys`, run by the `turns.purge_idempotency_keys`
+job, is a use case of its own and commits.
 """
 
 from __future__ import annotations

@@ -201,7 +201,7 @@ class TurnRunner:
 
     async def run_background(self) -> None:
         """Sweep once (replies a dead process left) and, with Redis, listen for stops; the
-        periodic sweep is on the app's housekeeping schedule."""
+        periodic sweep is the `turns.sweep` job (parley.background)."""
         await self.sweep_interrupted()
         if self.redis is not None:
             self._spawn(self._listen_for_stops())

@@ -39,6 +39,7 @@ from pydantic_ai.usage import RequestUsage
 
 from parley.llm.catalog_config import OFFLINE_CONTEXT_WINDOW
 from parley.llm.offline.planner import Step, TextStep, ToolCallStep, plan_step, read_turn
+from parley.llm.titles import TITLE_INSTRUCTIONS, words_title
 from parley.usage.pricing import estimate_tokens
 
 MODEL_NAME = "parley"
@@ -117,6 +118,9 @@ class OfflineModel(Model):
         return SYSTEM
 
     def _plan(self, messages: Sequence[ModelMessage], parameters: ModelRequestParameters) -> Step:
+        instructions = [part.content for part in parameters.instruction_parts or ()]
+        if TITLE_INSTRUCTIONS in instructions:  # the `chat.title` job: a title of the words
+            return TextStep(words_title(read_turn(messages).prompt))
         tools = {tool.name: _tool_arguments(tool) for tool in parameters.declared_function_tools}
         return plan_step(read_turn(messages), tools, self._today())
 

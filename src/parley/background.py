@@ -1,0 +1,116 @@
+"""Parley's background work on the job queue: each job kind bound to its handler, and the
+periodic schedules. `parley serve`'s in-process worker and `parley worker` both run `build_worker`.
+
+- `chat.title`, after a chat's first reply: a title from the chat's model (`parley.turns.titles`).
+- `turns.sweep`, every third of `GENERATION_STALE_SECONDS` (at least 1 s): replies whose worker
+  died are interrupted and billed, then budget holds whose request never settled are released (one
+  job, in that order, because both touch the same holds).
+- `turns.purge_idempotency_keys`, hourly: idempotency keys past their 24 hours.
+- `accounts.purge_refresh_tokens`, hourly: refresh tokens past their expiry.
+- `jobs.purge`, hourly: final jobs older than `JOB_RETENTION_DAYS`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from datetime import timedelta
+
+from parley.accounts.repository import delete_refresh_tokens_expired_before
+from parley.core.db import utcnow
+from parley.jobs import repository as jobs_repository
+from parley.jobs.kinds import JobKind, JobKinds, JobRun
+from parley.jobs.schedules import Schedule
+from parley.jobs.worker import Worker
+from parley.runtime import Runtime
+from parley.turns.idempotency import purge_expired_keys
+from parley.turns.titles import TITLE_JOB, ChatTitler
+
+logger = logging.getLogger(__name__)
+
+# Periodic clean-up: one attempt each (the next slot is the retry), ahead of other work.
+SWEEP_JOB = JobKind("turns.sweep", priority=50, max_attempts=1, timeout_seconds=300)
+PURGE_IDEMPOTENCY_JOB = JobKind(
+    "turns.purge_idempotency_keys", priority=20, max_attempts=1, timeout_seconds=600
+)
+PURGE_REFRESH_TOKENS_JOB = JobKind(
+    "accounts.purge_refresh_tokens", priority=20, max_attempts=1, timeout_seconds=600
+)
+PURGE_JOBS_JOB = JobKind("jobs.purge", priority=20, max_attempts=1, timeout_seconds=600)
+HOURLY = 3600.0
+
+
+def job_kinds(runtime: Runtime) -> JobKinds:
+    """Every kind Parley enqueues, bound to its handler over `runtime`'s services."""
+    settings = runtime.settings
+    database = runtime.database
+
+    async def sweep(job: JobRun) -> None:
+        # Replies whose worker died (no heartbeat for GENERATION_STALE_SECONDS): interrupted,
+        # billed, their chats freed; then the holds whose request never settled.
+        await runtime.turn_runner.sweep_interrupted()
+        await job.progress(0.5)
+        released = await runtime.usage_meter.release_expired()
+        if released:
+            logger.info("released %d expired budget holds", released)
+
+    async def purge_idempotency_keys(job: JobRun) -> None:
+        await purge_expired_keys(database)
+
+    async def purge_refresh_tokens(job: JobRun) -> None:
+        async with database.sessionmaker() as session:
+            deleted = await delete_refresh_tokens_expired_before(session, utcnow())
+            await session.commit()
+        if deleted:
+            logger.info("deleted %d expired refresh tokens", deleted)
+
+    async def purge_jobs(job: JobRun) -> None:
+        before = utcnow() - timedelta(days=settings.job_retention_days)
+        async with database.sessionmaker() as session:
+            deleted = await jobs_repository.purge_finished(session, before)
+            await session.commit()
+        if deleted:
+            logger.info("deleted %d finished jobs", deleted)
+
+    kinds = JobKinds()
+    kinds.handle(
+        TITLE_JOB,
+        ChatTitler(database, runtime.providers, runtime.catalog, settings, runtime.usage_meter),
+    )
+    kinds.handle(SWEEP_JOB, sweep)
+    kinds.handle(PURGE_IDEMPOTENCY_JOB, purge_idempotency_keys)
+    kinds.handle(PURGE_REFRESH_TOKENS_JOB, purge_refresh_tokens)
+    kinds.handle(PURGE_JOBS_JOB, purge_jobs)
+    return kinds
+
+
+def schedules(runtime: Runtime) -> list[Schedule]:
+    """The periodic schedules."""
+    settings = runtime.settings
+    return [
+        Schedule(
+            "turns.sweep",
+            SWEEP_JOB,
+            every_seconds=max(1.0, settings.generation_stale_seconds / 3),
+        ),
+        Schedule("turns.purge_idempotency_keys", PURGE_IDEMPOTENCY_JOB, every_seconds=HOURLY),
+        Schedule("accounts.purge_refresh_tokens", PURGE_REFRESH_TOKENS_JOB, every_seconds=HOURLY),
+        Schedule("jobs.purge", PURGE_JOBS_JOB, every_seconds=HOURLY),
+    ]
+
+
+def build_worker(
+    runtime: Runtime, *, concurrency: int | None = None, queues: Sequence[str] | None = None
+) -> Worker:
+    """A worker over `runtime` that runs every Parley job kind and fires the schedules."""
+    settings = runtime.settings
+    return Worker(
+        runtime.database,
+        job_kinds(runtime),
+        concurrency=concurrency or settings.worker_concurrency,
+        queues=queues,
+        lease_seconds=settings.job_lease_seconds,
+        poll_seconds=settings.job_poll_seconds,
+        shutdown_seconds=settings.worker_shutdown_seconds,
+        schedules=schedules(runtime),
+    )

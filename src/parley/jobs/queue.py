@@ -1,0 +1,169 @@
+"""Putting work on the queue: `enqueue` adds a job inside the caller's transaction, so the job
+exists if and only if the change that needs it commits.
+
+The job carries the trace context of the code that enqueued it (its span links to that trace), an
+optional idempotency key (a second enqueue with the same key adds nothing and answers the first
+job's id) and its time to run. Workers learn of new jobs without waiting for their next poll: on
+PostgreSQL through `NOTIFY`, which PostgreSQL delivers only when the transaction commits; in this
+process through `LocalWakeups`, set once the session commits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+import weakref
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from opentelemetry import propagate
+from sqlalchemy import event, insert, select, text
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
+
+from parley.core.db import new_id, utcnow
+from parley.jobs.kinds import JobKind, check_priority, check_queue
+from parley.jobs.models import QUEUED, Job
+
+NOTIFY_CHANNEL = "parley_jobs"
+MAX_IDEMPOTENCY_KEY = 255
+_ENQUEUED = "parley.jobs.enqueued"
+
+
+class LocalWakeups:
+    """Wakes the workers of this process when a session that enqueued jobs commits."""
+
+    def __init__(self) -> None:
+        self._events: weakref.WeakSet[_Wakeup] = weakref.WeakSet()
+
+    def subscribe(self) -> asyncio.Event:
+        """An event set whenever jobs are committed in this process (keep a reference to it)."""
+        wakeup = _Wakeup(asyncio.get_running_loop())
+        self._events.add(wakeup)
+        return wakeup.event
+
+    def notify(self) -> None:
+        """Set every subscriber's event (from any thread)."""
+        for wakeup in list(self._events):
+            wakeup.set()
+
+
+class _Wakeup:
+    __slots__ = ("__weakref__", "event", "loop")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.event = asyncio.Event()
+
+    def set(self) -> None:
+        if not self.loop.is_closed():
+            self.loop.call_soon_threadsafe(self.event.set)
+
+
+local_wakeups = LocalWakeups()
+
+
+def _after_commit(session: Session) -> None:
+    if session.info.pop(_ENQUEUED, False):
+        local_wakeups.notify()
+
+
+def _after_rollback(session: Session) -> None:
+    session.info.pop(_ENQUEUED, None)
+
+
+def watch_enqueues() -> None:
+    """Wake this process's workers when a session that enqueued jobs commits (idempotent)."""
+    if event.contains(Session, "after_commit", _after_commit):
+        return
+    event.listen(Session, "after_commit", _after_commit)
+    event.listen(Session, "after_rollback", _after_rollback)
+
+
+def trace_carrier() -> dict[str, str] | None:
+    """The current trace context as W3C headers (`traceparent`, `tracestate`), if there is one."""
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    return carrier or None
+
+
+async def enqueue(
+    session: AsyncSession,
+    kind: JobKind,
+    args: Mapping[str, Any] | None = None,
+    *,
+    run_at: datetime | None = None,
+    idempotency_key: str | None = None,
+    queue: str | None = None,
+    priority: int | None = None,
+    max_attempts: int | None = None,
+) -> uuid.UUID:
+    """Add a job of `kind` in the session's transaction (the caller commits).
+
+    Args:
+        args: what the handler needs, as JSON (ids, not objects).
+        run_at: not before this time (default: now).
+        idempotency_key: a job with this key already exists: add none and answer its id.
+        queue, priority, max_attempts: instead of the kind's defaults.
+
+    Returns:
+        The id of the job (the existing one for a repeated idempotency key).
+
+    Raises:
+        ValueError: a queue, priority, attempt count or key out of bounds.
+    """
+    now = utcnow()
+    queue = check_queue(queue or kind.queue)
+    priority = check_priority(kind.priority if priority is None else priority)
+    attempts = kind.max_attempts if max_attempts is None else max_attempts
+    if not 1 <= attempts <= 100:
+        raise ValueError("max_attempts must be 1..100")
+    if idempotency_key is not None and not 0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY:
+        raise ValueError(f"an idempotency key has 1..{MAX_IDEMPOTENCY_KEY} characters")
+    values: dict[str, Any] = {
+        "id": new_id(),
+        "created_at": now,
+        "updated_at": now,
+        "kind": kind.name,
+        "queue": queue,
+        "priority": priority,
+        "status": QUEUED,
+        "args": dict(args or {}),
+        "idempotency_key": idempotency_key,
+        "attempts": 0,
+        "max_attempts": attempts,
+        "run_at": run_at or now,
+        "progress": 0.0,
+        "trace_context": trace_carrier(),
+    }
+    dialect = session.get_bind().dialect.name
+    if idempotency_key is None:
+        await session.execute(insert(Job).values(values))
+        job_id: uuid.UUID | None = values["id"]
+    else:
+        statement = (postgresql_insert if dialect == "postgresql" else sqlite_insert)(Job)
+        job_id = (
+            await session.execute(
+                statement.values(values)
+                .on_conflict_do_nothing(index_elements=["idempotency_key"])
+                .returning(Job.id)
+            )
+        ).scalar_one_or_none()
+        if job_id is None:  # the key's job exists: it is the answer
+            return (
+                await session.execute(select(Job.id).where(Job.idempotency_key == idempotency_key))
+            ).scalar_one()
+    if dialect == "postgresql" and (run_at is None or run_at <= now):
+        await session.execute(
+            text("SELECT pg_notify(:channel, :queue)"),
+            {
+                "channel": NOTIFY_CHANNEL,
+                "queue": queue,
+            },
+        )
+    session.sync_session.info[_ENQUEUED] = True
+    assert job_id is not None  # noqa: S101 - set on both paths above
+    return job_id
