@@ -50,6 +50,7 @@ def _head(url: str) -> str:
     assert head is not None
     return head
 
+
 # The SQLite indexes on expressions, as the models declare them (see the drift test).
 SQLITE_EXPRESSION_INDEXES = {
     "ix_jobs_due": (

@@ -58,11 +58,10 @@ class JobService:
             Conflict: the job has ended already.
         """
         job = await self._job(job_id)
+        status = job.status  # read before a rollback expires it
         if not await repository.cancel(self.session, job_id, utcnow()):
             await self.session.rollback()
-            raise Conflict(
-                f"The job is {job.status}: only queued and running jobs can be cancelled."
-            )
+            raise Conflict(f"The job is {status}: only queued and running jobs can be cancelled.")
         await self._notify(CANCEL_PREFIX + str(job_id))
         await self.session.commit()
         cancel_locally(job_id)
@@ -78,12 +77,11 @@ class JobService:
             Conflict: the job is not failed or cancelled.
         """
         job = await self._job(job_id)
+        status, queue = job.status, job.queue  # read before a rollback expires them
         if not await repository.retry(self.session, job_id, utcnow()):
             await self.session.rollback()
-            raise Conflict(
-                f"The job is {job.status}: only failed and cancelled jobs can be retried."
-            )
-        await self._notify(job.queue)
+            raise Conflict(f"The job is {status}: only failed and cancelled jobs can be retried.")
+        await self._notify(queue)
         await self.session.commit()
         local_wakeups.notify()
         await self.session.refresh(job)

@@ -118,8 +118,8 @@ def clean_title(answer: str) -> str | None:
     """A model's answer as a title: its first non-empty line, without a `Title:` label, quotes,
     Markdown emphasis or final punctuation, cut at a word boundary; None if nothing is left."""
     line = next((line for line in answer.splitlines() if line.strip()), "")
-    line = re.sub(r"^\s*(?:#+\s*)?(?:title\s*[:\-]\s*)?", "", line, flags=re.IGNORECASE)
     line = " ".join(line.replace("*", "").replace("_", " ").split())
+    line = re.sub(r"^\s*(?:#+\s*)?(?:title\s*[:\-]\s*)?", "", line, flags=re.IGNORECASE)
     line = line.strip("\"'`\u201c\u201d\u2018\u2019\u00ab\u00bb ").rstrip(".!,;:")
     if not line:
         return None
