@@ -172,6 +172,10 @@ def parley_environment(
         # A run signs in once per server; filling a million tasks between the first and the
         # last measurement took longer than the default 15 minutes on a slow machine.
         "ACCESS_TOKEN_TTL_SECONDS": str(24 * 3600),
+        # The request path alone: each new chat's first reply enqueues its `chat.title` job (that
+        # INSERT is measured), but no worker in the measured process runs it, as when
+        # `parley worker` processes run the jobs. The queue has its own benchmark (bench.jobs).
+        "WORKER_IN_PROCESS": "false",
     }
     if upstream is not None:
         models_file = data_dir / "models.toml"

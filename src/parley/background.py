@@ -1,5 +1,9 @@
 """Parley's background work on the job queue: each job kind bound to its handler, and the
-periodic schedules. `parley serve`'s in-process worker and `parley worker` both run `build_worker`.
+periodic schedules. `parley serve`'s in-process worker and `parley worker` (`run_worker`, here)
+both run `build_worker`. `parley worker` builds the same services as the API server
+(`parley.runtime`), then runs until SIGTERM or Ctrl-C: it stops taking jobs, lets running ones
+finish for `WORKER_SHUTDOWN_SECONDS` (a second signal cuts that short), puts back the rest, and
+exits.
 
 - `chat.title`, after a chat's first reply: a title from the chat's model (`parley.turns.titles`).
 - `turns.sweep`, every third of `GENERATION_STALE_SECONDS` (at least 1 s): replies whose worker
@@ -12,17 +16,23 @@ periodic schedules. `parley serve`'s in-process worker and `parley worker` both 
 
 from __future__ import annotations
 
+import asyncio
+import importlib.util
 import logging
+import signal
 from collections.abc import Sequence
 from datetime import timedelta
 
 from parley.accounts.repository import delete_refresh_tokens_expired_before
 from parley.core.db import utcnow
+from parley.core.telemetry import configure_tracing
 from parley.jobs import repository as jobs_repository
 from parley.jobs.kinds import JobKind, JobKinds, JobRun
+from parley.jobs.queue import watch_enqueues
 from parley.jobs.schedules import Schedule
 from parley.jobs.worker import Worker
-from parley.runtime import Runtime
+from parley.runtime import Runtime, open_runtime
+from parley.settings import Settings
 from parley.turns.idempotency import purge_expired_keys
 from parley.turns.titles import TITLE_JOB, ChatTitler
 
@@ -114,3 +124,46 @@ def build_worker(
         shutdown_seconds=settings.worker_shutdown_seconds,
         schedules=schedules(runtime),
     )
+
+
+async def serve_jobs(
+    settings: Settings, *, concurrency: int | None, queues: Sequence[str] | None
+) -> None:
+    """Run a worker until SIGTERM or SIGINT."""
+    tracer_provider = configure_tracing(settings)
+    watch_enqueues()
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+    async with open_runtime(settings) as runtime:
+        worker = build_worker(runtime, concurrency=concurrency, queues=queues)
+
+        def on_signal() -> None:
+            if stopping.is_set():
+                worker.hurry()  # a second signal: no more grace
+            stopping.set()
+
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, on_signal)
+        await runtime.turn_runner.run_background()
+        worker.start()
+        try:
+            await stopping.wait()
+            logger.info("stopping the worker")
+            await worker.stop()
+        finally:
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(signum)
+    tracer_provider.force_flush()
+
+
+def run_worker(
+    settings: Settings, *, concurrency: int | None, queues: Sequence[str] | None
+) -> None:
+    """`serve_jobs` on uvloop's event loop where it is installed."""
+    coroutine = serve_jobs(settings, concurrency=concurrency, queues=queues)
+    if importlib.util.find_spec("uvloop"):
+        import uvloop
+
+        uvloop.run(coroutine)
+    else:
+        asyncio.run(coroutine)

@@ -147,9 +147,9 @@ def worker(
 ) -> None:
     """Run background jobs without the API server (SIGTERM: finish or put back, then exit)."""
     from parley import migrate as migrations
+    from parley.background import run_worker
     from parley.core.logging import configure_logging
     from parley.jobs.kinds import check_queue
-    from parley.jobs.runner import run_worker
 
     settings = _settings()
     configure_logging(settings)

@@ -54,6 +54,9 @@ ADMIN_ROUTES: dict[str, tuple[str, dict[str, Any]]] = {
     "PATCH /api/admin/users/{user_id}": ("/api/admin/users/{victim}", {"is_admin": True}),
     "PATCH /api/admin/models/{model_id}": ("/api/admin/models/offline:parley", {"enabled": False}),
     "GET /api/admin/usage": ("/api/admin/usage", {}),
+    "GET /api/admin/jobs": ("/api/admin/jobs", {}),
+    "POST /api/admin/jobs/{job_id}/cancel": ("/api/admin/jobs/{victim}/cancel", {}),
+    "POST /api/admin/jobs/{job_id}/retry": ("/api/admin/jobs/{victim}/retry", {}),
 }
 
 # Reviewed: routes that take no user's row by id. Each acts on the caller only (`me`, lists that

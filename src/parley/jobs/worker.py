@@ -87,6 +87,7 @@ class _Run:
     kind: JobKind | None
     task: asyncio.Task[None] | None = None
     stopped: str | None = None  # "shutdown", "cancelled" or "lost"
+    ending: bool = False  # the attempt is over: its end is being written
     progress_value: float | None = None
     progress_written_at: float = 0.0
     started: float = field(default_factory=time.monotonic)
@@ -212,9 +213,16 @@ class Worker:
         self._stopping = True
         grace = self.shutdown_seconds if grace_seconds is None else grace_seconds
         claim_loop, *others = self._tasks
-        claim_loop.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await claim_loop
+        # The claim loop ends by itself at its next turn (a claim it is making completes, so
+        # that what it took is run or put back below, not left `running` until its lease ends).
+        self.wake()
+        try:
+            async with asyncio.timeout(10):
+                await asyncio.shield(claim_loop)
+        except TimeoutError:
+            claim_loop.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await claim_loop
         tasks: list[asyncio.Future[Any]] = [
             run.task for run in self._running.values() if run.task is not None
         ]
@@ -246,7 +254,7 @@ class Worker:
     def stop_job(self, job_id: uuid.UUID, reason: str = "cancelled") -> None:
         """Cancel the job's task if it runs here."""
         run = self._running.get(job_id)
-        if run is not None and run.task is not None and not run.task.done():
+        if run is not None and run.task is not None and not run.task.done() and not run.ending:
             run.stopped = reason
             run.task.cancel()
 
@@ -409,6 +417,7 @@ class Worker:
         """Write the attempt's end, retrying briefly if the database is unavailable; if it
         stays so, the lease expires and the job runs again (at least once, never lost)."""
         job = run.job
+        run.ending = True  # no longer stopped by a lost lease: its end is being written
         for attempt, pause in enumerate((*END_RETRIES, None)):
             try:
                 async with self.database.sessionmaker() as session:
