@@ -20,6 +20,7 @@ import uuid
 from pathlib import Path
 
 from bench import growth, scenarios
+from bench import jobs as bench_jobs
 from bench import profile as bench_profile
 from bench.load import percentile
 from bench.pg import postgres_database
@@ -43,11 +44,12 @@ FINDINGS = Path(__file__).with_name("findings.md")
 PREAMBLE = """
 What Parley costs beyond the model: the CPU, latency and memory of its gateway and chat turns,
 measured beside the floor of forwarding a stream in Python and beside Portkey's open-source
-gateway (Node.js), and how its reads grow with history. `uv run python -m bench` (about 30
-minutes on 2 cores; `--quick` for a smaller run; Portkey's gateway installs from npm into
-`bench/portkey` on the first run) starts a fake OpenAI-compatible upstream (64-token replies, no
-model delay), the minimal relays on aiohttp and on httpx, Portkey's gateway and Parley on
-loopback, runs every point and rewrites this file. The method and the scenarios are in
+gateway (Node.js), how its reads grow with history, and its background-jobs queue beside
+procrastinate. `uv run python -m bench` (about 30 minutes on 2 cores; `--quick` for a smaller
+run; Portkey's gateway installs from npm into `bench/portkey` and procrastinate from PyPI into
+`bench/procrastinate/.venv` on the first run) starts a fake OpenAI-compatible upstream (64-token
+replies, no model delay), the minimal relays on aiohttp and on httpx, Portkey's gateway and
+Parley on loopback, runs every point and rewrites this file. The method and the scenarios are in
 [docs/benchmarks.md](docs/benchmarks.md).
 """
 
@@ -156,6 +158,9 @@ def main() -> None:
     )
     parser.add_argument("--skip-growth", action="store_true", help="skip the history growth runs")
     parser.add_argument(
+        "--skip-jobs", action="store_true", help="skip the background-jobs queue (bench.jobs)"
+    )
+    parser.add_argument(
         "--skip-profiles", action="store_true", help="no py-spy profiles of missed CPU targets"
     )
     args = parser.parse_args()
@@ -164,6 +169,7 @@ def main() -> None:
     streams = 200
     cpu_concurrency = 16  # chat turns
     gateway_concurrencies = [1, 50, streams]
+    command = "uv run python -m bench" + (" --quick" if args.quick else "")
     started = time.perf_counter()
     reference = reference_loop_seconds()
     workdir = Path(tempfile.mkdtemp(prefix="parley-bench-"))
@@ -293,6 +299,12 @@ def main() -> None:
             growth_checks, growth_body = growth.run(workdir, args.postgres_url, quick=args.quick)
             checks.extend(growth_checks)
             sections.append(("Cost that does not grow with history", growth_body))
+        if not args.skip_jobs:
+            jobs_checks, jobs_body = bench_jobs.run(
+                workdir, args.postgres_url, quick=args.quick, command=command
+            )
+            checks.extend(jobs_checks)
+            sections.append(("Background jobs", jobs_body))
         if not args.skip_profiles:
             sections.append(
                 (
@@ -305,7 +317,6 @@ def main() -> None:
         sections.append(("What the time goes to, and the plan", FINDINGS.read_text("utf-8")))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    command = "uv run python -m bench" + (" --quick" if args.quick else "")
     write(
         args.output,
         checks=checks,
