@@ -56,6 +56,14 @@ def title_becomes(http: httpx.AsyncClient, user: TestUser, chat_id: str, expecte
     return check
 
 
+def title_job_succeeded(app: FastAPI) -> Any:
+    async def check() -> Any:
+        [job] = await jobs_of(app.state.database, "chat.title")
+        return job if job.status == "succeeded" else None
+
+    return check
+
+
 async def test_the_offline_model_names_a_new_chat_from_the_first_messages_words(
     client: httpx.AsyncClient, user: TestUser, app: FastAPI, worker: Worker
 ) -> None:
@@ -63,11 +71,7 @@ async def test_the_offline_model_names_a_new_chat_from_the_first_messages_words(
     await send(client, user, chat_id, "Please add a task to buy oat milk tomorrow")
     await wait_for(title_becomes(client, user, chat_id, "Add task buy oat milk tomorrow"))
 
-    async def title_job() -> Any:
-        [job] = await jobs_of(app.state.database, "chat.title")
-        return job if job.status == "succeeded" else None
-
-    job = await wait_for(title_job)
+    job = await wait_for(title_job_succeeded(app))
     assert job.attempts == 1
     # Only the first exchange names the chat.
     await send(client, user, chat_id, "what's on my list?")
@@ -112,11 +116,7 @@ async def test_another_users_chat_is_not_named_by_a_forged_job(
     await send(client, owner, chat_id, "add a task to water the plants")
     await wait_for(title_becomes(client, owner, chat_id, "Add task water plants"))
 
-    async def title_job() -> Any:
-        [job] = await jobs_of(app.state.database, "chat.title")
-        return job if job.status == "succeeded" else None
-
-    job = await wait_for(title_job)
+    job = await wait_for(title_job_succeeded(app))
     from parley.jobs.queue import enqueue
     from parley.turns.titles import TITLE_JOB
 

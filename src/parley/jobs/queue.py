@@ -19,12 +19,11 @@ from typing import Any
 
 from opentelemetry import propagate
 from sqlalchemy import event, insert, select, text
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 from parley.core.db import new_id, utcnow
+from parley.jobs import repository
 from parley.jobs.kinds import JobKind, check_priority, check_queue
 from parley.jobs.models import QUEUED, Job
 
@@ -144,7 +143,7 @@ async def enqueue(
         await session.execute(insert(Job).values(values))
         job_id: uuid.UUID | None = values["id"]
     else:
-        statement = (postgresql_insert if dialect == "postgresql" else sqlite_insert)(Job)
+        statement = repository.insert_of(session, Job)
         job_id = (
             await session.execute(
                 statement.values(values)

@@ -58,6 +58,13 @@ class ClaimedJob:
     trace_context: dict[str, str] | None
 
 
+def insert_of(session: AsyncSession, table: Any) -> Any:
+    """An INSERT of the session's dialect (both have `on_conflict_do_nothing`)."""
+    if session.get_bind().dialect.name == "postgresql":
+        return postgresql_insert(table)
+    return sqlite_insert(table)
+
+
 def _rowcount(result: Any) -> int:
     return int(result.rowcount) if isinstance(result, CursorResult) else 0
 
@@ -365,9 +372,7 @@ async def take_slot(session: AsyncSession, name: str, slot_at: datetime, now: da
     )
     if _rowcount(moved) == 1:
         return True
-    insert = (
-        postgresql_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    )(JobSchedule)
+    insert = insert_of(session, JobSchedule)
     created = await session.execute(
         insert.values(id=new_id(), name=name, last_slot_at=slot_at, created_at=now, updated_at=now)
         .on_conflict_do_nothing(index_elements=["name"])

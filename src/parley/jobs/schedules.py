@@ -9,15 +9,23 @@ ones are not made up.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from cronsim import CronSim, CronSimError
+from sqlalchemy.exc import SQLAlchemyError
 
+from parley.core.db import Database, utcnow
+from parley.jobs import repository
 from parley.jobs.kinds import JobKind
+from parley.jobs.queue import enqueue
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,3 +74,39 @@ class Schedule:
     def idempotency_key(self, slot_at: datetime) -> str:
         """The idempotency key of the job of the slot starting at `slot_at`."""
         return f"schedule:{self.name}:{slot_at.isoformat()}"
+
+
+async def fire_schedules(database: Database, schedules: Sequence[Schedule]) -> None:
+    """Enqueue each schedule's job once per slot, until cancelled (every worker runs this: the
+    slot's row decides which one enqueues)."""
+    fired: dict[str, datetime] = {}
+    while True:
+        now = utcnow()
+        for schedule in schedules:
+            slot = schedule.slot_at(now)
+            if fired.get(schedule.name) == slot:
+                continue
+            try:
+                await fire(database, schedule, slot)
+                fired[schedule.name] = slot
+            except (SQLAlchemyError, OSError):
+                logger.warning("cannot fire the schedule %s", schedule.name, exc_info=True)
+        following = min(schedule.next_slot_at(now) for schedule in schedules)
+        wait = (following - utcnow()).total_seconds()
+        await asyncio.sleep(min(60.0, max(0.05, wait + 0.005)))
+
+
+async def fire(database: Database, schedule: Schedule, slot: datetime) -> bool:
+    """Enqueue the slot's job if no other worker did; whether this call did."""
+    async with database.sessionmaker() as session:
+        if not await repository.take_slot(session, schedule.name, slot, utcnow()):
+            return False
+        await enqueue(
+            session,
+            schedule.kind,
+            schedule.args,
+            run_at=slot,
+            idempotency_key=schedule.idempotency_key(slot),
+        )
+        await session.commit()
+    return True

@@ -20,12 +20,10 @@ import contextlib
 import contextvars
 import logging
 import os
-import random
 import socket
 import time
 import uuid
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -35,11 +33,12 @@ from sqlalchemy.exc import SQLAlchemyError
 from parley.core.db import Database, utcnow
 from parley.core.telemetry import get_tracer
 from parley.jobs import repository
-from parley.jobs.kinds import JobKind, JobKinds
+from parley.jobs.attempts import JobView, Run, backoff, describe
+from parley.jobs.kinds import JobKinds
 from parley.jobs.listener import PostgresListener
-from parley.jobs.queue import enqueue, local_wakeups
+from parley.jobs.queue import local_wakeups
 from parley.jobs.repository import ClaimedJob
-from parley.jobs.schedules import Schedule
+from parley.jobs.schedules import Schedule, fire_schedules
 
 logger = logging.getLogger(__name__)
 
@@ -63,63 +62,6 @@ def cancel_locally(job_id: uuid.UUID) -> None:
 def worker_name() -> str:
     """This worker's name in the jobs it takes: host, process id and a random suffix."""
     return f"{socket.gethostname()[:60]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-
-
-def backoff(kind: JobKind, attempt: int) -> float:
-    """Seconds before the attempt after `attempt` (1 for the first): the kind's backoff doubled
-    per attempt, capped, with full jitter over its upper half (so retries of jobs that failed
-    together spread out)."""
-    ceiling = min(kind.max_backoff_seconds, kind.backoff_seconds * 2 ** (attempt - 1))
-    return float(ceiling / 2 + random.random() * ceiling / 2)  # noqa: S311 - jitter, not a secret
-
-
-def describe(exc: BaseException) -> str:
-    """An attempt's error as stored: the exception's type and message."""
-    text = str(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
-@dataclass(slots=True)
-class _Run:
-    """One job running here: what it is, its task, and why it was stopped (if it was)."""
-
-    job: ClaimedJob
-    kind: JobKind | None
-    task: asyncio.Task[None] | None = None
-    stopped: str | None = None  # "shutdown", "cancelled" or "lost"
-    ending: bool = False  # the attempt is over: its end is being written
-    progress_value: float | None = None
-    progress_written_at: float = 0.0
-    started: float = field(default_factory=time.monotonic)
-
-
-class _JobView:
-    """What a handler sees of its job (`parley.jobs.kinds.JobRun`)."""
-
-    __slots__ = ("_run", "_worker")
-
-    def __init__(self, worker: Worker, run: _Run) -> None:
-        self._worker = worker
-        self._run = run
-
-    @property
-    def id(self) -> uuid.UUID:
-        return self._run.job.id
-
-    @property
-    def kind(self) -> str:
-        return self._run.job.kind
-
-    @property
-    def args(self) -> Mapping[str, Any]:
-        return self._run.job.args
-
-    @property
-    def attempt(self) -> int:
-        return self._run.job.attempt
-
-    async def progress(self, fraction: float) -> None:
-        await self._worker.report_progress(self._run, fraction)
 
 
 class Worker:
@@ -159,12 +101,11 @@ class Worker:
         self.shutdown_seconds = shutdown_seconds
         self.schedules = list(schedules)
         self.name = name or worker_name()
-        self._running: dict[uuid.UUID, _Run] = {}
+        self._running: dict[uuid.UUID, Run] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._wake: asyncio.Event | None = None
         self._stopping = False
         self._hurry = asyncio.Event()
-        self._fired: dict[str, Any] = {}
         self._recovered_at = 0.0
         self.listener: PostgresListener | None = None
 
@@ -184,7 +125,7 @@ class Worker:
         _workers.add(self)
         loops = [self._claim_loop(), self._lease_loop()]
         if self.schedules:
-            loops.append(self._schedule_loop())
+            loops.append(fire_schedules(self.database, self.schedules))
         if self.database.engine.dialect.name == "postgresql":
             self.listener = PostgresListener(self.database.engine, self._notified, self.wake)
             loops.append(self.listener.run())
@@ -331,13 +272,13 @@ class Worker:
 
     def _start_run(self, job: ClaimedJob) -> None:
         bound = self.kinds.get(job.kind)
-        run = _Run(job, bound[0] if bound else None)
+        run = Run(job, bound[0] if bound else None)
         self._running[job.id] = run
         run.task = asyncio.get_running_loop().create_task(
             self._run(run), name=f"job-{job.kind}-{job.id}", context=contextvars.Context()
         )
 
-    async def _run(self, run: _Run) -> None:
+    async def _run(self, run: Run) -> None:
         job = run.job
         links = []
         if job.trace_context:
@@ -365,7 +306,7 @@ class Worker:
             self._running.pop(job.id, None)
             self.wake()
 
-    async def _attempt(self, run: _Run) -> str | None:
+    async def _attempt(self, run: Run) -> str | None:
         """Run the handler and end the attempt; the error, if it failed."""
         job = run.job
         bound = self.kinds.get(job.kind)
@@ -374,7 +315,7 @@ class Worker:
                 raise LookupError(f"worker {self.name} has no handler for {job.kind!r}")
             kind, handler = bound
             async with asyncio.timeout(kind.timeout_seconds):
-                await handler(_JobView(self, run))
+                await handler(JobView(run, self.report_progress))
         except asyncio.CancelledError:
             if run.stopped == "shutdown":
                 await self._end(run, "release")
@@ -404,7 +345,7 @@ class Worker:
         await self._end(run, "succeed")
         return None
 
-    async def _fail(self, run: _Run, error: str) -> None:
+    async def _fail(self, run: Run, error: str) -> None:
         job = run.job
         kind = run.kind
         retry_in = backoff(kind, job.attempt) if kind else 60.0
@@ -413,7 +354,7 @@ class Worker:
         )
         await self._end(run, "fail", error=error, retry_at=retry_at)
 
-    async def _end(self, run: _Run, how: str, **details: Any) -> None:
+    async def _end(self, run: Run, how: str, **details: Any) -> None:
         """Write the attempt's end, retrying briefly if the database is unavailable; if it
         stays so, the lease expires and the job runs again (at least once, never lost)."""
         job = run.job
@@ -451,13 +392,13 @@ class Worker:
                 logger.warning("retrying the end of job %s (try %d)", job.id, attempt + 1)
                 await asyncio.sleep(pause)
 
-    async def report_progress(self, run: _Run, fraction: float) -> None:
+    async def report_progress(self, run: Run, fraction: float) -> None:
         """Keep a job's progress; written at most once per `PROGRESS_WRITE_SECONDS`."""
         run.progress_value = min(1.0, max(0.0, float(fraction)))
         if time.monotonic() - run.progress_written_at >= PROGRESS_WRITE_SECONDS:
             await self._write_progress(run)
 
-    async def _write_progress(self, run: _Run) -> None:
+    async def _write_progress(self, run: Run) -> None:
         value = run.progress_value
         if value is None:
             return
@@ -497,36 +438,3 @@ class Worker:
                 self.stop_job(job_id, "lost")
             elif run.progress_value is not None:
                 await self._write_progress(run)
-
-    # -- schedules ----------------------------------------------------------------------------
-
-    async def _schedule_loop(self) -> None:
-        while True:
-            now = utcnow()
-            for schedule in self.schedules:
-                slot = schedule.slot_at(now)
-                if self._fired.get(schedule.name) == slot:
-                    continue
-                try:
-                    await self._fire(schedule, slot)
-                    self._fired[schedule.name] = slot
-                except (SQLAlchemyError, OSError):
-                    logger.warning("cannot fire the schedule %s", schedule.name, exc_info=True)
-            following = min(schedule.next_slot_at(now) for schedule in self.schedules)
-            wait = (following - utcnow()).total_seconds()
-            await asyncio.sleep(min(60.0, max(0.05, wait + 0.005)))
-
-    async def _fire(self, schedule: Schedule, slot: Any) -> bool:
-        """Enqueue the slot's job if no other worker did; whether this one did."""
-        async with self.database.sessionmaker() as session:
-            if not await repository.take_slot(session, schedule.name, slot, utcnow()):
-                return False
-            await enqueue(
-                session,
-                schedule.kind,
-                schedule.args,
-                run_at=slot,
-                idempotency_key=schedule.idempotency_key(slot),
-            )
-            await session.commit()
-        return True
