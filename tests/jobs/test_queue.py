@@ -16,7 +16,7 @@ from parley.core.db import Database, utcnow
 from parley.jobs import repository
 from parley.jobs.kinds import JobKind, JobRun
 from parley.jobs.models import Job
-from parley.jobs.queue import enqueue
+from parley.jobs.queue import MAX_ENQUEUE_MANY, enqueue, enqueue_many
 from parley.jobs.worker import backoff
 from tests.fixtures.polling import wait_for
 from tests.jobs.conftest import WorkerFactory
@@ -319,3 +319,62 @@ async def test_a_worker_that_lost_a_job_does_not_overwrite_its_new_state(
     job = await job_row(database, job_id)
     assert job.status == "running"
     assert job.worker == "another"
+
+
+async def test_enqueue_many_adds_every_job_in_the_transaction(
+    database: Database, start_worker: WorkerFactory
+) -> None:
+    recorder = Recorder()
+    async with database.sessionmaker() as session:
+        await enqueue_many(session, ECHO, [{"n": n} for n in range(5)])
+        await session.rollback()  # none of these exist
+    async with database.sessionmaker() as session:
+        ids = await enqueue_many(session, ECHO, [{"n": n} for n in range(120)], priority=3)
+        assert await enqueue_many(session, ECHO, []) == []
+        await session.commit()
+    assert len(set(ids)) == 120
+    start_worker(kinds_of((ECHO, recorder)), concurrency=8)
+    for job_id in ids:
+        await wait_for(status_is(database, job_id, "succeeded"))
+    assert sorted(args["n"] for _, _, args in recorder.runs) == list(range(120))
+    jobs = await jobs_of(database, ECHO.name)
+    assert len(jobs) == 120
+    assert {job.priority for job in jobs} == {3}
+    async with database.sessionmaker() as session:
+        with pytest.raises(ValueError, match="at most"):
+            await enqueue_many(session, ECHO, [{}] * (MAX_ENQUEUE_MANY + 1))
+        with pytest.raises(ValueError, match="queue"):
+            await enqueue_many(session, ECHO, [{}], queue="Bad Queue")
+
+
+async def test_ends_written_together_keep_each_jobs_own_outcome(
+    database: Database, start_worker: WorkerFactory
+) -> None:
+    """Attempts that end at once share one transaction; each still gets its own end, and a job
+    the worker lost in the meantime is left as its new holder has it."""
+    release = asyncio.Event()
+
+    async def ends_on_release(job: JobRun) -> None:
+        await release.wait()
+        if job.args["n"] % 3 == 0:
+            raise RuntimeError(f"job {job.args['n']} broke")
+
+    async with database.sessionmaker() as session:
+        ids = await enqueue_many(session, ECHO, [{"n": n} for n in range(12)], max_attempts=1)
+        await session.commit()
+    start_worker(kinds_of((ECHO, ends_on_release)), concurrency=12)
+    for job_id in ids:
+        await wait_for(status_is(database, job_id, "running"))
+    lost = ids[1]
+    async with database.sessionmaker() as session:
+        await session.execute(update(Job).where(Job.id == lost).values(worker="another"))
+        await session.commit()
+    release.set()
+    for n, job_id in enumerate(ids):
+        if job_id == lost:
+            continue
+        job = await wait_for(status_is(database, job_id, "succeeded", "failed"))
+        assert job.status == ("failed" if n % 3 == 0 else "succeeded"), n
+        assert job.error == (f"RuntimeError: job {n} broke" if n % 3 == 0 else None)
+    taken = await job_row(database, lost)
+    assert (taken.status, taken.worker) == ("running", "another")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 import weakref
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -29,6 +29,7 @@ from parley.jobs.models import QUEUED, Job
 
 NOTIFY_CHANNEL = "parley_jobs"
 MAX_IDEMPOTENCY_KEY = 255
+MAX_ENQUEUE_MANY = 10_000
 _ENQUEUED = "parley.jobs.enqueued"
 
 
@@ -89,6 +90,61 @@ def trace_carrier() -> dict[str, str] | None:
     return carrier or None
 
 
+def _job_values(
+    kind: JobKind,
+    args: Mapping[str, Any] | None,
+    *,
+    now: datetime,
+    run_at: datetime | None,
+    idempotency_key: str | None,
+    queue: str,
+    priority: int,
+    max_attempts: int,
+    trace_context: dict[str, str] | None,
+) -> dict[str, Any]:
+    return {
+        "id": new_id(),
+        "created_at": now,
+        "updated_at": now,
+        "kind": kind.name,
+        "queue": queue,
+        "priority": priority,
+        "status": QUEUED,
+        "args": dict(args or {}),
+        "idempotency_key": idempotency_key,
+        "attempts": 0,
+        "max_attempts": max_attempts,
+        "run_at": run_at or now,
+        "progress": 0.0,
+        "trace_context": trace_context,
+    }
+
+
+def _placement(
+    kind: JobKind, queue: str | None, priority: int | None, max_attempts: int | None
+) -> tuple[str, int, int]:
+    """The job's queue, priority and attempts: the caller's, else the kind's, checked."""
+    queue = check_queue(queue or kind.queue)
+    priority = check_priority(kind.priority if priority is None else priority)
+    attempts = kind.max_attempts if max_attempts is None else max_attempts
+    if not 1 <= attempts <= 100:
+        raise ValueError("max_attempts must be 1..100")
+    return queue, priority, attempts
+
+
+async def _announce(
+    session: AsyncSession, queue: str, run_at: datetime | None, now: datetime
+) -> None:
+    """Wake the workers once the transaction commits: NOTIFY (PostgreSQL, for a job due now)
+    and this process's workers."""
+    if session.get_bind().dialect.name == "postgresql" and (run_at is None or run_at <= now):
+        await session.execute(
+            text("SELECT pg_notify(:channel, :queue)"),
+            {"channel": NOTIFY_CHANNEL, "queue": queue},
+        )
+    session.sync_session.info[_ENQUEUED] = True
+
+
 async def enqueue(
     session: AsyncSession,
     kind: JobKind,
@@ -115,33 +171,23 @@ async def enqueue(
         ValueError: a queue, priority, attempt count or key out of bounds.
     """
     now = utcnow()
-    queue = check_queue(queue or kind.queue)
-    priority = check_priority(kind.priority if priority is None else priority)
-    attempts = kind.max_attempts if max_attempts is None else max_attempts
-    if not 1 <= attempts <= 100:
-        raise ValueError("max_attempts must be 1..100")
+    queue, priority, attempts = _placement(kind, queue, priority, max_attempts)
     if idempotency_key is not None and not 0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY:
         raise ValueError(f"an idempotency key has 1..{MAX_IDEMPOTENCY_KEY} characters")
-    values: dict[str, Any] = {
-        "id": new_id(),
-        "created_at": now,
-        "updated_at": now,
-        "kind": kind.name,
-        "queue": queue,
-        "priority": priority,
-        "status": QUEUED,
-        "args": dict(args or {}),
-        "idempotency_key": idempotency_key,
-        "attempts": 0,
-        "max_attempts": attempts,
-        "run_at": run_at or now,
-        "progress": 0.0,
-        "trace_context": trace_carrier(),
-    }
-    dialect = session.get_bind().dialect.name
+    values = _job_values(
+        kind,
+        args,
+        now=now,
+        run_at=run_at,
+        idempotency_key=idempotency_key,
+        queue=queue,
+        priority=priority,
+        max_attempts=attempts,
+        trace_context=trace_carrier(),
+    )
+    job_id: uuid.UUID | None = values["id"]
     if idempotency_key is None:
         await session.execute(insert(Job).values(values))
-        job_id: uuid.UUID | None = values["id"]
     else:
         statement = repository.insert_of(session, Job)
         job_id = (
@@ -155,14 +201,52 @@ async def enqueue(
             return (
                 await session.execute(select(Job.id).where(Job.idempotency_key == idempotency_key))
             ).scalar_one()
-    if dialect == "postgresql" and (run_at is None or run_at <= now):
-        await session.execute(
-            text("SELECT pg_notify(:channel, :queue)"),
-            {
-                "channel": NOTIFY_CHANNEL,
-                "queue": queue,
-            },
-        )
-    session.sync_session.info[_ENQUEUED] = True
+    await _announce(session, queue, run_at, now)
     assert job_id is not None  # noqa: S101 - set on both paths above
     return job_id
+
+
+async def enqueue_many(
+    session: AsyncSession,
+    kind: JobKind,
+    many_args: Sequence[Mapping[str, Any]],
+    *,
+    run_at: datetime | None = None,
+    queue: str | None = None,
+    priority: int | None = None,
+    max_attempts: int | None = None,
+) -> list[uuid.UUID]:
+    """Add one job of `kind` per item of `many_args` in the session's transaction, in one
+    multi-row INSERT (the caller commits). Like `enqueue`, without idempotency keys.
+
+    Returns:
+        The jobs' ids, in the order of `many_args`.
+
+    Raises:
+        ValueError: a queue, priority or attempt count out of bounds, or more than
+            `MAX_ENQUEUE_MANY` jobs.
+    """
+    if len(many_args) > MAX_ENQUEUE_MANY:
+        raise ValueError(f"at most {MAX_ENQUEUE_MANY} jobs per call")
+    if not many_args:
+        return []
+    now = utcnow()
+    queue, priority, attempts = _placement(kind, queue, priority, max_attempts)
+    trace_context = trace_carrier()
+    rows = [
+        _job_values(
+            kind,
+            args,
+            now=now,
+            run_at=run_at,
+            idempotency_key=None,
+            queue=queue,
+            priority=priority,
+            max_attempts=attempts,
+            trace_context=trace_context,
+        )
+        for args in many_args
+    ]
+    await session.execute(insert(Job), rows)
+    await _announce(session, queue, run_at, now)
+    return [row["id"] for row in rows]

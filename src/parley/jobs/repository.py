@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, delete, func, select, text, update
+from sqlalchemy import Select, delete, func, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import CursorResult
@@ -178,13 +178,23 @@ async def set_progress(
     )
 
 
-async def succeed(
-    session: AsyncSession, job_id: uuid.UUID, worker: str, attempt: int, now: datetime
-) -> bool:
-    """End the attempt as a success; False if the worker no longer held the job."""
-    result = await session.execute(
+async def succeed_many(
+    session: AsyncSession,
+    worker: str,
+    attempts: Sequence[tuple[uuid.UUID, int]],
+    now: datetime,
+) -> set[uuid.UUID]:
+    """End several attempts (job id, attempt) as successes in one statement; the ids of those
+    the worker still held."""
+    if not attempts:
+        return set()
+    statement = (
         update(Job)
-        .where(_mine(job_id, worker, attempt))
+        .where(
+            tuple_(Job.id, Job.attempts).in_(list(attempts)),
+            Job.worker == worker,
+            _IS_RUNNING,
+        )
         .values(
             status=SUCCEEDED,
             progress=1.0,
@@ -193,9 +203,10 @@ async def succeed(
             error=None,
             updated_at=now,
         )
+        .returning(Job.id)
         .execution_options(synchronize_session=False)
     )
-    return _rowcount(result) == 1
+    return set((await session.execute(statement)).scalars().all())
 
 
 async def fail(

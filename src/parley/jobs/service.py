@@ -63,9 +63,9 @@ class JobService:
             await self.session.rollback()
             raise Conflict(f"The job is {status}: only queued and running jobs can be cancelled.")
         await self._notify(CANCEL_PREFIX + str(job_id))
+        await self.session.refresh(job)  # as this change left it, not as a worker makes it next
         await self.session.commit()
         cancel_locally(job_id)
-        await self.session.refresh(job)
         return job
 
     @traced(name="jobs.retry")
@@ -82,7 +82,7 @@ class JobService:
             await self.session.rollback()
             raise Conflict(f"The job is {status}: only failed and cancelled jobs can be retried.")
         await self._notify(queue)
+        await self.session.refresh(job)  # as this change left it, not as a worker makes it next
         await self.session.commit()
         local_wakeups.notify()
-        await self.session.refresh(job)
         return job

@@ -24,12 +24,14 @@ import socket
 import time
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 from opentelemetry import propagate, trace
 from sqlalchemy.exc import SQLAlchemyError
 
+from parley.core.batching import GroupCommit
 from parley.core.db import Database, utcnow
 from parley.core.telemetry import get_tracer
 from parley.jobs import repository
@@ -48,9 +50,22 @@ PROGRESS_WRITE_SECONDS = 1.0
 # Retries of the statement that ends an attempt, when the database is briefly unavailable.
 END_RETRIES = (0.2, 1.0, 3.0)
 CANCEL_PREFIX = "cancel:"
+# The most attempt ends written in one transaction.
+END_BATCH_MAX = 100
 
 # The workers of this process by id, so that a cancel made here reaches a running job at once.
 _workers: set[Worker] = set()
+
+
+@dataclass(frozen=True, slots=True)
+class _End:
+    """An attempt's end to write: "succeed", "fail" (with `error` and `retry_at`) or
+    "release"."""
+
+    job_id: uuid.UUID
+    attempt: int
+    how: str
+    details: dict[str, Any]
 
 
 def cancel_locally(job_id: uuid.UUID) -> None:
@@ -108,6 +123,10 @@ class Worker:
         self._hurry = asyncio.Event()
         self._recovered_at = 0.0
         self.listener: PostgresListener | None = None
+        # Attempts that end together share a transaction.
+        self._ends: GroupCommit[_End, bool] = GroupCommit(
+            self._write_ends, max_batch=END_BATCH_MAX, name="jobs-ends"
+        )
 
     # -- life ---------------------------------------------------------------------------------
 
@@ -181,6 +200,7 @@ class Worker:
         leftover = [run.task for run in self._running.values() if run.task is not None]
         if leftover:
             await asyncio.gather(*leftover, return_exceptions=True)
+        await self._ends.aclose()
         for task in others:
             task.cancel()
         await asyncio.gather(*others, return_exceptions=True)
@@ -355,27 +375,14 @@ class Worker:
         await self._end(run, "fail", error=error, retry_at=retry_at)
 
     async def _end(self, run: Run, how: str, **details: Any) -> None:
-        """Write the attempt's end, retrying briefly if the database is unavailable; if it
-        stays so, the lease expires and the job runs again (at least once, never lost)."""
+        """Write the attempt's end (with the other ends that arrive meanwhile, in one
+        transaction), retrying briefly if the database is unavailable; if it stays so, the lease
+        expires and the job runs again (at least once, never lost)."""
         job = run.job
         run.ending = True  # no longer stopped by a lost lease: its end is being written
         for attempt, pause in enumerate((*END_RETRIES, None)):
             try:
-                async with self.database.sessionmaker() as session:
-                    now = utcnow()
-                    if how == "succeed":
-                        held = await repository.succeed(
-                            session, job.id, self.name, job.attempt, now
-                        )
-                    elif how == "release":
-                        held = await repository.release(
-                            session, job.id, self.name, job.attempt, now
-                        )
-                    else:
-                        held = await repository.fail(
-                            session, job.id, self.name, job.attempt, now=now, **details
-                        )
-                    await session.commit()
+                held = await self._ends.submit(_End(job.id, job.attempt, how, details))
                 if not held:
                     logger.info("job %s (%s) was no longer this worker's", job.id, job.kind)
                 return
@@ -391,6 +398,29 @@ class Worker:
                     return
                 logger.warning("retrying the end of job %s (try %d)", job.id, attempt + 1)
                 await asyncio.sleep(pause)
+
+    async def _write_ends(self, ends: Sequence[_End]) -> list[bool]:
+        """Write attempts' ends in one transaction: the successes in one statement."""
+        now = utcnow()
+        async with self.database.sessionmaker() as session:
+            successes = [(end.job_id, end.attempt) for end in ends if end.how == "succeed"]
+            held = await repository.succeed_many(session, self.name, successes, now)
+            outcomes: list[bool] = []
+            for end in ends:
+                if end.how == "succeed":
+                    outcomes.append(end.job_id in held)
+                elif end.how == "release":
+                    outcomes.append(
+                        await repository.release(session, end.job_id, self.name, end.attempt, now)
+                    )
+                else:
+                    outcomes.append(
+                        await repository.fail(
+                            session, end.job_id, self.name, end.attempt, now=now, **end.details
+                        )
+                    )
+            await session.commit()
+        return outcomes
 
     async def report_progress(self, run: Run, fraction: float) -> None:
         """Keep a job's progress; written at most once per `PROGRESS_WRITE_SECONDS`."""
