@@ -738,7 +738,7 @@ def section(results: Results, *, command: str) -> str:
     )
     items = [
         f"**enqueue jobs/s**: {results.jobs:,} jobs in transactions of {BATCH} (Parley: "
-        f"{BATCH} `enqueue` calls and a commit, in the bench process; procrastinate: one "
+        f"one `enqueue_many` of {BATCH} and a commit, in the bench process; procrastinate: one "
         f"`batch_defer_async` of {BATCH}, in a process of its venv), no worker running.",
         "**jobs/s, enqueued first**: those jobs, timed from the signal that starts the waiting "
         "workers until the database counts every one succeeded (polled every "
