@@ -18,12 +18,13 @@ from datetime import datetime
 from typing import Any
 
 from opentelemetry import propagate
-from sqlalchemy import event, insert, select, text
+from sqlalchemy import Table, event, insert, select, text
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 from parley.core.db import new_id, utcnow
-from parley.jobs import repository
 from parley.jobs.kinds import JobKind, check_priority, check_queue
 from parley.jobs.models import QUEUED, Job
 
@@ -88,6 +89,20 @@ def trace_carrier() -> dict[str, str] | None:
     carrier: dict[str, str] = {}
     propagate.inject(carrier)
     return carrier or None
+
+
+# Built once: a statement made per call (`insert(Job).values(...)`) costs more to build than to
+# run on SQLite (a turn's first reply enqueues its title job).
+_JOBS: Table = Job.__table__  # type: ignore[assignment]
+_INSERT = insert(_JOBS)
+_INSERT_KEYED = {
+    "postgresql": postgresql_insert(_JOBS)
+    .on_conflict_do_nothing(index_elements=["idempotency_key"])
+    .returning(_JOBS.c.id),
+    "sqlite": sqlite_insert(_JOBS)
+    .on_conflict_do_nothing(index_elements=["idempotency_key"])
+    .returning(_JOBS.c.id),
+}
 
 
 def _job_values(
@@ -187,16 +202,10 @@ async def enqueue(
     )
     job_id: uuid.UUID | None = values["id"]
     if idempotency_key is None:
-        await session.execute(insert(Job).values(values))
+        await session.execute(_INSERT, values)
     else:
-        statement = repository.insert_of(session, Job)
-        job_id = (
-            await session.execute(
-                statement.values(values)
-                .on_conflict_do_nothing(index_elements=["idempotency_key"])
-                .returning(Job.id)
-            )
-        ).scalar_one_or_none()
+        dialect = session.get_bind().dialect.name
+        job_id = (await session.execute(_INSERT_KEYED[dialect], values)).scalar_one_or_none()
         if job_id is None:  # the key's job exists: it is the answer
             return (
                 await session.execute(select(Job.id).where(Job.idempotency_key == idempotency_key))
@@ -247,6 +256,6 @@ async def enqueue_many(
         )
         for args in many_args
     ]
-    await session.execute(insert(Job), rows)
+    await session.execute(_INSERT, rows)
     await _announce(session, queue, run_at, now)
     return [row["id"] for row in rows]
