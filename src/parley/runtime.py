@@ -1,6 +1,7 @@
 """What a Parley process runs on, HTTP or not: the database, Redis, the model providers and the
-catalog cache, the usage meter, the turn runner and its event logs. `open_runtime` builds them
-and closes them in order; the app's lifespan (`parley.app`) and `parley worker` both run on it.
+catalog cache, the embedding models, the usage meter, the turn runner and its event logs.
+`open_runtime` builds them and closes them in order; the app's lifespan (`parley.app`) and
+`parley worker` both run on it.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import httpx2
 
 from parley.core.db import Database
 from parley.llm.cache import CatalogCache
+from parley.llm.embedding_catalog import load_embedding_catalog
+from parley.llm.embeddings import Embeddings
 from parley.llm.providers import ModelProviders, create_provider_http_client
 from parley.settings import Settings
 from parley.turns.event_log import EventLogs, MemoryEventLogs, RedisEventLogs
@@ -34,6 +37,7 @@ class Runtime:
     provider_http: httpx2.AsyncClient
     providers: ModelProviders
     catalog: CatalogCache
+    embeddings: Embeddings
     usage_meter: UsageMeter
     event_logs: EventLogs
     turn_runner: TurnRunner
@@ -43,6 +47,9 @@ class Runtime:
 async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
     """Build the services; on exit, close them: replies in progress first, then the usage
     being written, then the connections."""
+    # The embedding catalog first: a configuration that names no usable embedding model stops
+    # the start before anything is opened.
+    embedding_catalog = load_embedding_catalog(settings)
     database = Database.from_settings(settings)
     redis = None
     if settings.redis_url:
@@ -53,6 +60,8 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
     # Model providers share one HTTP client (timeouts from settings), closed on shutdown.
     provider_http = create_provider_http_client(settings)
     providers = ModelProviders(settings, provider_http)
+    # The knowledge base's and /v1/embeddings' models (on the relay's pool, closed with providers).
+    embeddings = Embeddings(settings, embedding_catalog, providers)
     # Budgets and usage records of chat replies and /v1 calls.
     usage_meter = UsageMeter(database, settings)
     # Replies in progress: event logs in Redis when configured (any worker can resume).
@@ -78,6 +87,7 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
             provider_http=provider_http,
             providers=providers,
             catalog=CatalogCache(settings.catalog_cache_seconds),
+            embeddings=embeddings,
             usage_meter=usage_meter,
             event_logs=event_logs,
             turn_runner=turn_runner,
@@ -90,5 +100,6 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         if redis is not None:
             await redis.aclose()
         await database.dispose()
+        await embeddings.aclose()
         await providers.aclose()
         await provider_http.aclose()

@@ -123,6 +123,13 @@ class Settings(BaseSettings):
     worker_shutdown_seconds: float = Field(default=20.0, ge=0, le=3600)
     job_retention_days: int = Field(default=7, ge=1, le=3650)
 
+    # Files and knowledge (docs/knowledge.md). Stored bytes live under PARLEY_DATA_DIR/files.
+    max_upload_bytes: int = Field(default=50 * 1024 * 1024, ge=1024, le=10 * 1024**3)
+    user_storage_quota_bytes: int = Field(default=1024**3, ge=1024, le=10 * 1024**4)
+    extraction_max_pages: int = Field(default=2000, ge=1, le=100_000)
+    extraction_max_chars: int = Field(default=5_000_000, ge=1000, le=100_000_000)
+    extraction_timeout_seconds: float = Field(default=300.0, ge=5, le=3600)
+
     # The address the server listens on: `parley serve --host` sets it for its workers. Unset
     # (the app built some other way) counts as loopback, where the MCP allowlists' defaults apply.
     serve_host: str | None = Field(default=None, validation_alias="PARLEY_SERVE_HOST")
@@ -163,6 +170,11 @@ class Settings(BaseSettings):
     provider_connect_timeout_seconds: float = Field(default=10.0, gt=0)
     provider_read_timeout_seconds: float = Field(default=120.0, gt=0)
     provider_max_retries: int = Field(default=2, ge=0, le=10)
+    # Embeddings (docs/configuration.md "Embeddings"): the catalog id of the embedding model the
+    # knowledge base uses (start-up checks it against the providers and the models file), and the
+    # CPU threads of the offline embedder (`offline:embed`).
+    embedding_model: str = Field(default="offline:embed", max_length=200)
+    embedding_threads: int = Field(default=1, ge=1, le=64)
 
     _split_origins = field_validator("cors_origins", mode="before")(_split_commas)
     _split_model_lists = field_validator(
@@ -174,6 +186,22 @@ class Settings(BaseSettings):
     def _split_mcp_lists(cls, value: object) -> object:
         value = _split_commas(value)
         return value or None  # an empty list is no allowlist at all: the default applies
+
+    @field_validator("embedding_model")
+    @classmethod
+    def _check_embedding_model(cls, value: str) -> str:
+        value = value.strip()
+        provider, _, name = value.partition(":")
+        if provider == "offline" and value != "offline:embed":
+            raise ValueError(f"{value} is not an embedding model; the offline one is offline:embed")
+        if provider == "anthropic":
+            raise ValueError("Anthropic offers no embedding models")
+        if provider not in ("offline", "openai", "gemini") or not name or name != name.split()[0]:
+            raise ValueError(
+                "must be the catalog id of an embedding model: offline:embed, openai:<model> "
+                "or gemini:<model>"
+            )
+        return value
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -220,9 +220,9 @@ async def test_malformed_json_is_a_400(raw: httpx.AsyncClient, api_key: str) -> 
 
 
 async def test_unknown_path_under_v1_is_a_404_in_openai_shape(raw: httpx.AsyncClient) -> None:
-    response = await raw.post("/v1/embeddings", json={})
+    response = await raw.post("/v1/audio/speech", json={})
     error = openai_error(response, 404)
-    assert error["message"] == "Invalid URL (POST /v1/embeddings)"
+    assert error["message"] == "Invalid URL (POST /v1/audio/speech)"
     assert error["type"] == "invalid_request_error"
 
 

@@ -1,4 +1,5 @@
-"""The gateway's service for a route: `GatewayServiceDep`."""
+"""The gateway's services for a route: `GatewayServiceDep`, and `EmbeddingServiceDep` (which
+needs no database session)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from parley.core.dependencies import SessionDep, rate_limiter_of, settings_of
+from parley.gateway.embedding_service import EmbeddingService
 from parley.gateway.service import GatewayService
-from parley.llm.dependencies import llm_service_of, model_providers_of
+from parley.llm.dependencies import embeddings_of, llm_service_of, model_providers_of
 from parley.usage.dependencies import usage_meter_of
 
 
@@ -21,7 +23,19 @@ async def get_gateway_service(request: Request, session: SessionDep) -> GatewayS
         providers=model_providers_of(request),
         limiter=rate_limiter_of(request),
         meter=usage_meter_of(request),
+        embeddings=embeddings_of(request),
+    )
+
+
+async def get_embedding_service(request: Request) -> EmbeddingService:
+    """The `/v1/embeddings` use case (it reads nothing from the database)."""
+    return EmbeddingService(
+        settings=settings_of(request),
+        embeddings=embeddings_of(request),
+        limiter=rate_limiter_of(request),
+        meter=usage_meter_of(request),
     )
 
 
 GatewayServiceDep = Annotated[GatewayService, Depends(get_gateway_service)]
+EmbeddingServiceDep = Annotated[EmbeddingService, Depends(get_embedding_service)]

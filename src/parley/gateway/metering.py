@@ -3,8 +3,8 @@ when it ends, whichever way it ends (answered, failed, cut, or abandoned by the 
 
 Prompt tokens are estimated at about four characters a token over the messages and tools (the
 same rule as the offline model); output tokens at the request's `max_completion_tokens` /
-`max_tokens`, else `BUDGET_RESERVE_OUTPUT_TOKENS`. A call that failed before the provider produced
-anything costs nothing.
+`max_tokens`, else `BUDGET_RESERVE_OUTPUT_TOKENS` (an embeddings call: its inputs, and no output).
+A call that failed before the provider produced anything costs nothing.
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Literal
+from decimal import Decimal
+from typing import Literal, Protocol
 
 from parley.gateway.schemas import ChatCompletionRequest
-from parley.llm.schemas import CatalogEntry
 from parley.usage.meter import UsageMeter
 from parley.usage.pricing import estimate_tokens, tokens_for_chars
 from parley.usage.reservations import Reservation, UsageEntry
@@ -27,6 +27,19 @@ SOURCE = "v1"
 MESSAGE_OVERHEAD_TOKENS = 4
 
 CallStatus = Literal["complete", "error", "cancelled"]
+
+
+class MeteredModel(Protocol):
+    """What a call's record needs of its model: a chat catalog entry or an embedding one."""
+
+    @property
+    def id(self) -> str:
+        """The catalog id the usage record names."""
+        ...
+
+    def cost_usd(self, input_tokens: int, output_tokens: int) -> Decimal:
+        """What this many tokens cost at the model's prices."""
+        ...
 
 
 def estimate_prompt_tokens(request: ChatCompletionRequest) -> int:
@@ -59,7 +72,7 @@ class MeteredCall:
     reservation: Reservation
     user_id: uuid.UUID
     api_key_id: uuid.UUID | None
-    entry: CatalogEntry
+    entry: MeteredModel
     input_estimate: int
     started_at: float = field(default_factory=time.monotonic)
     settled: bool = False

@@ -1,8 +1,10 @@
 """The OpenAI-compatible API (CONTRACT.md section 1), in OpenAI's formats and without envelope.
 
-- `GET /v1/models` — the enabled catalog, as OpenAI lists models
-- `GET /v1/models/{model}` — one model (catalog ids hold `:` and may hold `/`)
+- `GET /v1/models` — the enabled catalog (its chat models), as OpenAI lists models
+- `GET /v1/models/{model}` — one model, an embedding model too (catalog ids hold `:` and may
+  hold `/`)
 - `POST /v1/chat/completions` — a chat completion, streamed (`text/event-stream`) or not
+- `POST /v1/embeddings` — embeddings of texts, from an embedding model of the catalog
 
 Authentication is `Authorization: Bearer` with a Parley API key (`pk_...`) or access token; errors
 are OpenAI's error objects (see `parley.gateway.errors`).
@@ -17,15 +19,18 @@ from fastapi import APIRouter, Response
 from fastapi.responses import StreamingResponse
 
 from parley.accounts.dependencies import CurrentCaller
-from parley.gateway.dependencies import GatewayServiceDep
+from parley.gateway.dependencies import EmbeddingServiceDep, GatewayServiceDep
 from parley.gateway.errors import openai_error_responses
 from parley.gateway.schemas import (
     ChatCompletion,
     ChatCompletionChunk,
     ChatCompletionRequest,
+    EmbeddingList,
+    EmbeddingRequest,
     ModelList,
     ModelObject,
 )
+from parley.llm.embedding_catalog import EmbeddingEntry
 from parley.llm.schemas import CatalogEntry
 
 gateway_router = APIRouter(prefix="/v1", tags=["openai"])
@@ -35,7 +40,7 @@ STREAM_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 CATALOG_EPOCH = int(datetime(2026, 1, 1, tzinfo=UTC).timestamp())
 
 
-def _model_object(entry: CatalogEntry) -> ModelObject:
+def _model_object(entry: CatalogEntry | EmbeddingEntry) -> ModelObject:
     return ModelObject(id=entry.id, created=CATALOG_EPOCH, owned_by=entry.provider)
 
 
@@ -90,7 +95,8 @@ async def list_models(caller: CurrentCaller, gateway: GatewayServiceDep) -> Mode
     responses=openai_error_responses(404, 429),
 )
 async def get_model(model: str, caller: CurrentCaller, gateway: GatewayServiceDep) -> ModelObject:
-    """One enabled catalog entry by its id (`offline:parley`, `openai:gpt-4o-mini`, ...)."""
+    """One enabled catalog entry by its id (`offline:parley`, `openai:gpt-4o-mini`, ...), or an
+    embedding model (`offline:embed`, ...)."""
     return _model_object(await gateway.get_model(caller, model))
 
 
@@ -126,3 +132,18 @@ async def create_chat_completion(
             result.events, media_type="text/event-stream", headers=STREAM_HEADERS
         )
     return Response(content=result.body, media_type="application/json")
+
+
+@gateway_router.post(
+    "/embeddings",
+    summary="Create embeddings (OpenAI format)",
+    response_model=EmbeddingList,
+    responses=openai_error_responses(402, 404, 413, 429, 502, 503, 504),
+)
+async def create_embeddings(
+    body: EmbeddingRequest, caller: CurrentCaller, embeddings: EmbeddingServiceDep
+) -> Response:
+    """OpenAI's embeddings: a vector per input text, from an embedding model of the catalog
+    (`offline:embed` needs no provider); metered against the caller's budget."""
+    content = await embeddings.create(caller, body)
+    return Response(content=content, media_type="application/json")

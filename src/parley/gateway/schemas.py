@@ -1,6 +1,7 @@
 """OpenAI's wire formats for `/v1`: the chat completion request (every argument OpenAI documents;
-anything else is refused, so nothing a caller sends can point Parley at another server), and the
-model list, completion, stream chunk and error objects as OpenAI sends them.
+anything else is refused, so nothing a caller sends can point Parley at another server), the
+embeddings request, and the model list, completion, stream chunk, embedding list and error objects
+as OpenAI sends them.
 
 Request models forbid unknown fields at the top level and in messages, as OpenAI does; the objects
 OpenAI keeps open (content parts, tool definitions' parameters, `metadata`) are kept as sent, so
@@ -11,7 +12,16 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 MAX_STOP_SEQUENCES = 4
 # The most output tokens a call may ask for: above every model's output limit, and small enough
@@ -303,3 +313,85 @@ class OpenAIErrorBody(BaseModel):
     """Every `/v1` error: `{"error": {"message", "type", "param", "code"}}`."""
 
     error: OpenAIErrorInfo
+
+
+# -- embeddings ------------------------------------------------------------------------------
+
+# OpenAI's own bounds on one request's inputs, and a character bound on each (about 8,000
+# tokens, an embedding model's usual input limit).
+MAX_EMBEDDING_INPUTS = 2048
+MAX_EMBEDDING_INPUT_CHARS = 32_000
+# All the inputs together: OpenAI's 300,000 tokens a request, at about four characters a token.
+MAX_EMBEDDING_TOTAL_CHARS = 1_200_000
+# Above every embedding model's vector length.
+MAX_EMBEDDING_DIMENSIONS = 16_384
+
+
+class EmbeddingRequest(ClosedModel):
+    """`POST /v1/embeddings`: OpenAI's request body.
+
+    `model` is the catalog id of an embedding model (`offline:embed`, or a provider's). `input`
+    is a string or an array of strings; token arrays are refused (400). `input_type` (as NVIDIA's
+    OpenAI-compatible API names it) says whether the texts are search queries or the passages
+    searched, for models that embed the two differently; without it they are embedded as
+    queries, which such models (e5) advise for general use.
+    """
+
+    input: str | list[str] | list[int] | list[list[int]] = Field(
+        description="A string or an array of strings (at most 2048, each at most 32,000 "
+        "characters, 1,200,000 in all).",
+        examples=["The food was delicious and the waiter was friendly."],
+    )
+    model: str = Field(min_length=1, max_length=200, examples=["offline:embed"])
+    encoding_format: Literal["float", "base64"] = Field(
+        default="float",
+        description="`float`: arrays of numbers; `base64`: each vector's little-endian float32 "
+        "bytes in base64 (what the `openai` SDKs ask for and decode).",
+    )
+    dimensions: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_EMBEDDING_DIMENSIONS,
+        description="Shorten the vectors to this many dimensions (renormalised); at most the "
+        "model's own.",
+    )
+    user: str | None = Field(default=None, description="Accepted and ignored.")
+    input_type: Literal["query", "passage"] | None = Field(
+        default=None, description="`query` (the default) or `passage`."
+    )
+
+    @field_validator("input", mode="wrap")
+    @classmethod
+    def _one_message_for_input(cls, value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        # The union's own errors name each of its members ("Input should be a valid string"
+        # for an array): one sentence says what `input` may be.
+        try:
+            return handler(value)
+        except ValidationError:
+            raise PydanticCustomError(
+                "input_type", "Expected a string or an array of strings."
+            ) from None
+
+
+class EmbeddingObject(BaseModel):
+    """One input's vector."""
+
+    object: Literal["embedding"] = "embedding"
+    index: int
+    embedding: list[float] | str = Field(description="Numbers, or base64 with `base64`.")
+
+
+class EmbeddingUsage(BaseModel):
+    """Tokens read (embeddings have no output)."""
+
+    prompt_tokens: int
+    total_tokens: int
+
+
+class EmbeddingList(BaseModel):
+    """`POST /v1/embeddings`'s answer: a vector per input, in the inputs' order."""
+
+    object: Literal["list"] = "list"
+    data: list[EmbeddingObject]
+    model: str
+    usage: EmbeddingUsage

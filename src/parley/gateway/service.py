@@ -1,5 +1,5 @@
 """The gateway's use cases: listing the models, and one chat completion, orchestrated across the
-catalog (llm), the budget (usage) and the provider.
+catalog (llm), the budget (usage) and the provider (embeddings: `parley.gateway.embedding_service`).
 
 A completion is checked in this order: rate limit (per user), model (an enabled catalog entry),
 arguments; then its cost is estimated, the read transaction is committed (the use case's one
@@ -27,6 +27,8 @@ from parley.gateway.errors import ModelNotFound
 from parley.gateway.metering import CallStatus, MeteredCall, estimate_prompt_tokens
 from parley.gateway.passthrough import StreamRelay, complete
 from parley.gateway.schemas import ChatCompletionRequest
+from parley.llm.embedding_catalog import EmbeddingEntry
+from parley.llm.embeddings import Embeddings
 from parley.llm.providers import ModelProviders
 from parley.llm.schemas import CatalogEntry
 from parley.llm.service import LLMService, ModelUnavailable
@@ -57,6 +59,20 @@ def is_catalog_id(model_id: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
+
+
+async def count_v1_request(limiter: RateLimiter, settings: Settings, caller: Caller) -> None:
+    """Count one `/v1` request against the caller's per-minute limit.
+
+    Raises:
+        RateLimited: over `RATE_LIMIT_V1_PER_MINUTE`.
+    """
+    per_minute = settings.rate_limit_v1_per_minute
+    await limiter.hit(
+        f"v1:user:{caller.user_id}",
+        per_minute,
+        message=f"Rate limit reached for /v1 requests: {per_minute} per minute.",
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +107,7 @@ class GatewayService:
         providers: ModelProviders,
         limiter: RateLimiter,
         meter: UsageMeter,
+        embeddings: Embeddings,
     ) -> None:
         self.session = session
         self.settings = settings
@@ -98,6 +115,7 @@ class GatewayService:
         self.providers = providers
         self.limiter = limiter
         self.meter = meter
+        self.embeddings = embeddings
 
     async def count_request(self, caller: Caller) -> None:
         """Count one `/v1` request against the caller's per-minute limit.
@@ -105,12 +123,7 @@ class GatewayService:
         Raises:
             RateLimited: over `RATE_LIMIT_V1_PER_MINUTE`.
         """
-        per_minute = self.settings.rate_limit_v1_per_minute
-        await self.limiter.hit(
-            f"v1:user:{caller.user_id}",
-            per_minute,
-            message=f"Rate limit reached for /v1 requests: {per_minute} per minute.",
-        )
+        await count_v1_request(self.limiter, self.settings, caller)
 
     async def resolve(self, model_id: str) -> CatalogEntry:
         """The enabled catalog entry with this id.
@@ -135,14 +148,21 @@ class GatewayService:
         return await self.llm.list_enabled()
 
     @traced(name="gateway.get_model")
-    async def get_model(self, caller: Caller, model_id: str) -> CatalogEntry:
-        """One enabled catalog entry.
+    async def get_model(self, caller: Caller, model_id: str) -> CatalogEntry | EmbeddingEntry:
+        """One enabled catalog entry, or an embedding model (which the list leaves out: tools
+        fill their chat model pickers from it).
 
         Raises:
-            ModelNotFound: no enabled entry has this id.
+            ModelNotFound: no enabled entry and no embedding model has this id.
         """
         await self.count_request(caller)
-        return await self.resolve(model_id)
+        try:
+            return await self.resolve(model_id)
+        except ModelNotFound:
+            embedding = next((e for e in self.embeddings.entries() if e.id == model_id), None)
+            if embedding is None:
+                raise
+            return embedding
 
     @traced(name="gateway.chat_completion")
     async def chat_completion(

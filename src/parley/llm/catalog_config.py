@@ -6,6 +6,9 @@ Where each model comes from, per configured provider (first that applies):
 `<PROVIDER>_MODELS`, else the models file's entries for that provider, else the server's model
 list. Each entry's details come from the models file, else from what the server said, else from
 the reference prices bundled with `genai-prices`, else defaults (no price, tools supported).
+
+Embedding models (`EMBEDDING_MODEL`, and the models file's entries with `kind = "embedding"`)
+are a catalog of their own (`parley.llm.embedding_catalog`): they are never chat entries here.
 """
 
 from __future__ import annotations
@@ -20,10 +23,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
 
 from parley import engines
-from parley.llm.schemas import OFFLINE_MODEL_ID, OFFLINE_PROVIDER
+from parley.llm.schemas import OFFLINE_EMBEDDING_MODEL_ID, OFFLINE_MODEL_ID, OFFLINE_PROVIDER
 from parley.settings import Settings
 
 if TYPE_CHECKING:
@@ -46,6 +56,13 @@ _PRICE_PROVIDER_IDS: dict[ProviderName, str] = {
 }
 OFFLINE_NAME = "Parley offline"
 OFFLINE_CONTEXT_WINDOW = 32_768
+# The longest vectors an embedding entry may declare: above every embedding model's (4096 is
+# the widest in common use).
+MAX_EMBEDDING_DIMENSIONS = 16_384
+# Anthropic offers no embedding API.
+EMBEDDING_PROVIDERS = frozenset({"openai", "gemini", OFFLINE_PROVIDER})
+# What a chat model's entry may say that an embedding model's may not.
+_CHAT_ONLY_FIELDS = ("context_window", "supports_tools", "output_price_per_mtok")
 
 
 class CatalogConfigError(ValueError):
@@ -113,17 +130,47 @@ FilePrice = Annotated[Decimal, Field(ge=0, max_digits=12, decimal_places=6)]
 
 
 class ModelsFileEntry(BaseModel):
-    """One `[[models]]` entry of the models file; only `id` is required."""
+    """One `[[models]]` entry of the models file; only `id` is required.
+
+    `kind` is `chat` (the default) or `embedding` (`offline:embed` is one without saying so);
+    `dimensions` is an embedding model's vector length.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     id: CatalogId
+    kind: Literal["chat", "embedding"] | None = None
     name: EntryName | None = None
     context_window: int | None = Field(default=None, gt=0)
     supports_tools: bool | None = None
     input_price_per_mtok: FilePrice | None = None
     output_price_per_mtok: FilePrice | None = None
     enabled: bool | None = None
+    dimensions: int | None = Field(default=None, gt=0, le=MAX_EMBEDDING_DIMENSIONS)
+
+    @model_validator(mode="after")
+    def _check_kind(self) -> ModelsFileEntry:
+        if not self.is_embedding:
+            if self.id == OFFLINE_EMBEDDING_MODEL_ID:
+                raise ValueError(f"{self.id} is the offline embedding model, not a chat model")
+            if self.dimensions is not None:
+                raise ValueError('`dimensions` is for embedding models (kind = "embedding")')
+            return self
+        if self.provider not in EMBEDDING_PROVIDERS:
+            raise ValueError(f"{self.provider} offers no embedding models")
+        if self.provider == OFFLINE_PROVIDER and self.id != OFFLINE_EMBEDDING_MODEL_ID:
+            raise ValueError(f"the offline embedding model is {OFFLINE_EMBEDDING_MODEL_ID}")
+        for name in _CHAT_ONLY_FIELDS:
+            if getattr(self, name) is not None:
+                raise ValueError(f"`{name}` is not for embedding models")
+        return self
+
+    @property
+    def is_embedding(self) -> bool:
+        """Whether the entry is an embedding model's rather than a chat model's."""
+        if self.kind is None:
+            return self.id == OFFLINE_EMBEDDING_MODEL_ID
+        return self.kind == "embedding"
 
     @property
     def provider(self) -> str:
@@ -306,10 +353,24 @@ def _models_of(
     listed = {model.name: model for model in discovered.get(provider.name, ())}
     if provider.models:
         return [listed.get(name, DiscoveredModel(name)) for name in provider.models]
-    from_file = [entry.model_name for entry in file_entries if entry.provider == provider.name]
+    from_file = [
+        entry.model_name
+        for entry in file_entries
+        if entry.provider == provider.name and not entry.is_embedding
+    ]
     if from_file:
         return [listed.get(name, DiscoveredModel(name)) for name in from_file]
     return list(listed.values())
+
+
+def embedding_model_ids(settings: Settings, file_entries: Sequence[ModelsFileEntry]) -> set[str]:
+    """The ids the configuration names as embedding models (`EMBEDDING_MODEL`, the models file's
+    embedding entries, and `offline:embed`): none of them is ever a chat entry."""
+    return {
+        OFFLINE_EMBEDDING_MODEL_ID,
+        settings.embedding_model,
+        *(entry.id for entry in file_entries if entry.is_embedding),
+    }
 
 
 def _choose_default(settings: Settings, entries: Sequence[CatalogSpec]) -> str:
@@ -348,6 +409,7 @@ def plan_catalog(
     """
     discovered = discovered or {}
     by_id = {entry.id: entry for entry in file_entries}
+    embedding_ids = embedding_model_ids(settings, file_entries)
     providers = configured_providers(settings)
     configured = {provider.name for provider in providers} | {OFFLINE_PROVIDER}
     for entry in file_entries:
@@ -357,7 +419,7 @@ def plan_catalog(
     for provider in providers:
         for model in _models_of(provider, file_entries, discovered):
             model_id = f"{provider.name}:{model.name}"
-            if any(spec.model_id == model_id for spec in specs):
+            if model_id in embedding_ids or any(spec.model_id == model_id for spec in specs):
                 continue
             specs.append(_provider_spec(provider, model, by_id.get(model_id), len(specs)))
     offline = _offline_spec(by_id.get(OFFLINE_MODEL_ID), len(specs))

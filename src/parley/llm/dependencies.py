@@ -1,5 +1,6 @@
 """The catalog's services for a route: `CatalogServiceDep` (listing, admin changes) and
-`LLMServiceDep` (entries to models, for the chat engine and the gateway)."""
+`LLMServiceDep` (entries to models, for the chat engine and the gateway); and the process's
+embedding models (`embeddings_of`)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from parley.core.dependencies import SessionDep, cursor_codec_of
 from parley.llm.cache import CatalogCache
+from parley.llm.embeddings import Embeddings
 from parley.llm.providers import ModelProviders
 from parley.llm.service import CatalogService, LLMService
 
@@ -18,6 +20,12 @@ def model_providers_of(request: Request) -> ModelProviders:
     """The running app's model providers (they share its HTTP client)."""
     providers: ModelProviders = request.app.state.model_providers
     return providers
+
+
+def embeddings_of(request: Request) -> Embeddings:
+    """The running app's embedding models (its runtime's)."""
+    embeddings: Embeddings = request.app.state.runtime.embeddings
+    return embeddings
 
 
 def llm_service_of(request: Request, session: AsyncSession) -> LLMService:

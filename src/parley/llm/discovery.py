@@ -139,8 +139,9 @@ async def list_provider_models(
 def providers_to_discover(
     settings: Settings, file_entries: Sequence[ModelsFileEntry]
 ) -> list[ProviderConfig]:
-    """The configured providers whose models neither `<PROVIDER>_MODELS` nor the file names."""
-    in_file = {entry.provider for entry in file_entries}
+    """The configured providers whose chat models neither `<PROVIDER>_MODELS` nor the file names
+    (an embedding entry in the file names no chat model)."""
+    in_file = {entry.provider for entry in file_entries if not entry.is_embedding}
     return [
         provider
         for provider in configured_providers(settings)

@@ -1,7 +1,9 @@
 """A client for an OpenAI-compatible provider's `/chat/completions`, shared by the `/v1` gateway's
 pass-through and the chat turns' steps on such a server: the request goes out as JSON from the
 provider's configured URL with its configured key (never from the caller), and the provider's
-200 answer comes back unread, as a `RelayResponse` to read as bytes or as lines.
+200 answer comes back unread, as a `RelayResponse` to read as bytes or as lines. The embedding
+clients (`parley.llm.embedding_providers`) send through the same pool, retries and error mapping
+(`post_with_retries`).
 
 It sends through aiohttp's client (`RelayHttp`, one connection pool per worker), not the
 `httpx2` client the provider SDKs share: on a streamed relay aiohttp spends a third to a quarter
@@ -24,7 +26,7 @@ import asyncio
 import json
 import logging
 import urllib.request
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -60,8 +62,9 @@ def _redact(text: str, config: ProviderConfig) -> str:
     return text
 
 
-def _rejection(status: int, content: bytes, config: ProviderConfig) -> ParleyError:
-    """The error for a provider's answer that is not a 200."""
+def rejection_error(status: int, content: bytes, config: ProviderConfig) -> ParleyError:
+    """The error for a provider's answer that is not a 200 (its body read from `{"error":
+    {"message", "param", "code"}}`, the shape OpenAI's and Gemini's errors share)."""
     if status in CALLER_FAULT_STATUSES:
         message, param, code = "The model provider rejected the request.", None, None
         try:
@@ -203,19 +206,28 @@ class RelayResponse:
 
 
 class OpenAIRelay:
-    """Sends `/v1/chat/completions` requests to one OpenAI-compatible provider.
+    """Sends `/v1/chat/completions` requests (or another endpoint's) to one OpenAI-compatible
+    provider.
 
     Args:
         http: the worker's relay client.
         config: the provider's base URL and key.
         max_retries: retries of a failed request before its first byte.
+        path: the endpoint under the base URL (`/embeddings` for the embedding client).
     """
 
-    def __init__(self, http: RelayHttp, config: ProviderConfig, max_retries: int) -> None:
+    def __init__(
+        self,
+        http: RelayHttp,
+        config: ProviderConfig,
+        max_retries: int,
+        *,
+        path: str = "/chat/completions",
+    ) -> None:
         self.http = http
         self.config = config
         self.max_retries = max_retries
-        self.url = f"{config.base_url}/chat/completions"
+        self.url = f"{config.base_url}{path}"
         self.headers = {"content-type": "application/json", "user-agent": USER_AGENT}
         if config.api_key:
             self.headers["authorization"] = f"Bearer {config.api_key}"
@@ -231,28 +243,58 @@ class OpenAIRelay:
         """
         content = json.dumps(body, separators=(",", ":")).encode()
         headers = self._stream_headers if stream else self._json_headers
-        session = self.http.session()
-        attempt = 0
-        while True:
+        return await post_with_retries(
+            self.http,
+            self.url,
+            content,
+            headers,
+            proxy=self.proxy,
+            config=self.config,
+            max_retries=self.max_retries,
+        )
+
+
+async def post_with_retries(
+    http: RelayHttp,
+    url: str,
+    content: bytes,
+    headers: Mapping[str, str],
+    *,
+    proxy: str | None,
+    config: ProviderConfig,
+    max_retries: int,
+    rejection: Callable[[int, bytes, ProviderConfig], ParleyError] = rejection_error,
+) -> RelayResponse:
+    """POST `content` to a provider's `url`, retried as the module's docstring says; its 200
+    response, the body not yet read (the relay's requests and the embedding clients' share it).
+
+    Args:
+        rejection: the error for a final answer that is not a 200 (`rejection_error` unless
+            the provider says more in its own words).
+
+    Raises:
+        ParleyError: the provider failed (after retries) or refused the request.
+    """
+    session = http.session()
+    attempt = 0
+    while True:
+        try:
+            response = await session.post(url, data=content, headers=headers, proxy=proxy)
+        except TRANSPORT_ERRORS as exc:
+            if attempt >= max_retries:
+                logger.warning("provider request failed: %s", type(exc).__name__)
+                raise transport_failure(exc) from None
+        else:
+            if response.status == 200:
+                return RelayResponse(response)
             try:
-                response = await session.post(
-                    self.url, data=content, headers=headers, proxy=self.proxy
-                )
-            except TRANSPORT_ERRORS as exc:
-                if attempt >= self.max_retries:
-                    logger.warning("provider request failed: %s", type(exc).__name__)
-                    raise transport_failure(exc) from None
-            else:
-                if response.status == 200:
-                    return RelayResponse(response)
-                try:
-                    answer = await response.read()
-                except TRANSPORT_ERRORS:
-                    answer = b""
-                finally:
-                    response.release()
-                if response.status not in RETRY_STATUSES or attempt >= self.max_retries:
-                    logger.warning("provider answered %s", response.status)
-                    raise _rejection(response.status, answer, self.config)
-            await asyncio.sleep(min(BACKOFF_SECONDS * 2**attempt, MAX_BACKOFF_SECONDS))
-            attempt += 1
+                answer = await response.read()
+            except TRANSPORT_ERRORS:
+                answer = b""
+            finally:
+                response.release()
+            if response.status not in RETRY_STATUSES or attempt >= max_retries:
+                logger.warning("provider answered %s", response.status)
+                raise rejection(response.status, answer, config)
+        await asyncio.sleep(min(BACKOFF_SECONDS * 2**attempt, MAX_BACKOFF_SECONDS))
+        attempt += 1

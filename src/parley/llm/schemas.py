@@ -14,6 +14,8 @@ from parley.usage.pricing import cost_usd
 
 OFFLINE_PROVIDER = "offline"
 OFFLINE_MODEL_ID = "offline:parley"
+# The built-in embedding model (`parley.llm.offline.embedder`): an entry of the embedding catalog.
+OFFLINE_EMBEDDING_MODEL_ID = "offline:embed"
 
 # StorableText: a NUL or a lone surrogate in a name is a 422, not a failure of the database.
 ModelName = Annotated[
