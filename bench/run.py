@@ -19,7 +19,7 @@ import time
 import uuid
 from pathlib import Path
 
-from bench import growth, scenarios
+from bench import growth, knowledge, scenarios
 from bench import jobs as bench_jobs
 from bench import profile as bench_profile
 from bench.load import percentile
@@ -315,6 +315,7 @@ def main() -> None:
                 )
             )
         sections.append(("What the time goes to, and the plan", FINDINGS.read_text("utf-8")))
+        knowledge.add(checks, sections, workdir, args.postgres_url, args.quick)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     write(

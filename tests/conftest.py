@@ -25,6 +25,8 @@ from sqlalchemy.engine import make_url
 from parley import migrate
 from parley.accounts.models import User
 from parley.app import create_app
+from parley.background import build_worker
+from parley.jobs.worker import Worker
 from parley.llm.cache import catalog_changed
 from parley.settings import Settings
 from tests.fakes import Script
@@ -124,6 +126,17 @@ async def _clean_state(app: FastAPI) -> AsyncIterator[None]:
     await empty_tables(app)
     catalog_changed()  # the catalog table was emptied under the workers' caches
     await app.state.rate_limiter.reset()
+
+
+@pytest.fixture
+async def worker(app: FastAPI) -> AsyncIterator[Worker]:
+    """Parley's own worker (every job kind, every schedule) for the session's app: jobs run as in
+    production (ingestion, titles)."""
+    running = build_worker(app.state.runtime)
+    running.poll_seconds = 0.1
+    running.start()
+    yield running
+    await running.stop(grace_seconds=0)
 
 
 @pytest.fixture

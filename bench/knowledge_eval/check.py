@@ -37,13 +37,12 @@ MIN_ANSWER_CHARS = 40
 def main() -> int:
     errors: list[str] = []
     documents = {
-        path.name: path.read_text(encoding="utf-8")
-        for path in sorted(DOCUMENTS_DIR.glob("*.md"))
+        path.name: path.read_text(encoding="utf-8") for path in sorted(DOCUMENTS_DIR.glob("*.md"))
     }
     if not documents:
         errors.append(f"no Markdown documents found in {DOCUMENTS_DIR}")
 
-    counts = {name: 0 for name in documents}
+    counts = dict.fromkeys(documents, 0)
     seen_ids: dict[str, int] = {}
     seen_answers: dict[str, int] = {}
     total = 0
@@ -64,9 +63,7 @@ def main() -> int:
             continue
         keys = set(item)
         if keys != REQUIRED_KEYS:
-            errors.append(
-                f"{where}: keys {sorted(keys)} != {sorted(REQUIRED_KEYS)}"
-            )
+            errors.append(f"{where}: keys {sorted(keys)} != {sorted(REQUIRED_KEYS)}")
             continue
         if not all(isinstance(item[k], str) and item[k].strip() for k in REQUIRED_KEYS):
             errors.append(f"{where}: every field must be a non-empty string")
@@ -82,16 +79,13 @@ def main() -> int:
             seen_ids[qid] = lineno
 
         if answer in seen_answers:
-            errors.append(
-                f"{where}: answer already used on line {seen_answers[answer]}"
-            )
+            errors.append(f"{where}: answer already used on line {seen_answers[answer]}")
         else:
             seen_answers[answer] = lineno
 
         if len(answer) < MIN_ANSWER_CHARS:
             errors.append(
-                f"{where}: answer has {len(answer)} characters, "
-                f"minimum is {MIN_ANSWER_CHARS}"
+                f"{where}: answer has {len(answer)} characters, minimum is {MIN_ANSWER_CHARS}"
             )
 
         if doc not in documents:

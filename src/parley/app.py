@@ -37,11 +37,13 @@ from parley.core.ratelimit import RateLimiter
 from parley.core.responses import install_error_handlers
 from parley.core.security import warm_up_password_hashing
 from parley.core.telemetry import configure_tracing
+from parley.files.router import files_router
 from parley.gateway.errors import render_openai_error
 from parley.gateway.router import gateway_router
 from parley.health import health_router
 from parley.jobs.queue import watch_enqueues
 from parley.jobs.router import admin_jobs_router
+from parley.knowledge.router import knowledge_router
 from parley.llm.providers import provider_modules
 from parley.llm.router import admin_models_router, models_router
 from parley.llm.seeding import prepare_catalog
@@ -184,13 +186,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(usage_router)  # usage reports, and admins' per-user totals
     app.include_router(admin_usage_router)
     app.include_router(admin_jobs_router)  # background jobs, for admins
+    app.include_router(files_router)  # uploads
+    app.include_router(knowledge_router)  # knowledge bases and search
     # MCP Streamable HTTP at exactly /mcp (a Mount would redirect /mcp to /mcp/).
     app.router.routes.append(
         Route("/mcp", endpoint=mcp_endpoint, methods=["GET", "POST", "DELETE"])
     )
 
     # Added innermost first: requests pass RequestContext -> CORS -> BodyLimit.
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_bytes=settings.max_body_bytes,
+        # An upload's file, with room for the multipart framing and the form's other fields.
+        uploads={"/api/files": settings.max_upload_bytes + 64 * 1024},
+    )
     if settings.cors_origins:
         app.add_middleware(
             EnvelopedCORSMiddleware,

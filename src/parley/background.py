@@ -12,6 +12,9 @@ exits.
 - `turns.purge_idempotency_keys`, hourly: idempotency keys past their 24 hours.
 - `accounts.purge_refresh_tokens`, hourly: refresh tokens past their expiry.
 - `jobs.purge`, hourly: final jobs older than `JOB_RETENTION_DAYS`.
+- `files.ingest`, after an upload: extract, chunk and embed the file (`parley.knowledge.ingestion`).
+- `files.reembed_sweep`, every 5 minutes: queues `files.reembed` for each ready file embedded by
+  another model than `EMBEDDING_MODEL`, which embeds its chunks again in place.
 """
 
 from __future__ import annotations
@@ -26,11 +29,18 @@ from datetime import timedelta
 from parley.accounts.repository import delete_refresh_tokens_expired_before
 from parley.core.db import utcnow
 from parley.core.telemetry import configure_tracing
+from parley.files.service import INGEST_JOB
 from parley.jobs import repository as jobs_repository
 from parley.jobs.kinds import JobKind, JobKinds, JobRun
 from parley.jobs.queue import watch_enqueues
 from parley.jobs.schedules import Schedule
 from parley.jobs.worker import Worker
+from parley.knowledge.ingestion import (
+    REEMBED_JOB,
+    REEMBED_SWEEP_JOB,
+    Ingestion,
+    queue_stale,
+)
 from parley.runtime import Runtime, open_runtime
 from parley.settings import Settings
 from parley.turns.idempotency import purge_expired_keys
@@ -48,6 +58,8 @@ PURGE_REFRESH_TOKENS_JOB = JobKind(
 )
 PURGE_JOBS_JOB = JobKind("jobs.purge", priority=20, max_attempts=1, timeout_seconds=600)
 HOURLY = 3600.0
+# How soon after EMBEDDING_MODEL changes the files embedded by the old one are queued again.
+REEMBED_SWEEP_SECONDS = 300.0
 
 
 def job_kinds(runtime: Runtime) -> JobKinds:
@@ -88,6 +100,16 @@ def job_kinds(runtime: Runtime) -> JobKinds:
         ChatTitler(database, runtime.providers, runtime.catalog, settings, runtime.usage_meter),
     )
     kinds.handle(SWEEP_JOB, sweep)
+    ingestion = Ingestion(database, settings, runtime.embeddings)
+    kinds.handle(INGEST_JOB, ingestion.run)
+    kinds.handle(REEMBED_JOB, ingestion.reembed)
+
+    async def reembed_sweep(job: JobRun) -> None:
+        queued = await queue_stale(database, runtime.embeddings.default().model_id)
+        if queued:
+            logger.info("queued %d files to embed again with the current model", queued)
+
+    kinds.handle(REEMBED_SWEEP_JOB, reembed_sweep)
     kinds.handle(PURGE_IDEMPOTENCY_JOB, purge_idempotency_keys)
     kinds.handle(PURGE_REFRESH_TOKENS_JOB, purge_refresh_tokens)
     kinds.handle(PURGE_JOBS_JOB, purge_jobs)
@@ -106,6 +128,7 @@ def schedules(runtime: Runtime) -> list[Schedule]:
         Schedule("turns.purge_idempotency_keys", PURGE_IDEMPOTENCY_JOB, every_seconds=HOURLY),
         Schedule("accounts.purge_refresh_tokens", PURGE_REFRESH_TOKENS_JOB, every_seconds=HOURLY),
         Schedule("jobs.purge", PURGE_JOBS_JOB, every_seconds=HOURLY),
+        Schedule("files.reembed_sweep", REEMBED_SWEEP_JOB, every_seconds=REEMBED_SWEEP_SECONDS),
     ]
 
 

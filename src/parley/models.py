@@ -3,7 +3,9 @@
 from parley.accounts.models import ApiKey, RefreshToken, User
 from parley.chats.models import Chat, Message
 from parley.core.db import Base
+from parley.files.models import StorageUsage, StoredFile
 from parley.jobs.models import Job, JobSchedule
+from parley.knowledge.models import KnowledgeBase, KnowledgeBaseFile, KnowledgeChunk
 from parley.llm.models import CatalogModel
 from parley.tasks.models import Task, TaskTag
 from parley.turns.models import IdempotencyRecord
@@ -19,8 +21,13 @@ __all__ = [
     "IdempotencyRecord",
     "Job",
     "JobSchedule",
+    "KnowledgeBase",
+    "KnowledgeBaseFile",
+    "KnowledgeChunk",
     "Message",
     "RefreshToken",
+    "StorageUsage",
+    "StoredFile",
     "Task",
     "TaskTag",
     "UsageRecord",

@@ -17,7 +17,15 @@ from mcp import MCPError
 from tests.fixtures.accounts import ApiKeyFactory, TestUser
 from tests.fixtures.mcp import mcp_client, refused_by_server
 
-TOOL_NAMES = ["add_task", "list_tasks", "get_task", "update_task", "complete_task", "delete_task"]
+TOOL_NAMES = [
+    "add_task",
+    "list_tasks",
+    "get_task",
+    "update_task",
+    "complete_task",
+    "delete_task",
+    "search_knowledge",
+]
 
 
 def payload(result: types.CallToolResult) -> dict[str, Any]:

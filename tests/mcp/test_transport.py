@@ -177,7 +177,7 @@ async def test_a_session_belongs_to_the_user_who_opened_it(
             mcp_url, json=LIST_TOOLS, headers=rpc_headers(owner_token, session_id)
         )
         assert listed.status_code == 200, listed.text
-        assert len(rpc_result(listed)["result"]["tools"]) == 6
+        assert len(rpc_result(listed)["result"]["tools"]) == 7
     ended = await http.delete(mcp_url, headers=rpc_headers(user.access_token, session_id))
     assert ended.status_code == 200
     gone = await http.post(
@@ -206,7 +206,7 @@ async def test_no_session_is_kept_by_default(
     # A request without a session (and without a handshake before it on this connection).
     listed = await http.post(mcp_url, json=LIST_TOOLS, headers=rpc_headers(user.access_token))
     assert listed.status_code == 200, listed.text
-    assert len(rpc_result(listed)["result"]["tools"]) == 6
+    assert len(rpc_result(listed)["result"]["tools"]) == 7
 
 
 @pytest.mark.parametrize(

@@ -50,7 +50,12 @@ def _is_clear_refusal(response: httpx.Response, path: str, statuses: tuple[int, 
 def small_cap_live(
     database_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LiveServer]:
-    settings = live_settings(database_url, tmp_path_factory.mktemp("cap"), max_body_bytes=SMALL_CAP)
+    settings = live_settings(
+        database_url,
+        tmp_path_factory.mktemp("cap"),
+        max_body_bytes=SMALL_CAP,
+        max_upload_bytes=1024,  # uploads' own cap: 1 KiB and 64 KiB of framing
+    )
     live = start_live_server(settings)
     try:
         yield live
@@ -75,11 +80,20 @@ async def _rows(http: httpx.AsyncClient, owner: TestUser) -> dict[str, str]:
         headers=owner.headers,
     )
     key = await http.post("/api/users/me/api-keys", json={"name": "k"}, headers=owner.headers)
+    knowledge = await http.post("/api/knowledge", json={"name": "k"}, headers=owner.headers)
+    uploaded = await http.post(
+        "/api/files",
+        files={"file": ("k.md", b"# K\n\nwords", "text/markdown")},
+        headers=owner.headers,
+    )
+    assert uploaded.status_code == 201, uploaded.text
     return {
         "task_id": task.json()["data"]["id"],
         "chat_id": chat_id,
         "message_id": turn.json()["data"]["assistant_message"]["id"],
         "key_id": key.json()["data"]["id"],
+        "file_id": uploaded.json()["data"]["id"],
+        "knowledge_id": knowledge.json()["data"]["id"],
         "user_id": owner.id,
         "model_id": "offline:parley",
         "model": "offline:parley",
@@ -106,7 +120,8 @@ async def test_bodies_over_the_cap_are_413_on_every_write_route(
         (RouteKey(method, path), body is not None or path == "/api/auth/token")
         for method, path, body in _writes(small_cap_live.app.openapi())
     ] + [(RouteKey("POST", "/mcp"), True)]
-    big = b'{"title": "' + b"x" * (SMALL_CAP + 1) + b'"}'
+    # Twice the cap: over every route's, uploads' (their own, plus framing) included.
+    big = b'{"title": "' + b"x" * (2 * SMALL_CAP) + b'"}'
 
     async def chunked() -> AsyncIterator[bytes]:
         for start in range(0, len(big), 8192):

@@ -69,11 +69,20 @@ async def _rows(http: httpx.AsyncClient, owner: TestUser) -> dict[str, str]:
     )
     assert turn.status_code == 201, turn.text
     key = await http.post("/api/users/me/api-keys", json={"name": "k"}, headers=owner.headers)
+    knowledge = await http.post("/api/knowledge", json={"name": "mine"}, headers=owner.headers)
+    uploaded = await http.post(
+        "/api/files",
+        files={"file": ("mine.md", b"# Mine\n\nwords", "text/markdown")},
+        headers=owner.headers,
+    )
+    assert uploaded.status_code == 201, uploaded.text
     return {
         "task_id": task.json()["data"]["id"],
         "chat_id": chat_id,
         "message_id": turn.json()["data"]["assistant_message"]["id"],
         "key_id": key.json()["data"]["id"],
+        "file_id": uploaded.json()["data"]["id"],
+        "knowledge_id": knowledge.json()["data"]["id"],
         "model_id": "offline:parley",
     }
 
@@ -93,6 +102,7 @@ async def _state(http: httpx.AsyncClient, admin: TestUser, rows: dict[str, str])
         "chats": await get("/api/chats"),
         "messages": await get(f"/api/chats/{rows['chat_id']}/messages"),
         "keys": await get("/api/users/me/api-keys"),
+        "knowledge": await get(f"/api/knowledge/{rows['knowledge_id']}"),
         "models": await get("/api/models?include_disabled=true"),
     }
 

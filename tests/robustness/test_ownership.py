@@ -45,6 +45,14 @@ OWNED_ROUTES: dict[str, dict[str, Any] | None] = {
     "POST /api/chats/{chat_id}/stop": None,
     "GET /api/chats/{chat_id}/stream": None,
     "DELETE /api/users/me/api-keys/{key_id}": None,
+    "GET /api/files/{file_id}": None,
+    "GET /api/files/{file_id}/content": None,
+    "DELETE /api/files/{file_id}": None,
+    "GET /api/knowledge/{knowledge_id}": None,
+    "PATCH /api/knowledge/{knowledge_id}": {"name": "taken over"},
+    "DELETE /api/knowledge/{knowledge_id}": None,
+    "POST /api/knowledge/{knowledge_id}/files": {"file_id": "0190a000-0000-7000-8000-000000000000"},
+    "DELETE /api/knowledge/{knowledge_id}/files/{file_id}": None,
 }
 
 # Admin-only routes over rows that belong to no one user (accounts, the catalog): a non-admin gets
@@ -86,6 +94,12 @@ NO_USER_RESOURCE: dict[str, str] = {
     "GET /v1/models": "the model catalog is shared by every user, not a per-user resource",
     "GET /v1/models/{model}": "a catalog model (shared by every user), not a per-user resource",
     "POST /v1/chat/completions": "stateless: a completion stores no conversation to own",
+    "POST /v1/embeddings": "stateless: reads and stores no user data",
+    "POST /api/files": "creates a file of the caller (another's knowledge_id: tests/knowledge)",
+    "GET /api/files": "the caller's files (no other's listed: checked here)",
+    "POST /api/knowledge": "creates a knowledge base of the caller",
+    "GET /api/knowledge": "the caller's knowledge bases (no other's listed: checked here)",
+    "GET /api/knowledge/search": "the caller's files only (another's ids in the query: here)",
     "GET /": "the web page (static, public)",
     "GET /static/{version}/{path}": "the web page's static files (public)",
     "GET /docs": "the API docs page (public)",
@@ -106,6 +120,7 @@ MCP_TOOLS: dict[str, tuple[str | None, dict[str, Any]]] = {
     "update_task": ("task_id", {"title": "taken over", "completed": True}),
     "complete_task": ("task_id", {}),
     "delete_task": ("task_id", {}),
+    "search_knowledge": (None, {"query": "theirs"}),
 }
 
 
@@ -145,6 +160,8 @@ class Rows:
     busy_chat: str  # with a reply in progress
     busy_reply: str
     key: str
+    file: str
+    knowledge: str
 
 
 async def _rows(
@@ -152,6 +169,14 @@ async def _rows(
 ) -> Rows:
     """`owner`'s rows; with `busy_on` (a slow server), a second chat whose reply is running."""
     task = await http.post("/api/tasks", json={"title": "mine"}, headers=owner.headers)
+    knowledge = await http.post("/api/knowledge", json={"name": "mine"}, headers=owner.headers)
+    uploaded = await http.post(
+        "/api/files",
+        files={"file": ("mine.md", b"# Mine\n\ntheirs and mine", "text/markdown")},
+        data={"knowledge_id": knowledge.json()["data"]["id"]},
+        headers=owner.headers,
+    )
+    assert knowledge.status_code == uploaded.status_code == 201, uploaded.text
     chat = await http.post("/api/chats", json={"title": "mine"}, headers=owner.headers)
     key = await http.post("/api/users/me/api-keys", json={"name": "mine"}, headers=owner.headers)
     assert task.status_code == chat.status_code == key.status_code == 201
@@ -186,6 +211,8 @@ async def _rows(
         busy_chat=busy_chat,
         busy_reply=busy_reply,
         key=key.json()["data"]["id"],
+        file=uploaded.json()["data"]["id"],
+        knowledge=knowledge.json()["data"]["id"],
     )
 
 
@@ -207,6 +234,13 @@ async def _snapshot(http: httpx.AsyncClient, owner: TestUser, rows: Rows) -> dic
         "messages": await get(f"/api/chats/{rows.chat}/messages", limit=100),
         "busy_chat": {k: v for k, v in busy_chat.items() if k != "updated_at"},
         "keys": await get("/api/users/me/api-keys", limit=100),
+        "file": {
+            k: v
+            for k, v in (await get(f"/api/files/{rows.file}")).items()
+            if k not in ("status", "progress", "chunks", "pages", "updated_at", "error")
+        },
+        "files": [f["id"] for f in (await get("/api/files", limit=100))["items"]],
+        "knowledge": await get(f"/api/knowledge/{rows.knowledge}"),
     }
 
 
@@ -238,6 +272,8 @@ def _probes(victim: Rows, attacker: Rows) -> list[tuple[str, dict[str, str]]]:
             (attacker.reply, False),
         ],
         "key_id": [(victim.key, True)],
+        "file_id": [(victim.file, True), (attacker.file, False)],
+        "knowledge_id": [(victim.knowledge, True), (attacker.knowledge, False)],
     }
     probes: list[tuple[str, dict[str, str]]] = []
     for name in OWNED_ROUTES:
@@ -297,6 +333,34 @@ async def test_a_second_user_gets_404_and_changes_nothing(
             headers=attacker.headers,
         ),
     ]
+    indirect += [
+        await http.get(
+            "/api/knowledge/search",
+            params={"q": "theirs", "file_id": victim_rows.file},
+            headers=attacker.headers,
+        ),
+        await http.get(
+            "/api/knowledge/search",
+            params={"q": "theirs", "knowledge_id": victim_rows.knowledge},
+            headers=attacker.headers,
+        ),
+        await http.post(
+            f"/api/knowledge/{attacker_rows.knowledge}/files",
+            json={"file_id": victim_rows.file},
+            headers=attacker.headers,
+        ),
+        await http.post(
+            "/api/chats",
+            json={"knowledge_ids": [victim_rows.knowledge]},
+            headers=attacker.headers,
+        ),
+        await http.post(
+            f"{own_chat}/messages",
+            params={"stream": "false"},
+            json={"parts": [{"type": "file", "file_id": victim_rows.file}]},
+            headers=attacker.headers,
+        ),
+    ]
     for response in indirect:
         assert response.status_code == 404, (response.request.url, response.text)
     records = await http.get(
@@ -311,6 +375,8 @@ async def test_a_second_user_gets_404_and_changes_nothing(
         ("/api/tasks", victim_rows.task),
         ("/api/chats", victim_rows.chat),
         ("/api/users/me/api-keys", victim_rows.key),
+        ("/api/files", victim_rows.file),
+        ("/api/knowledge", victim_rows.knowledge),
     ):
         listed = await http.get(path, params={"limit": 100}, headers=attacker.headers)
         assert victims_id not in {item["id"] for item in listed.json()["data"]["items"]}

@@ -5,11 +5,9 @@ replaced; the title call is billed to the chat's owner like a turn."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
-import pytest
 from fastapi import FastAPI
 
 from parley.background import build_worker
@@ -21,16 +19,6 @@ from tests.fixtures.accounts import TestUser, UserFactory
 from tests.fixtures.chats import new_chat
 from tests.fixtures.polling import wait_for
 from tests.jobs.helpers import jobs_of
-
-
-@pytest.fixture
-async def worker(app: FastAPI) -> AsyncIterator[Worker]:
-    """Parley's own worker (every kind, every schedule) for the session's app."""
-    running = build_worker(app.state.runtime)
-    running.poll_seconds = 0.1
-    running.start()
-    yield running
-    await running.stop(grace_seconds=0)
 
 
 async def send(http: httpx.AsyncClient, user: TestUser, chat_id: str, text: str) -> None:

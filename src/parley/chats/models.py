@@ -8,7 +8,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, Integer, Numeric, String, Text, false
+from sqlalchemy import JSON, ForeignKey, Index, Integer, Numeric, String, Text, false, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from parley.core.db import Base, IdTimestampMixin
@@ -31,6 +31,10 @@ class Chat(IdTimestampMixin, Base):
     model_id: Mapped[str | None] = mapped_column(String(200))
     system_prompt: Mapped[str | None] = mapped_column(Text)
     archived: Mapped[bool] = mapped_column(default=False)
+    # The knowledge bases the chat's assistant searches (ids, checked to be the owner's when set).
+    knowledge_ids: Mapped[list[str]] = mapped_column(
+        JSON, default=list, server_default=text("'[]'")
+    )
     # No foreign keys: a chat and its messages would reference each other; the services keep
     # these valid. `active_message_id` is the reply in progress (at most one per chat), claimed
     # with a conditional update so that two workers cannot both start one.

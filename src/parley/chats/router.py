@@ -37,7 +37,11 @@ async def create_chat(
 ) -> Envelope[ChatPublic]:
     """A new chat; `model_id` must be an enabled catalog model (default: the default model)."""
     chat = await chats.create(
-        user, title=body.title, model_id=body.model_id or None, system_prompt=body.system_prompt
+        user,
+        title=body.title,
+        model_id=body.model_id or None,
+        system_prompt=body.system_prompt,
+        knowledge_ids=body.knowledge_ids or (),
     )
     return ok(ChatPublic.model_validate(chat))
 

@@ -21,8 +21,19 @@ SystemPrompt = Annotated[StorableText, StringConstraints(max_length=MAX_SYSTEM_P
 MessageText = Annotated[StorableText, StringConstraints(min_length=1, max_length=MAX_MESSAGE_CHARS)]
 
 
+MAX_CHAT_KNOWLEDGE = 20
+KnowledgeIds = Annotated[
+    list[uuid.UUID],
+    Field(
+        max_length=MAX_CHAT_KNOWLEDGE,
+        description="Knowledge bases of the caller's that the assistant searches in this chat.",
+    ),
+]
+
+
 class ChatCreate(RequestModel):
     title: Title | None = None
+    knowledge_ids: KnowledgeIds | None = None
     model_id: ModelId | None = Field(
         default=None, description="A catalog id such as `offline:parley`; default: the default."
     )
@@ -31,6 +42,7 @@ class ChatCreate(RequestModel):
 
 class ChatUpdate(RequestModel):
     title: Title | None = None
+    knowledge_ids: KnowledgeIds | None = None
     model_id: ModelId | None = None
     system_prompt: SystemPrompt | None = None
     archived: bool | None = None
@@ -51,6 +63,7 @@ class ChatPublic(BaseModel):
     model_id: str | None
     system_prompt: str | None
     archived: bool
+    knowledge_ids: list[uuid.UUID]
     current_leaf_id: uuid.UUID | None
     created_at: datetime
     updated_at: datetime
@@ -88,24 +101,47 @@ class FilePart(BaseModel):
     filename: str | None = None
 
 
+class SourcePart(BaseModel):
+    """A passage of the user's files that the reply drew on (a `source-document` chunk)."""
+
+    type: Literal["source"] = "source"
+    source_id: str = Field(description="The chunk's id.")
+    media_type: str
+    title: str
+    filename: str | None = None
+    file_id: str | None = None
+    page: int | None = None
+
+
 MessagePart = Annotated[
-    TextPart | ReasoningPart | ToolCallPart | ToolResultPart | FilePart,
+    TextPart | ReasoningPart | ToolCallPart | ToolResultPart | FilePart | SourcePart,
     Field(discriminator="type"),
 ]
 
 
 class UserTextPart(RequestModel):
-    """What a user may send: text (files come later)."""
+    """Text the user sends."""
 
     type: Literal["text"]
     text: MessageText
+
+
+class UserFilePart(RequestModel):
+    """One of the user's own ready files, attached to the message: the assistant can search it."""
+
+    type: Literal["file"]
+    file_id: uuid.UUID
+
+
+UserPart = Annotated[UserTextPart | UserFilePart, Field(discriminator="type")]
+MAX_ATTACHED_FILES = 20
 
 
 class MessageCreate(RequestModel):
     """A user message: `content` or `parts`, and where it goes in the tree."""
 
     content: MessageText | None = None
-    parts: list[UserTextPart] | None = Field(default=None, min_length=1, max_length=100)
+    parts: list[UserPart] | None = Field(default=None, min_length=1, max_length=100)
     parent_id: uuid.UUID | None = Field(
         default=None,
         description="Default: the chat's current leaf. An earlier message's id starts a branch.",
@@ -116,13 +152,22 @@ class MessageCreate(RequestModel):
     def _content_or_parts(self) -> MessageCreate:
         if (self.content is None) == (self.parts is None):
             raise ValueError("give exactly one of `content` and `parts`")
+        parts = self.parts or []
+        if sum(isinstance(part, UserFilePart) for part in parts) > MAX_ATTACHED_FILES:
+            raise ValueError(f"at most {MAX_ATTACHED_FILES} files per message")
         return self
 
     def text_parts(self) -> list[dict[str, Any]]:
-        """The message's parts in stored form."""
+        """The message's parts in stored form (a file part holds only its id here: the turn
+        service checks the file and fills in its name and type)."""
         if self.content is not None:
             return [{"type": "text", "text": self.content}]
-        return [{"type": "text", "text": part.text} for part in self.parts or []]
+        return [
+            {"type": "text", "text": part.text}
+            if isinstance(part, UserTextPart)
+            else {"type": "file", "file_id": str(part.file_id)}
+            for part in self.parts or []
+        ]
 
 
 class RegenerateRequest(RequestModel):

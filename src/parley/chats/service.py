@@ -23,6 +23,7 @@ from parley.core.db import utcnow
 from parley.core.errors import NotFound
 from parley.core.pagination import CursorCodec
 from parley.core.telemetry import traced
+from parley.knowledge import repository as knowledge_repository
 from parley.llm.service import LLMService
 
 CHAT_NOT_FOUND = "No such chat."
@@ -102,14 +103,34 @@ class ChatService:
         title: str | None,
         model_id: str | None,
         system_prompt: str | None,
+        knowledge_ids: Sequence[uuid.UUID] = (),
     ) -> Chat:
-        """A new, empty chat; `model_id` must be an enabled catalog model (None: the default)."""
+        """A new, empty chat; `model_id` must be an enabled catalog model (None: the default),
+        `knowledge_ids` the caller's knowledge bases."""
         if model_id is not None:
             model_id = await self._catalog_model(model_id)
-        chat = Chat(user_id=owner.id, title=title, model_id=model_id, system_prompt=system_prompt)
+        chat = Chat(
+            user_id=owner.id,
+            title=title,
+            model_id=model_id,
+            system_prompt=system_prompt,
+            knowledge_ids=await self._knowledge_ids(owner, knowledge_ids),
+        )
         self.session.add(chat)
         await self.session.commit()
         return chat
+
+    async def _knowledge_ids(self, owner: Owner, knowledge_ids: Sequence[uuid.UUID]) -> list[str]:
+        """The ids as stored, once each is known to be one of the owner's knowledge bases.
+
+        Raises:
+            NotFound: one is not.
+        """
+        wanted = list(dict.fromkeys(knowledge_ids))
+        found = await knowledge_repository.get_bases(self.session, owner.id, wanted)
+        if len(found) != len(wanted):
+            raise NotFound("No such knowledge base.")
+        return [str(knowledge_id) for knowledge_id in wanted]
 
     @traced(name="chats.list")
     async def list_chats(
@@ -146,6 +167,8 @@ class ChatService:
         for field in ("title", "model_id", "system_prompt"):
             if field in changes:
                 setattr(chat, field, changes[field])
+        if changes.get("knowledge_ids") is not None:
+            chat.knowledge_ids = await self._knowledge_ids(owner, changes["knowledge_ids"])
         if "title" in changes:  # the user's own title: no generated one replaces it
             chat.title_generated = False
         if changes.get("archived") is not None:

@@ -162,6 +162,21 @@ class PayloadTooLarge(ParleyError):
     default_message = "The request body is too large."
 
 
+class StorageQuotaExceeded(PayloadTooLarge):
+    """The upload would take the user's stored files past `USER_STORAGE_QUOTA_BYTES`."""
+
+    code = "storage_quota_exceeded"
+    default_message = "This upload would exceed your storage quota."
+
+
+class UnsupportedMediaType(ParleyError):
+    """The uploaded file is of a type Parley does not accept (or is not what it claims)."""
+
+    status_code = 415
+    code = "unsupported_media_type"
+    default_message = "This type of file is not supported."
+
+
 class ValidationFailed(ParleyError):
     """The input is invalid; `details` says where."""
 

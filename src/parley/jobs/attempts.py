@@ -68,5 +68,9 @@ class JobView:
     def attempt(self) -> int:
         return self._run.job.attempt
 
+    @property
+    def max_attempts(self) -> int:
+        return self._run.job.max_attempts
+
     async def progress(self, fraction: float) -> None:
         await self._report(self._run, fraction)

@@ -86,6 +86,11 @@ class JobRun(Protocol):
         """1 on the first attempt."""
         ...
 
+    @property
+    def max_attempts(self) -> int:
+        """The job's attempts in all: `attempt == max_attempts` is its last."""
+        ...
+
     async def progress(self, fraction: float) -> None:
         """Record how far the job is (0..1); shown by the admin API."""
         ...

@@ -20,6 +20,7 @@ from starlette.requests import Request
 from parley import __version__
 from parley.accounts.models import User
 from parley.core.dependencies import cursor_codec_of, database_of
+from parley.llm.dependencies import embeddings_of
 from parley.tools.registry import ToolContext, ToolDefinition, ToolRegistry
 
 logger = logging.getLogger(__name__)
@@ -62,6 +63,7 @@ def _tool_context(ctx: McpContext) -> ToolContext:
         user=user,
         sessionmaker=database_of(request).sessionmaker,
         cursor_codec=cursor_codec_of(request),
+        embeddings=embeddings_of(request),  # knowledge search over every file of the user's
     )
 
 

@@ -13,9 +13,10 @@ from __future__ import annotations
 import copy
 import functools
 import json
+import uuid
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from pydantic import BaseModel, ValidationError
 from pydantic.json_schema import JsonSchemaMode
@@ -27,8 +28,22 @@ from parley.core.pagination import CursorCodec
 from parley.core.responses import validation_details
 from parley.core.telemetry import get_tracer
 
+if TYPE_CHECKING:
+    from parley.llm.embeddings import Embeddings
+
 ArgsT = TypeVar("ArgsT", bound=BaseModel)
 ResultT = TypeVar("ResultT", bound=BaseModel)
+
+
+@dataclass(frozen=True, slots=True)
+class KnowledgeScope:
+    """The files a chat's knowledge search covers: its knowledge bases and attached files."""
+
+    knowledge_ids: tuple[uuid.UUID, ...] = ()
+    file_ids: tuple[uuid.UUID, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.knowledge_ids or self.file_ids)
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,11 +58,16 @@ class ToolContext:
         user: the calling user; every tool acts as them and only on their data.
         sessionmaker: opens database sessions.
         cursor_codec: signs and checks list cursors.
+        embeddings: the embedding models (for knowledge search; None where there are none).
+        knowledge: what knowledge search covers (a chat's bases and attached files); None: every
+            file of the user's (an MCP client).
     """
 
     user: Owner
     sessionmaker: async_sessionmaker[AsyncSession]
     cursor_codec: CursorCodec
+    embeddings: Embeddings | None = None
+    knowledge: KnowledgeScope | None = None
 
     def session(self) -> AsyncSession:
         """A new database session (use as `async with context.session() as session:`)."""
@@ -75,10 +95,14 @@ class ToolResult:
     Attributes:
         content: the result (a JSON-able dict); for an error, `{"error": {"code", "message"}}`.
         is_error: whether the call failed.
+        sources: the passages of the user's files the result quotes, as the stream's
+            `source-document` chunks name them (`source_id`, `media_type`, `title`, `filename`,
+            `file_id`, `page`).
     """
 
     content: dict[str, Any]
     is_error: bool = False
+    sources: tuple[dict[str, Any], ...] = ()
 
     @classmethod
     def failure(cls, code: str, message: str) -> ToolResult:
@@ -123,6 +147,8 @@ class ToolDefinition(Generic[ArgsT]):
         read_only: it changes nothing.
         destructive: it may delete or overwrite what the user has.
         idempotent: calling it again with the same arguments changes nothing more.
+        available: whether a context offers it (None: always), e.g. knowledge search only in a
+            chat that has knowledge.
     """
 
     name: str
@@ -133,6 +159,7 @@ class ToolDefinition(Generic[ArgsT]):
     read_only: bool = False
     destructive: bool = False
     idempotent: bool = False
+    available: Callable[[ToolContext], bool] | None = None
 
     def input_schema(self) -> dict[str, Any]:
         """The JSON schema of the arguments (a copy the caller may change)."""
@@ -166,7 +193,9 @@ class ToolDefinition(Generic[ArgsT]):
             if exc.status_code >= 500:
                 raise
             return ToolResult.failure(exc.code, exc.message)
-        return ToolResult(output.model_dump(mode="json"))
+        cited = getattr(output, "cited_sources", None)
+        sources = tuple(cited()) if callable(cited) else ()
+        return ToolResult(output.model_dump(mode="json"), sources=sources)
 
 
 @dataclass(slots=True)
@@ -242,4 +271,8 @@ def bind_tools(registry: ToolRegistry, context: ToolContext) -> list[BoundTool]:
     Arguments are validated by the registry (the one place a tool's rules live); a refusal comes
     back to the model as a failed tool result it can read and adapt to.
     """
-    return [BoundTool(definition, context) for definition in registry]
+    return [
+        BoundTool(definition, context)
+        for definition in registry
+        if definition.available is None or definition.available(context)
+    ]

@@ -10,6 +10,7 @@ reasoning part, the tool calls whose input streams) so that a turn that ends ear
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +20,7 @@ from pydantic_ai.ui.vercel_ai.response_types import (
     ReasoningDeltaChunk,
     ReasoningEndChunk,
     ReasoningStartChunk,
+    SourceDocumentChunk,
     TextDeltaChunk,
     TextEndChunk,
     TextStartChunk,
@@ -176,3 +178,20 @@ def tool_output(tool_call_id: str, result: ToolResult) -> BaseChunk:
 def tool_interrupted(tool_call_id: str) -> ToolOutputErrorChunk:
     """What a call announced but never run gets when the turn ends early."""
     return ToolOutputErrorChunk(tool_call_id=tool_call_id, error_text=INTERRUPTED_TOOL_TEXT)
+
+
+def source_documents(result: ToolResult) -> list[SourceDocumentChunk]:
+    """The passages of the user's files a tool result quotes, as the reply's sources (the file
+    and page ride in `providerMetadata.parley`, for a client that opens the passage)."""
+    return [source_document(source) for source in result.sources]
+
+
+def source_document(source: Mapping[str, Any]) -> SourceDocumentChunk:
+    """One source (a stored `source` part, or a tool result's) as its stream chunk."""
+    return SourceDocumentChunk(
+        source_id=str(source["source_id"]),
+        media_type=str(source.get("media_type") or "text/plain"),
+        title=str(source.get("title") or source.get("filename") or "source"),
+        filename=source.get("filename"),
+        provider_metadata={"parley": {"fileId": source.get("file_id"), "page": source.get("page")}},
+    )

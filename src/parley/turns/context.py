@@ -30,9 +30,19 @@ from parley.usage.pricing import tokens_for_chars
 MAX_REPLY_RESERVE_TOKENS = 8192
 
 
+ATTACHED_PREFIX = "[Attached files: "
+
+
 def message_text(message: Message) -> str:
-    """The text parts of a message, joined."""
-    return "\n".join(part.get("text", "") for part in message.parts if part.get("type") == "text")
+    """The text parts of a message, joined; the files attached to it named on a last line (the
+    model searches them with `search_knowledge`)."""
+    texts = [part.get("text", "") for part in message.parts if part.get("type") == "text"]
+    files = [
+        str(part.get("filename") or "file") for part in message.parts if part.get("type") == "file"
+    ]
+    if files:
+        texts.append(f"{ATTACHED_PREFIX}{', '.join(files)}; search them with search_knowledge]")
+    return "\n".join(texts)
 
 
 def _assistant_messages(message: Message) -> list[ModelMessage]:

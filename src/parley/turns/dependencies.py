@@ -12,7 +12,7 @@ from parley.core.dependencies import (
     rate_limiter_of,
     settings_of,
 )
-from parley.llm.dependencies import llm_service_of
+from parley.llm.dependencies import embeddings_of, llm_service_of
 from parley.tools.registry import ToolRegistry
 from parley.turns.runner import TurnRunner
 from parley.turns.service import TurnService
@@ -37,6 +37,7 @@ async def get_turn_service(request: Request, session: SessionDep) -> TurnService
         limiter=rate_limiter_of(request),
         codec=cursor_codec_of(request),
         meter=usage_meter_of(request),
+        embeddings=embeddings_of(request),
     )
 
 

@@ -52,7 +52,13 @@ from parley.llm.steps import (
     StepUsage,
 )
 from parley.tools.registry import BoundTool, ToolDefinition, ToolResult
-from parley.turns.chunks import StepChunks, tool_input_available, tool_interrupted, tool_output
+from parley.turns.chunks import (
+    StepChunks,
+    source_documents,
+    tool_input_available,
+    tool_interrupted,
+    tool_output,
+)
 from parley.usage.pricing import tokens_for_chars
 
 logger = logging.getLogger(__name__)
@@ -279,6 +285,8 @@ class TurnLoop:
             del self._pending[call.tool_call_id]
             self._context_chars += len(result.as_text())
             await emit(tool_output(call.tool_call_id, result))
+            for source in source_documents(result):
+                await emit(source)
             returns.append(
                 ToolReturnPart(
                     tool_name=call.tool_name,

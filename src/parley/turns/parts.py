@@ -14,6 +14,7 @@ from pydantic_ai.ui.vercel_ai.response_types import (
     BaseChunk,
     ReasoningDeltaChunk,
     ReasoningStartChunk,
+    SourceDocumentChunk,
     TextDeltaChunk,
     TextStartChunk,
     ToolInputAvailableChunk,
@@ -69,6 +70,19 @@ class PartsAccumulator:
                 }
             )
             self.first_token = True
+        elif isinstance(chunk, SourceDocumentChunk):
+            parley = (chunk.provider_metadata or {}).get("parley") or {}
+            self.parts.append(
+                {
+                    "type": "source",
+                    "source_id": chunk.source_id,
+                    "media_type": chunk.media_type,
+                    "title": chunk.title,
+                    "filename": chunk.filename,
+                    "file_id": parley.get("fileId"),
+                    "page": parley.get("page"),
+                }
+            )
         elif isinstance(chunk, ToolOutputAvailableChunk | ToolOutputErrorChunk):
             is_error = isinstance(chunk, ToolOutputErrorChunk)
             output: Any = (

@@ -15,16 +15,31 @@ from parley.accounts.authentication import Owner
 from parley.chats.models import Chat, Message
 from parley.chats.service import ChatService
 from parley.core.pagination import CursorCodec
+from parley.llm.embeddings import Embeddings
 from parley.llm.schemas import CatalogEntry
 from parley.llm.selection import choose_model
 from parley.llm.service import LLMService
 from parley.settings import Settings
-from parley.tools.registry import ToolContext, ToolRegistry, bind_tools
+from parley.tools.registry import KnowledgeScope, ToolContext, ToolRegistry, bind_tools
 from parley.turns.plan import TurnPlan
 
 # The most messages of a branch read to build a turn's context (trimmed further to the window), so
 # that a turn in a very long chat costs no more than one in a long one.
 MAX_CONTEXT_MESSAGES = 1000
+
+
+def knowledge_scope(chat: Chat, path: list[Message]) -> KnowledgeScope:
+    """What the turn's knowledge search covers: the chat's knowledge bases and the files attached
+    to the user messages of the branch."""
+    files = dict.fromkeys(
+        uuid.UUID(part["file_id"])
+        for message in path
+        if message.role == "user"
+        for part in message.parts
+        if part.get("type") == "file" and part.get("file_id")
+    )
+    bases = dict.fromkeys(uuid.UUID(str(knowledge_id)) for knowledge_id in chat.knowledge_ids or [])
+    return KnowledgeScope(knowledge_ids=tuple(bases), file_ids=tuple(files))
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +56,7 @@ class TurnPlanner:
     settings: Settings
     sessionmaker: async_sessionmaker[AsyncSession]
     codec: CursorCodec
+    embeddings: Embeddings | None = None
 
     async def plan(
         self,
@@ -75,7 +91,11 @@ class TurnPlanner:
         )
         chosen = await choose_model(self.llm, entry, fallback_id=self.settings.fallback_model)
         tool_context = ToolContext(
-            user=user, sessionmaker=self.sessionmaker, cursor_codec=self.codec
+            user=user,
+            sessionmaker=self.sessionmaker,
+            cursor_codec=self.codec,
+            embeddings=self.embeddings,
+            knowledge=knowledge_scope(chat, path),
         )
         return TurnPlan(
             chat_id=chat.id,

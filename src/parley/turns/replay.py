@@ -28,6 +28,7 @@ from pydantic_ai.ui.vercel_ai.response_types import (
 )
 
 from parley.chats.schemas import MessagePublic
+from parley.turns.chunks import source_document
 from parley.turns.sse import SDK_VERSION
 
 
@@ -64,6 +65,8 @@ def _part_chunks(index: int, part: dict[str, Any]) -> list[BaseChunk]:
                 )
             ]
         return [ToolOutputAvailableChunk(tool_call_id=part["tool_call_id"], output=part["output"])]
+    if kind == "source":
+        return [source_document(part)]
     return []
 
 

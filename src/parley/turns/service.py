@@ -30,6 +30,9 @@ from parley.core.errors import Conflict, NotFound, ValidationFailed
 from parley.core.pagination import CursorCodec
 from parley.core.ratelimit import RateLimiter
 from parley.core.telemetry import traced
+from parley.files import repository as files_repository
+from parley.files.models import READY
+from parley.llm.embeddings import Embeddings
 from parley.llm.schemas import CatalogEntry
 from parley.llm.service import LLMService
 from parley.settings import Settings
@@ -74,6 +77,7 @@ class TurnService:
         limiter: RateLimiter,
         codec: CursorCodec,
         meter: UsageMeter,
+        embeddings: Embeddings | None = None,
     ) -> None:
         self.session = session
         self.meter = meter
@@ -92,9 +96,48 @@ class TurnService:
             settings,
             sessionmaker=runner.database.sessionmaker,
             codec=codec,
+            embeddings=embeddings,
         )
 
     # -- starting a turn --------------------------------------------------------------------
+
+    async def _attach_files(
+        self, user_id: uuid.UUID, parts: list[dict[str, Any]]
+    ) -> list[dict[str, Any]]:
+        """The parts with each file part completed from the user's file (name and type).
+
+        Raises:
+            NotFound: a file is not one of the user's.
+            Conflict: a file is not ready (still being ingested, or failed).
+        """
+        wanted = [uuid.UUID(part["file_id"]) for part in parts if part.get("type") == "file"]
+        if not wanted:
+            return parts
+        found = {
+            stored.id: stored
+            for stored in await files_repository.get_files(self.session, user_id, wanted)
+        }
+        completed = []
+        for part in parts:
+            if part.get("type") != "file":
+                completed.append(part)
+                continue
+            stored = found.get(uuid.UUID(part["file_id"]))
+            if stored is None:
+                raise NotFound("No such file.")
+            if stored.status != READY:
+                raise Conflict(
+                    f'The file "{stored.filename}" is {stored.status}: attach it once it is ready.'
+                )
+            completed.append(
+                {
+                    "type": "file",
+                    "file_id": str(stored.id),
+                    "media_type": stored.media_type,
+                    "filename": stored.filename,
+                }
+            )
+        return completed
 
     async def _check_rate(self, user_id: uuid.UUID) -> None:
         await self.limiter.hit(
@@ -213,6 +256,7 @@ class TurnService:
                     "parent's id.",
                 )
         entry = await self.llm.resolve(model_id or chat.model_id)
+        parts = await self._attach_files(user_id, parts)
         user_message = self.chats.new_user_message(user_id, chat.id, parent_id=parent, parts=parts)
         started = await self._start_reply(
             user,

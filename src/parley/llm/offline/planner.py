@@ -9,6 +9,7 @@ the tasks matching it, then acts on the one that matches; the last step sums up 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -25,12 +26,20 @@ from pydantic_ai.messages import (
 )
 from pydantic_core import to_jsonable_python
 
+from parley.llm.offline.knowledge import (
+    NOT_OFFERED,
+    answer_text,
+    knowledge_question,
+    names_files,
+    request_text,
+)
 from parley.llm.offline.parsing import (
     AddTask,
     CompleteTask,
     DeleteTask,
     Intent,
     ListTasks,
+    SmallTalk,
     UpdateTask,
     parse_intent,
 )
@@ -329,6 +338,29 @@ def _failure_text(exchange: ToolExchange) -> str:
     return f"The {exchange.tool_name} tool failed, so I stopped there: {detail[:300]}"
 
 
+def _knowledge_step(
+    turn: Turn, tools: Mapping[str, frozenset[str] | None], today: date
+) -> Step | None:
+    """A question about the user's files: search them, then quote the best passage (None: the
+    request is not one)."""
+    explicit = names_files(turn.prompt)
+    if "search_knowledge" not in tools:
+        return TextStep(NOT_OFFERED) if explicit and not _about_tasks(turn.prompt) else None
+    if not explicit and not isinstance(parse_intent(request_text(turn.prompt), today), SmallTalk):
+        return None  # a request about tasks
+    question = knowledge_question(turn.prompt)
+    searches = [exchange for exchange in turn.exchanges if exchange.tool_name == "search_knowledge"]
+    if searches:
+        return TextStep(answer_text(question, searches[-1].result))
+    return ToolCallStep(
+        "search_knowledge", _fit_args({"query": question.query}, tools["search_knowledge"])
+    )
+
+
+def _about_tasks(prompt: str) -> bool:
+    return bool(re.search(r"\b(?:tasks?|todos?|to-?do)\b", prompt, re.IGNORECASE))
+
+
 def plan_step(turn: Turn, tools: Mapping[str, frozenset[str] | None], today: date) -> Step:
     """The next step of the turn.
 
@@ -342,7 +374,10 @@ def plan_step(turn: Turn, tools: Mapping[str, frozenset[str] | None], today: dat
         return TextStep(_failure_text(failed))
     if len(turn.exchanges) >= MAX_TOOL_CALLS_PER_TURN:
         return TextStep("I've done what I could with your tasks for this request.")
-    intent = parse_intent(turn.prompt, today)
+    knowledge = _knowledge_step(turn, tools, today)
+    if knowledge is not None:
+        return knowledge
+    intent = parse_intent(request_text(turn.prompt), today)
     if isinstance(intent, AddTask):
         return _add_step(intent, turn.exchanges, tools)
     if isinstance(intent, ListTasks):

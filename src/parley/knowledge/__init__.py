@@ -1,0 +1,1 @@
+"""Knowledge bases: extraction, chunking, indexing and hybrid search over the user's files."""

@@ -1,0 +1,340 @@
+"""Queries over knowledge bases, their files and the chunks of files. Never commits.
+
+Every read starts from the owner: `readable_bases(owner_id)` for bases, and each chunk query
+filters by `owner_id` first (on SQLite the keyword index holds the owner as a term of its own, so
+a match never leaves the owner's rows). The keyword index is each database's own: SQLite's FTS5
+table `knowledge_chunks_fts` is written here beside the chunks; PostgreSQL's GIN index over
+`to_tsvector` follows the rows by itself.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    column,
+    delete,
+    func,
+    insert,
+    literal_column,
+    select,
+    table,
+)
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import CursorResult
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from parley.core.pagination import CursorCodec, SortKey, paginate
+from parley.files.models import READY, StoredFile
+from parley.knowledge.models import (
+    TEXT_SEARCH_CONFIG,
+    KnowledgeBase,
+    KnowledgeBaseFile,
+    KnowledgeChunk,
+)
+
+BASES_NEWEST_FIRST = SortKey("-created_at", KnowledgeBase.created_at, descending=True)
+MAX_QUERY_TERMS = 32
+_TERM = re.compile(r"\w+", re.UNICODE)
+_FTS = table("knowledge_chunks_fts", column("text"), column("owner"), column("chunk_id"))
+_FTS_TABLE: ColumnElement[Any] = literal_column("knowledge_chunks_fts")
+# A literal, not a parameter: PostgreSQL uses the GIN expression index only for the same
+# expression, constant included.
+_CONFIG: ColumnElement[Any] = literal_column(f"'{TEXT_SEARCH_CONFIG}'")
+
+
+def _is_sqlite(session: AsyncSession) -> bool:
+    return session.get_bind().dialect.name == "sqlite"
+
+
+def _rowcount(result: Any) -> int:
+    return int(result.rowcount) if isinstance(result, CursorResult) else 0
+
+
+# -- bases --------------------------------------------------------------------------------------
+
+
+def readable_bases(owner_id: uuid.UUID) -> Select[KnowledgeBase]:
+    """The owner's knowledge bases: the start of every base read."""
+    return select(KnowledgeBase).where(KnowledgeBase.owner_id == owner_id)
+
+
+async def get_base(
+    session: AsyncSession, owner_id: uuid.UUID, knowledge_id: uuid.UUID
+) -> KnowledgeBase | None:
+    """One of the owner's knowledge bases."""
+    return (
+        await session.execute(readable_bases(owner_id).where(KnowledgeBase.id == knowledge_id))
+    ).scalar_one_or_none()
+
+
+async def get_bases(
+    session: AsyncSession, owner_id: uuid.UUID, knowledge_ids: Sequence[uuid.UUID]
+) -> list[KnowledgeBase]:
+    """The owner's bases among `knowledge_ids` (others' and unknown ids are left out)."""
+    if not knowledge_ids:
+        return []
+    rows = await session.execute(
+        readable_bases(owner_id).where(KnowledgeBase.id.in_(list(knowledge_ids)))
+    )
+    return list(rows.scalars().all())
+
+
+async def list_bases(
+    session: AsyncSession,
+    owner_id: uuid.UUID,
+    *,
+    codec: CursorCodec,
+    cursor: str | None,
+    limit: int,
+) -> tuple[list[KnowledgeBase], str | None]:
+    """A page of the owner's knowledge bases, newest first."""
+    statement, finish = paginate(
+        readable_bases(owner_id),
+        sort=BASES_NEWEST_FIRST,
+        id_column=KnowledgeBase.id,
+        cursor=cursor,
+        limit=limit,
+        codec=codec,
+    )
+    rows = (await session.execute(statement)).scalars().all()
+    return finish(rows)
+
+
+async def file_counts(
+    session: AsyncSession, owner_id: uuid.UUID, knowledge_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, int]:
+    """How many files each of the bases holds."""
+    if not knowledge_ids:
+        return {}
+    rows = await session.execute(
+        select(KnowledgeBaseFile.knowledge_id, func.count())
+        .where(
+            KnowledgeBaseFile.owner_id == owner_id,
+            KnowledgeBaseFile.knowledge_id.in_(list(knowledge_ids)),
+        )
+        .group_by(KnowledgeBaseFile.knowledge_id)
+    )
+    return {knowledge_id: int(count) for knowledge_id, count in rows.all()}
+
+
+async def link_file(
+    session: AsyncSession, owner_id: uuid.UUID, knowledge_id: uuid.UUID, file_id: uuid.UUID
+) -> None:
+    """Put the file in the base (nothing if it is there already)."""
+    insert = postgresql_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    await session.execute(
+        insert(KnowledgeBaseFile)
+        .values(knowledge_id=knowledge_id, file_id=file_id, owner_id=owner_id)
+        .on_conflict_do_nothing(index_elements=["knowledge_id", "file_id"])
+    )
+
+
+async def unlink_file(
+    session: AsyncSession, owner_id: uuid.UUID, knowledge_id: uuid.UUID, file_id: uuid.UUID
+) -> bool:
+    """Take the file out of the base; whether it was in it."""
+    result = await session.execute(
+        delete(KnowledgeBaseFile).where(
+            KnowledgeBaseFile.owner_id == owner_id,
+            KnowledgeBaseFile.knowledge_id == knowledge_id,
+            KnowledgeBaseFile.file_id == file_id,
+        )
+    )
+    return _rowcount(result) == 1
+
+
+async def files_in_bases(
+    session: AsyncSession, owner_id: uuid.UUID, knowledge_ids: Sequence[uuid.UUID]
+) -> list[uuid.UUID]:
+    """The ids of the files the owner's bases hold."""
+    if not knowledge_ids:
+        return []
+    rows = await session.execute(
+        select(KnowledgeBaseFile.file_id)
+        .where(
+            KnowledgeBaseFile.owner_id == owner_id,
+            KnowledgeBaseFile.knowledge_id.in_(list(knowledge_ids)),
+        )
+        .distinct()
+    )
+    return list(rows.scalars().all())
+
+
+async def delete_base(session: AsyncSession, owner_id: uuid.UUID, knowledge_id: uuid.UUID) -> None:
+    """Delete the base and its list of files (the files stay)."""
+    await session.execute(
+        delete(KnowledgeBaseFile).where(
+            KnowledgeBaseFile.owner_id == owner_id,
+            KnowledgeBaseFile.knowledge_id == knowledge_id,
+        )
+    )
+    await session.execute(
+        delete(KnowledgeBase).where(
+            KnowledgeBase.owner_id == owner_id, KnowledgeBase.id == knowledge_id
+        )
+    )
+
+
+# -- chunks -------------------------------------------------------------------------------------
+
+
+def owner_term(owner_id: uuid.UUID) -> str:
+    """The owner as a term of SQLite's keyword index: digits after a letter, which no tokenizer
+    or stemmer changes, so two owners' terms never meet."""
+    return f"o{owner_id.int}"
+
+
+async def delete_chunks(session: AsyncSession, owner_id: uuid.UUID, file_id: uuid.UUID) -> None:
+    """Delete the file's chunks (and, on SQLite, their keyword index rows)."""
+    if _is_sqlite(session):
+        await session.execute(
+            delete(_FTS).where(
+                _FTS.c.chunk_id.in_(
+                    select(KnowledgeChunk.id).where(
+                        KnowledgeChunk.owner_id == owner_id, KnowledgeChunk.file_id == file_id
+                    )
+                )
+            )
+        )
+    await session.execute(
+        delete(KnowledgeChunk).where(
+            KnowledgeChunk.owner_id == owner_id, KnowledgeChunk.file_id == file_id
+        )
+    )
+
+
+async def forget_file(session: AsyncSession, owner_id: uuid.UUID, file_id: uuid.UUID) -> None:
+    """Remove a file from the knowledge side: its chunks and its places in bases."""
+    await delete_chunks(session, owner_id, file_id)
+    await session.execute(
+        delete(KnowledgeBaseFile).where(
+            KnowledgeBaseFile.owner_id == owner_id, KnowledgeBaseFile.file_id == file_id
+        )
+    )
+
+
+async def add_chunks(session: AsyncSession, chunks: Sequence[KnowledgeChunk]) -> None:
+    """Insert chunks (and, on SQLite, their keyword index rows)."""
+    session.add_all(chunks)
+    await session.flush()
+    if _is_sqlite(session) and chunks:
+        await session.execute(
+            insert(_FTS),
+            [
+                {"text": chunk.text, "owner": owner_term(chunk.owner_id), "chunk_id": chunk.id.hex}
+                for chunk in chunks
+            ],
+        )
+
+
+def query_terms(query: str) -> list[str]:
+    """The words of a search query that keyword search matches on (any of them)."""
+    return [term.lower() for term in _TERM.findall(query)][:MAX_QUERY_TERMS]
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkHit:
+    """A chunk a search found, and its score in that search (higher is better)."""
+
+    chunk_id: uuid.UUID
+    score: float
+
+
+def fts_match(owner_id: uuid.UUID, terms: Sequence[str]) -> str:
+    """An FTS5 query for any of `terms` within the owner's rows (each term quoted, so that no
+    word of a query is read as FTS5 syntax)."""
+    words = " OR ".join('"' + term.replace('"', "") + '"' for term in terms)
+    return f'owner : "{owner_term(owner_id)}" AND text : ({words})'
+
+
+async def keyword_hits(
+    session: AsyncSession,
+    owner_id: uuid.UUID,
+    query: str,
+    *,
+    file_ids: Sequence[uuid.UUID] | None,
+    limit: int,
+) -> list[ChunkHit]:
+    """The owner's chunks that share words with `query`, best first (BM25 on SQLite, `ts_rank_cd`
+    on PostgreSQL), among `file_ids` when given, of ready files only."""
+    terms = query_terms(query)
+    if not terms or (file_ids is not None and not file_ids):
+        return []
+    if _is_sqlite(session):
+        rank = func.bm25(_FTS_TABLE)
+        statement = (
+            select(KnowledgeChunk.id, (-rank).label("score"))
+            .select_from(_FTS)
+            .join(KnowledgeChunk, KnowledgeChunk.id == _FTS.c.chunk_id)
+            .where(_FTS_TABLE.op("MATCH")(fts_match(owner_id, terms)))
+            .order_by(rank)
+        )
+    else:
+        vector = func.to_tsvector(_CONFIG, KnowledgeChunk.text)
+        tsquery = func.to_tsquery(_CONFIG, " | ".join(terms))
+        score = func.ts_rank_cd(vector, tsquery)
+        statement = (
+            select(KnowledgeChunk.id, score.label("score"))
+            .where(vector.op("@@")(tsquery))
+            .order_by(score.desc(), KnowledgeChunk.id)
+        )
+    statement = (
+        statement.join(StoredFile, StoredFile.id == KnowledgeChunk.file_id)
+        .where(KnowledgeChunk.owner_id == owner_id, StoredFile.status == READY)
+        .limit(limit)
+    )
+    if file_ids is not None:
+        statement = statement.where(KnowledgeChunk.file_id.in_(list(file_ids)))
+    rows = await session.execute(statement)
+    return [ChunkHit(row.id, float(row.score)) for row in rows]
+
+
+def _as_uuid(value: Any) -> uuid.UUID:
+    return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
+
+
+async def vectors_of(
+    session: AsyncSession,
+    owner_id: uuid.UUID,
+    *,
+    embedding_model: str,
+    file_ids: Sequence[uuid.UUID] | None,
+) -> list[tuple[uuid.UUID, bytes]]:
+    """The owner's chunk embeddings of one model (ready files only; among `file_ids` if given)."""
+    if file_ids is not None and not file_ids:
+        return []
+    statement = (
+        select(KnowledgeChunk.id, KnowledgeChunk.embedding)
+        .join(StoredFile, StoredFile.id == KnowledgeChunk.file_id)
+        .where(
+            KnowledgeChunk.owner_id == owner_id,
+            KnowledgeChunk.embedding_model == embedding_model,
+            StoredFile.status == READY,
+        )
+    )
+    if file_ids is not None:
+        statement = statement.where(KnowledgeChunk.file_id.in_(list(file_ids)))
+    rows = await session.execute(statement)
+    return [(row.id, row.embedding) for row in rows]
+
+
+async def chunks_with_files(
+    session: AsyncSession, owner_id: uuid.UUID, chunk_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, tuple[KnowledgeChunk, StoredFile]]:
+    """The owner's chunks among `chunk_ids`, each with its file."""
+    if not chunk_ids:
+        return {}
+    rows = await session.execute(
+        select(KnowledgeChunk, StoredFile)
+        .join(StoredFile, StoredFile.id == KnowledgeChunk.file_id)
+        .where(KnowledgeChunk.owner_id == owner_id, KnowledgeChunk.id.in_(list(chunk_ids)))
+    )
+    return {chunk.id: (chunk, stored) for chunk, stored in rows.all()}

@@ -1,0 +1,151 @@
+"""Hybrid search over a user's chunks: keyword hits (SQLite FTS5's BM25, PostgreSQL's
+`ts_rank_cd`) and vector hits (cosine similarity with the query's embedding, exact: every chunk of
+the owner's ready files made by the current embedding model) fused by reciprocal rank.
+
+Reciprocal rank fusion scores a chunk `sum(1 / (RRF_K + rank))` over the lists it is in, so a
+chunk that both searches rank well comes first, and neither search's raw scores (not comparable
+with each other) matter. Each list is `CANDIDATES_PER_LIST` long at least, so fusion has room to
+promote a chunk that one search ranks low. Only one model's vectors are compared: chunks embedded
+by an earlier `EMBEDDING_MODEL` still match by keyword until they are embedded again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from parley.knowledge import repository
+from parley.knowledge.repository import ChunkHit
+from parley.llm.embeddings import Embedder
+
+if TYPE_CHECKING:
+    import numpy as np
+
+# numpy is imported where vectors are compared, not at start-up (the API server starts faster).
+RRF_K = 60
+CANDIDATES_PER_LIST = 50
+MAX_LIMIT = 50
+
+
+@dataclass(frozen=True, slots=True)
+class SearchHit:
+    """A chunk a search found, with its file, and its fused score (higher is better)."""
+
+    chunk_id: uuid.UUID
+    file_id: uuid.UUID
+    filename: str
+    media_type: str
+    page: int | None
+    heading: str | None
+    text: str
+    start: int
+    end: int
+    score: float
+
+
+def fuse(ranked_lists: Sequence[Sequence[ChunkHit]], *, k: int = RRF_K) -> list[ChunkHit]:
+    """Reciprocal rank fusion: each chunk scored by the ranks it has in the lists, best first
+    (ties by the chunk id, so the order is stable)."""
+    scores: dict[uuid.UUID, float] = {}
+    for hits in ranked_lists:
+        for rank, hit in enumerate(hits, start=1):
+            scores[hit.chunk_id] = scores.get(hit.chunk_id, 0.0) + 1.0 / (k + rank)
+    ordered = sorted(scores.items(), key=lambda item: (-item[1], item[0]))
+    return [ChunkHit(chunk_id, score) for chunk_id, score in ordered]
+
+
+def nearest(
+    query: np.ndarray, rows: Sequence[tuple[uuid.UUID, bytes]], dimension: int, limit: int
+) -> list[ChunkHit]:
+    """The `limit` rows whose vectors are closest to `query` (unit vectors: the dot product is
+    the cosine), best first. Rows of another dimension are skipped."""
+    import numpy as np
+
+    usable = [(chunk_id, blob) for chunk_id, blob in rows if len(blob) == dimension * 4]
+    if not usable:
+        return []
+    matrix = np.frombuffer(b"".join(blob for _, blob in usable), dtype="<f4").reshape(
+        len(usable), dimension
+    )
+    scores = matrix @ query.astype(np.float32)
+    count = min(limit, len(usable))
+    best = np.argpartition(-scores, count - 1)[:count]
+    best = best[np.argsort(-scores[best], kind="stable")]
+    return [ChunkHit(usable[index][0], float(scores[index])) for index in best]
+
+
+async def keyword_search(
+    session: AsyncSession,
+    owner_id: uuid.UUID,
+    query: str,
+    *,
+    file_ids: Sequence[uuid.UUID] | None,
+    limit: int,
+) -> list[ChunkHit]:
+    """Keyword hits only (for the evaluation's keyword-only figures, and the fusion)."""
+    return await repository.keyword_hits(session, owner_id, query, file_ids=file_ids, limit=limit)
+
+
+async def vector_search(
+    session: AsyncSession,
+    owner_id: uuid.UUID,
+    query: str,
+    embedder: Embedder,
+    *,
+    file_ids: Sequence[uuid.UUID] | None,
+    limit: int,
+) -> list[ChunkHit]:
+    """Vector hits only: the chunks nearest to the query's embedding."""
+    if not query.strip():
+        return []
+    vector = (await embedder.embed([query], purpose="query"))[0]
+    rows = await repository.vectors_of(
+        session, owner_id, embedding_model=embedder.model_id, file_ids=file_ids
+    )
+    return await asyncio.to_thread(nearest, vector, rows, embedder.dimension, limit)
+
+
+async def hybrid_search(
+    session: AsyncSession,
+    owner_id: uuid.UUID,
+    query: str,
+    embedder: Embedder,
+    *,
+    file_ids: Sequence[uuid.UUID] | None,
+    limit: int,
+) -> list[SearchHit]:
+    """The owner's best chunks for `query`, keyword and vector hits fused, among `file_ids`
+    (None: every ready file of the owner's)."""
+    limit = max(1, min(limit, MAX_LIMIT))
+    candidates = max(CANDIDATES_PER_LIST, limit * 4)
+    keyword = await keyword_search(session, owner_id, query, file_ids=file_ids, limit=candidates)
+    vector = await vector_search(
+        session, owner_id, query, embedder, file_ids=file_ids, limit=candidates
+    )
+    fused = fuse([keyword, vector])[:limit]
+    found = await repository.chunks_with_files(session, owner_id, [hit.chunk_id for hit in fused])
+    hits = []
+    for hit in fused:
+        if hit.chunk_id not in found:
+            continue  # deleted since it was ranked
+        chunk, stored = found[hit.chunk_id]
+        hits.append(
+            SearchHit(
+                chunk_id=chunk.id,
+                file_id=stored.id,
+                filename=stored.filename,
+                media_type=stored.media_type,
+                page=chunk.page,
+                heading=chunk.heading,
+                text=chunk.text,
+                start=chunk.start_offset,
+                end=chunk.end_offset,
+                score=hit.score,
+            )
+        )
+    return hits
