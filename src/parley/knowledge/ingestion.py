@@ -84,6 +84,7 @@ class Ingestion:
         self.limits = ExtractionLimits(
             max_pages=settings.extraction_max_pages, max_chars=settings.extraction_max_chars
         )
+        self._reported_at: dict[uuid.UUID, float] = {}
 
     async def run(self, job: JobRun) -> None:
         """Ingest the job's file (see the module docstring)."""
@@ -105,6 +106,8 @@ class Ingestion:
                 return
             await self._set_progress(file_id, 0.0)
             raise
+        finally:
+            self._reported_at.pop(file_id, None)
 
     async def reembed(self, job: JobRun) -> None:
         """Embed a ready file's chunks again with the current `EMBEDDING_MODEL`, in place: the
@@ -237,8 +240,9 @@ class Ingestion:
     async def _report(self, job: JobRun, file_id: uuid.UUID, fraction: float) -> None:
         await job.progress(fraction)
         now = time.monotonic()
-        if now - getattr(self, "_reported_at", 0.0) >= PROGRESS_EVERY_SECONDS:
-            self._reported_at = now
+        # Per file: a worker ingests several at once, each reporting on its own.
+        if now - self._reported_at.get(file_id, 0.0) >= PROGRESS_EVERY_SECONDS:
+            self._reported_at[file_id] = now
             await self._set_progress(file_id, fraction)
 
     async def _set_progress(self, file_id: uuid.UUID, fraction: float) -> None:

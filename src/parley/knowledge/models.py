@@ -7,7 +7,8 @@ reads one user's rows only. A chunk's embedding is stored as little-endian float
 the model that made it and its dimension: a search only compares vectors of one model. Keyword
 search has an index of each database's own: on SQLite the FTS5 table `knowledge_chunks_fts`
 (created by the migration, with the owner as an indexed column, so a match is scoped inside the
-index), on PostgreSQL a GIN index over the text's `tsvector`.
+index), on PostgreSQL the generated column `search_vector` (the text's `tsvector`, stored) and
+its GIN index, both added by the migration and read by `parley.knowledge.repository` only.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import uuid
 from datetime import datetime
 
 from sqlalchemy import ForeignKey, Index, LargeBinary, String, Text
-from sqlalchemy import text as sql_text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from parley.core.db import Base, IdTimestampMixin, utcnow
@@ -64,11 +64,6 @@ class KnowledgeChunk(IdTimestampMixin, Base):
     __table_args__ = (
         Index("ix_knowledge_chunks_owner_id_embedding_model", "owner_id", "embedding_model"),
         Index("ix_knowledge_chunks_file_id_ordinal", "file_id", "ordinal"),
-        Index(
-            "ix_knowledge_chunks_search_vector",
-            sql_text(f"to_tsvector('{TEXT_SEARCH_CONFIG}', text)"),
-            postgresql_using="gin",
-        ).ddl_if(dialect="postgresql"),
     )
 
     owner_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))

@@ -30,6 +30,7 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import defer
 
 from parley.core.pagination import CursorCodec, SortKey, paginate
 from parley.files.models import READY, StoredFile
@@ -45,9 +46,10 @@ MAX_QUERY_TERMS = 32
 _TERM = re.compile(r"\w+", re.UNICODE)
 _FTS = table("knowledge_chunks_fts", column("text"), column("owner"), column("chunk_id"))
 _FTS_TABLE: ColumnElement[Any] = literal_column("knowledge_chunks_fts")
-# A literal, not a parameter: PostgreSQL uses the GIN expression index only for the same
-# expression, constant included.
 _CONFIG: ColumnElement[Any] = literal_column(f"'{TEXT_SEARCH_CONFIG}'")
+# PostgreSQL's stored `tsvector` of each chunk (a generated column the migration adds, GIN
+# indexed): ranking reads it instead of parsing every matching chunk's text again.
+_SEARCH_VECTOR: ColumnElement[Any] = literal_column("knowledge_chunks.search_vector")
 
 
 def _is_sqlite(session: AsyncSession) -> bool:
@@ -235,9 +237,25 @@ async def add_chunks(session: AsyncSession, chunks: Sequence[KnowledgeChunk]) ->
         )
 
 
+# Words too common to tell passages apart: left out of keyword queries, where each would match
+# nearly every passage (and make the database rank them all).
+_STOPWORD_TEXT = """
+a about after all also am an and any are as at be because been before being between both but by
+can could did do does doing done during each few for from had has have having he her here hers
+him his how i if in into is it its itself just me more most my no nor not now of off on once only
+or other our ours out over own same she should so some such than that the their them then there
+these they this those through to too under until up very was we were what when where which while
+who whom why will with would you your yours
+"""
+STOPWORDS = frozenset(_STOPWORD_TEXT.split())
+
+
 def query_terms(query: str) -> list[str]:
-    """The words of a search query that keyword search matches on (any of them)."""
-    return [term.lower() for term in _TERM.findall(query)][:MAX_QUERY_TERMS]
+    """The words of a search query that keyword search matches on (any of them): without the
+    most common English words, unless the query has no other."""
+    terms = list(dict.fromkeys(term.lower() for term in _TERM.findall(query)))
+    kept = [term for term in terms if term not in STOPWORDS] or terms
+    return kept[:MAX_QUERY_TERMS]
 
 
 @dataclass(frozen=True, slots=True)
@@ -278,7 +296,7 @@ async def keyword_hits(
             .order_by(rank)
         )
     else:
-        vector = func.to_tsvector(_CONFIG, KnowledgeChunk.text)
+        vector = _SEARCH_VECTOR
         tsquery = func.to_tsquery(_CONFIG, " | ".join(terms))
         score = func.ts_rank_cd(vector, tsquery)
         statement = (
@@ -336,5 +354,6 @@ async def chunks_with_files(
         select(KnowledgeChunk, StoredFile)
         .join(StoredFile, StoredFile.id == KnowledgeChunk.file_id)
         .where(KnowledgeChunk.owner_id == owner_id, KnowledgeChunk.id.in_(list(chunk_ids)))
+        .options(defer(KnowledgeChunk.embedding))  # shown, not compared: leave the vector
     )
     return {chunk.id: (chunk, stored) for chunk, stored in rows.all()}

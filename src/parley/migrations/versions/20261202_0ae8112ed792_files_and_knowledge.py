@@ -20,7 +20,7 @@ depends_on: str | Sequence[str] | None = None
 
 def upgrade() -> None:
     # Each database's keyword index over the chunks comes last: SQLite's FTS5 table
-    # knowledge_chunks_fts, PostgreSQL's GIN index over to_tsvector('english', text).
+    # knowledge_chunks_fts; PostgreSQL's stored tsvector column search_vector and its GIN index.
     op.create_table(
         "files",
         sa.Column("owner_id", sa.Uuid(), nullable=False),
@@ -170,10 +170,15 @@ def upgrade() -> None:
             "text, owner, chunk_id UNINDEXED, tokenize = 'porter unicode61 remove_diacritics 2')"
         )
     else:
+        # Stored, so that ranking reads each chunk's tsvector instead of parsing its text again.
+        op.execute(
+            "ALTER TABLE knowledge_chunks ADD COLUMN search_vector tsvector "
+            "GENERATED ALWAYS AS (to_tsvector('english', text)) STORED"
+        )
         op.create_index(
             "ix_knowledge_chunks_search_vector",
             "knowledge_chunks",
-            [sa.text("to_tsvector('english', text)")],
+            ["search_vector"],
             postgresql_using="gin",
         )
 
@@ -186,6 +191,7 @@ def downgrade() -> None:
         op.execute("DROP TABLE knowledge_chunks_fts")
     else:
         op.drop_index("ix_knowledge_chunks_search_vector", table_name="knowledge_chunks")
+        op.drop_column("knowledge_chunks", "search_vector")
 
     with op.batch_alter_table("knowledge_chunks", schema=None) as batch_op:
         batch_op.drop_index("ix_knowledge_chunks_owner_id_embedding_model")
