@@ -19,9 +19,18 @@ from typing import Any, ClassVar, cast
 
 import uuid_utils.compat as uuid_compat
 from sqlalchemy import DateTime, MetaData, event
-from sqlalchemy.engine import AdaptedConnection, Connection, Dialect, ExecutionContext
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import (
+    AdaptedConnection,
+    Connection,
+    CursorResult,
+    Dialect,
+    ExecutionContext,
+)
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
+    AsyncSession,
     async_sessionmaker,
     create_async_engine,
 )
@@ -288,3 +297,15 @@ def contains_pattern(text: str) -> str:
     """
     escaped = text.replace(LIKE_ESCAPE, LIKE_ESCAPE * 2).replace("%", "\\%").replace("_", "\\_")
     return f"%{escaped}%"
+
+
+def insert_of(session: AsyncSession, table: Any) -> Any:
+    """An INSERT of the session's dialect, for `on_conflict_do_nothing` (both dialects have it)."""
+    if session.get_bind().dialect.name == "postgresql":
+        return postgresql_insert(table)
+    return sqlite_insert(table)
+
+
+def rowcount(result: Any) -> int:
+    """The rows an UPDATE or DELETE touched (0 for a result that does not say)."""
+    return int(result.rowcount) if isinstance(result, CursorResult) else 0

@@ -9,15 +9,11 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from typing import Any
 
 from sqlalchemy import Select, func, select, update
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from parley.core.db import utcnow
+from parley.core.db import insert_of, rowcount, utcnow
 from parley.core.pagination import CursorCodec, SortKey, paginate
 from parley.files.models import StorageUsage, StoredFile
 
@@ -89,22 +85,12 @@ async def blob_still_used(
     return other.first() is not None
 
 
-def _insert_of(session: AsyncSession, table: Any) -> Any:
-    if session.get_bind().dialect.name == "postgresql":
-        return postgresql_insert(table)
-    return sqlite_insert(table)
-
-
-def _rowcount(result: Any) -> int:
-    return int(result.rowcount) if isinstance(result, CursorResult) else 0
-
-
 async def reserve_bytes(
     session: AsyncSession, owner_id: uuid.UUID, size: int, *, quota: int
 ) -> bool:
     """Count `size` more bytes to the owner unless that passes `quota`; whether it was counted."""
     await session.execute(
-        _insert_of(session, StorageUsage)
+        insert_of(session, StorageUsage)
         .values(owner_id=owner_id, bytes_used=0, updated_at=utcnow())
         .on_conflict_do_nothing(index_elements=["owner_id"])
     )
@@ -117,7 +103,7 @@ async def reserve_bytes(
         .values(bytes_used=StorageUsage.bytes_used + size, updated_at=utcnow())
         .execution_options(synchronize_session=False)
     )
-    return _rowcount(result) == 1
+    return rowcount(result) == 1
 
 
 async def release_bytes(session: AsyncSession, owner_id: uuid.UUID, size: int) -> None:

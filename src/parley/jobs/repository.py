@@ -19,12 +19,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Select, delete, func, select, text, tuple_, update
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from parley.core.db import new_id
+from parley.core.db import insert_of, new_id, rowcount
 from parley.core.pagination import CursorCodec, SortKey, paginate
 from parley.jobs.models import (
     CANCELLED,
@@ -56,17 +53,6 @@ class ClaimedJob:
     attempt: int
     max_attempts: int
     trace_context: dict[str, str] | None
-
-
-def insert_of(session: AsyncSession, table: Any) -> Any:
-    """An INSERT of the session's dialect (both have `on_conflict_do_nothing`)."""
-    if session.get_bind().dialect.name == "postgresql":
-        return postgresql_insert(table)
-    return sqlite_insert(table)
-
-
-def _rowcount(result: Any) -> int:
-    return int(result.rowcount) if isinstance(result, CursorResult) else 0
 
 
 async def claim(
@@ -236,7 +222,7 @@ async def fail(
         .values(**values)
         .execution_options(synchronize_session=False)
     )
-    return _rowcount(result) == 1
+    return rowcount(result) == 1
 
 
 async def release(
@@ -257,7 +243,7 @@ async def release(
         )
         .execution_options(synchronize_session=False)
     )
-    return _rowcount(result) == 1
+    return rowcount(result) == 1
 
 
 async def recover_expired(session: AsyncSession, now: datetime) -> tuple[int, int]:
@@ -290,7 +276,7 @@ async def recover_expired(session: AsyncSession, now: datetime) -> tuple[int, in
         )
         .execution_options(synchronize_session=False)
     )
-    return _rowcount(requeued), _rowcount(failed)
+    return rowcount(requeued), rowcount(failed)
 
 
 async def next_due_at(session: AsyncSession, queues: Sequence[str] | None) -> datetime | None:
@@ -337,7 +323,7 @@ async def cancel(session: AsyncSession, job_id: uuid.UUID, now: datetime) -> boo
         .values(status=CANCELLED, finished_at=now, lease_expires_at=None, updated_at=now)
         .execution_options(synchronize_session=False)
     )
-    return _rowcount(result) == 1
+    return rowcount(result) == 1
 
 
 async def retry(session: AsyncSession, job_id: uuid.UUID, now: datetime) -> bool:
@@ -359,7 +345,7 @@ async def retry(session: AsyncSession, job_id: uuid.UUID, now: datetime) -> bool
         )
         .execution_options(synchronize_session=False)
     )
-    return _rowcount(result) == 1
+    return rowcount(result) == 1
 
 
 async def purge_finished(session: AsyncSession, before: datetime) -> int:
@@ -369,7 +355,7 @@ async def purge_finished(session: AsyncSession, before: datetime) -> int:
         .where(Job.status.in_(FINAL_STATUSES), Job.finished_at < before)
         .execution_options(synchronize_session=False)
     )
-    return _rowcount(result)
+    return rowcount(result)
 
 
 async def take_slot(session: AsyncSession, name: str, slot_at: datetime, now: datetime) -> bool:
@@ -381,7 +367,7 @@ async def take_slot(session: AsyncSession, name: str, slot_at: datetime, now: da
         .values(last_slot_at=slot_at, updated_at=now)
         .execution_options(synchronize_session=False)
     )
-    if _rowcount(moved) == 1:
+    if rowcount(moved) == 1:
         return True
     insert = insert_of(session, JobSchedule)
     created = await session.execute(

@@ -26,12 +26,10 @@ from sqlalchemy import (
     select,
     table,
 )
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import defer
 
+from parley.core.db import insert_of, rowcount
 from parley.core.pagination import CursorCodec, SortKey, paginate
 from parley.files.models import READY, StoredFile
 from parley.knowledge.models import (
@@ -54,10 +52,6 @@ _SEARCH_VECTOR: ColumnElement[Any] = literal_column("knowledge_chunks.search_vec
 
 def _is_sqlite(session: AsyncSession) -> bool:
     return session.get_bind().dialect.name == "sqlite"
-
-
-def _rowcount(result: Any) -> int:
-    return int(result.rowcount) if isinstance(result, CursorResult) else 0
 
 
 # -- bases --------------------------------------------------------------------------------------
@@ -131,9 +125,8 @@ async def link_file(
     session: AsyncSession, owner_id: uuid.UUID, knowledge_id: uuid.UUID, file_id: uuid.UUID
 ) -> None:
     """Put the file in the base (nothing if it is there already)."""
-    insert = postgresql_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
     await session.execute(
-        insert(KnowledgeBaseFile)
+        insert_of(session, KnowledgeBaseFile)
         .values(knowledge_id=knowledge_id, file_id=file_id, owner_id=owner_id)
         .on_conflict_do_nothing(index_elements=["knowledge_id", "file_id"])
     )
@@ -150,7 +143,7 @@ async def unlink_file(
             KnowledgeBaseFile.file_id == file_id,
         )
     )
-    return _rowcount(result) == 1
+    return rowcount(result) == 1
 
 
 async def files_in_bases(
