@@ -5,7 +5,9 @@ both run `build_worker`. `parley worker` builds the same services as the API ser
 finish for `WORKER_SHUTDOWN_SECONDS` (a second signal cuts that short), puts back the rest, and
 exits.
 
-- `chat.title`, after a chat's first reply: a title from the chat's model (`parley.turns.titles`).
+- `chat.title_sweep`, every 3 seconds: a `chat.title` job for each chat whose first reply
+  completed since (`parley.turns.titles`).
+- `chat.title`: a title from the chat's model.
 - `turns.sweep`, every third of `GENERATION_STALE_SECONDS` (at least 1 s): replies whose worker
   died are interrupted and billed, then budget holds whose request never settled are released (one
   job, in that order, because both touch the same holds).
@@ -44,7 +46,13 @@ from parley.knowledge.ingestion import (
 from parley.runtime import Runtime, open_runtime
 from parley.settings import Settings
 from parley.turns.idempotency import purge_expired_keys
-from parley.turns.titles import TITLE_JOB, ChatTitler
+from parley.turns.titles import (
+    TITLE_JOB,
+    TITLE_SWEEP_JOB,
+    TITLE_SWEEP_SECONDS,
+    ChatTitler,
+    queue_titles,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -100,6 +108,11 @@ def job_kinds(runtime: Runtime) -> JobKinds:
         ChatTitler(database, runtime.providers, runtime.catalog, settings, runtime.usage_meter),
     )
     kinds.handle(SWEEP_JOB, sweep)
+
+    async def title_sweep(job: JobRun) -> None:
+        await queue_titles(database)
+
+    kinds.handle(TITLE_SWEEP_JOB, title_sweep)
     ingestion = Ingestion(database, settings, runtime.embeddings)
     kinds.handle(INGEST_JOB, ingestion.run)
     kinds.handle(REEMBED_JOB, ingestion.reembed)
@@ -125,6 +138,7 @@ def schedules(runtime: Runtime) -> list[Schedule]:
             SWEEP_JOB,
             every_seconds=max(1.0, settings.generation_stale_seconds / 3),
         ),
+        Schedule("chat.title_sweep", TITLE_SWEEP_JOB, every_seconds=TITLE_SWEEP_SECONDS),
         Schedule("turns.purge_idempotency_keys", PURGE_IDEMPOTENCY_JOB, every_seconds=HOURLY),
         Schedule("accounts.purge_refresh_tokens", PURGE_REFRESH_TOKENS_JOB, every_seconds=HOURLY),
         Schedule("jobs.purge", PURGE_JOBS_JOB, every_seconds=HOURLY),

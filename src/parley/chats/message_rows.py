@@ -129,7 +129,7 @@ _END_REPLY = (
 _NAME_CHAT = (
     update(_CHATS)
     .where(_CHATS.c.id == bindparam("b_chat_id"), _CHATS.c.title.is_(None))
-    .values(title=bindparam("b_title"), title_generated=True)
+    .values(title=bindparam("b_title"), title_generated=True, title_reply_id=bindparam("b_reply"))
 )
 _FREE_SLOT = (
     update(_CHATS)
@@ -177,9 +177,14 @@ async def free_reply_slot(
     )
 
 
-async def name_chat_if_untitled(session: AsyncSession, chat_id: uuid.UUID, title: str) -> None:
-    """Give the chat this title unless it has one (the user may have named it meanwhile)."""
-    await session.execute(_NAME_CHAT, {"b_chat_id": chat_id, "b_title": title})
+async def name_chat_if_untitled(
+    session: AsyncSession, chat_id: uuid.UUID, title: str, *, title_reply: uuid.UUID | None
+) -> None:
+    """Give the chat this title unless it has one (the user may have named it meanwhile); with
+    `title_reply`, mark it for a title from its model (`parley.turns.titles`) after that reply."""
+    await session.execute(
+        _NAME_CHAT, {"b_chat_id": chat_id, "b_title": title, "b_reply": title_reply}
+    )
 
 
 async def reply_status(session: AsyncSession, message_id: uuid.UUID) -> str | None:

@@ -21,6 +21,12 @@ class Chat(IdTimestampMixin, Base):
     __table_args__ = (
         Index("ix_chats_user_id_archived_updated_at", "user_id", "archived", "updated_at", "id"),
         Index("ix_chats_user_id_updated_at", "user_id", "updated_at", "id"),
+        Index(
+            "ix_chats_title_reply_id",
+            "title_reply_id",
+            sqlite_where=text("title_reply_id IS NOT NULL"),
+            postgresql_where=text("title_reply_id IS NOT NULL"),
+        ),
     )
 
     user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
@@ -28,6 +34,9 @@ class Chat(IdTimestampMixin, Base):
     # The title is Parley's (from the first message, then the `chat.title` job), not the user's:
     # only such a title is replaced by a generated one.
     title_generated: Mapped[bool] = mapped_column(default=False, server_default=false())
+    # The first reply, once it completed: the chat waits for a title from its model
+    # (`chat.title_sweep` queues the `chat.title` job and clears this).
+    title_reply_id: Mapped[uuid.UUID | None]
     model_id: Mapped[str | None] = mapped_column(String(200))
     system_prompt: Mapped[str | None] = mapped_column(Text)
     archived: Mapped[bool] = mapped_column(default=False)

@@ -72,12 +72,13 @@ async def free_slot(
     *,
     at: datetime,
     title: str | None,
+    title_reply: uuid.UUID | None = None,
 ) -> None:
     """Free the chat for its next reply (if this reply still holds it) and, with `title`, name it
-    unless it has a name."""
+    unless it has a name (and, with `title_reply`, mark it for a title from its model)."""
     await message_rows.free_reply_slot(session, chat_id, message_id, at=at)
     if title:
-        await message_rows.name_chat_if_untitled(session, chat_id, title)
+        await message_rows.name_chat_if_untitled(session, chat_id, title, title_reply=title_reply)
 
 
 async def status_of(session: AsyncSession, message_id: uuid.UUID) -> str | None:

@@ -31,14 +31,12 @@ from pydantic_ai.ui.vercel_ai.response_types import (
 from parley.chats import replies
 from parley.core.db import Database, utcnow
 from parley.core.telemetry import get_tracer
-from parley.jobs.queue import enqueue
 from parley.llm.failures import UNKNOWN_FAILURE, TurnFailure
 from parley.turns.event_log import EventLogs
 from parley.turns.loop import TurnLoop
 from parley.turns.parts import PartsAccumulator
 from parley.turns.plan import TurnPlan, answered_by_fallback, cost_of
 from parley.turns.sse import SDK_VERSION
-from parley.turns.titles import TITLE_JOB, title_job_args
 from parley.usage.meter import UsageMeter
 from parley.usage.pricing import output_tokens_of_parts, tokens_for_chars
 from parley.usage.reservations import UsageEntry
@@ -298,21 +296,12 @@ class RunningTurn:
                 plan.assistant_message_id,
                 at=now,
                 title=title_from(plan.title_from) if plan.title_from else None,
+                # The chat's first reply, complete: a real title from its model comes next,
+                # marked in the same statement (`parley.turns.titles`).
+                title_reply=(
+                    plan.assistant_message_id if ended and outcome.status == "complete" else None
+                ),
             )
-            if ended and plan.title_from and outcome.status == "complete":
-                # The chat's first reply: a real title from its model, once this commits.
-                await enqueue(
-                    session,
-                    TITLE_JOB,
-                    title_job_args(
-                        plan.chat_id,
-                        plan.user_id,
-                        plan.user_message_id,
-                        plan.assistant_message_id,
-                        plan.model_id,
-                    ),
-                    idempotency_key=f"chat.title:{plan.assistant_message_id}",
-                )
             await session.commit()
         # Billed only if this save ended it: one ended elsewhere first was billed there.
         if ended and self.usage_meter is not None:

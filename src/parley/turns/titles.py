@@ -1,9 +1,13 @@
 """Real chat titles: after a chat's first reply, the `chat.title` job asks the chat's model for a
 short title and gives it to the chat, unless the user has named the chat meanwhile.
 
-The turn enqueues the job in the transaction that saves its first reply (the chat already has a
-title made of the first message's words, `parley.turns.running.title_from`, which the job's title
-replaces). The job runs the model through the same step interface as a turn, holds and settles
+The transaction that saves a chat's first complete reply gives the chat a title made of the first
+message's words (`parley.turns.running.title_from`) and, in the same statement, marks it
+(`chats.title_reply_id`). The `chat.title_sweep` schedule, every `TITLE_SWEEP_SECONDS`, queues one
+`chat.title` job for each marked chat and clears the marks, in one transaction: a turn pays for
+no job row of its own (an INSERT per first reply cost measurable CPU under concurrent turns on
+SQLite), and the titles come a few seconds after the reply. The job's title replaces the words
+title. The job runs the model through the same step interface as a turn, holds and settles
 its cost against the user's budget like a turn (a user with no budget left keeps the words
 title), and records the usage as the chat's. The offline model answers with a title made of the
 first message's words (`parley.llm.titles.words_title`).
@@ -17,12 +21,16 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import select, update
+
 from parley import engines
 from parley.accounts.models import User
 from parley.chats import replies
+from parley.chats.models import Chat, Message
 from parley.core.db import Database
 from parley.core.errors import BudgetExceeded, ValidationFailed
 from parley.jobs.kinds import JobKind, JobRun
+from parley.jobs.queue import enqueue_many
 from parley.llm.cache import CatalogCache
 from parley.llm.providers import ModelProviders
 from parley.llm.schemas import CatalogEntry
@@ -49,6 +57,51 @@ TITLE_JOB = JobKind(
     backoff_seconds=10,
 )
 TITLE_OUTPUT_TOKENS = 32  # what the hold reserves for the answer
+# Queues the marked chats' title jobs (one attempt: the next slot picks up what this one left).
+TITLE_SWEEP_JOB = JobKind("chat.title_sweep", priority=10, max_attempts=1, timeout_seconds=60)
+TITLE_SWEEP_SECONDS = 3.0
+TITLE_SWEEP_BATCH = 200
+
+
+async def queue_titles(database: Database) -> int:
+    """Queue a `chat.title` job for each chat marked after its first reply (at most
+    `TITLE_SWEEP_BATCH` a call), and clear their marks, in one transaction; how many."""
+    async with database.sessionmaker() as session:
+        marked = (
+            await session.execute(
+                select(Chat.id, Chat.user_id, Chat.title_reply_id)
+                .where(Chat.title_reply_id.is_not(None))
+                .limit(TITLE_SWEEP_BATCH)
+            )
+        ).all()
+        if not marked:
+            return 0
+        reply_ids = [row.title_reply_id for row in marked]
+        found = {
+            row.id: row
+            for row in await session.execute(
+                select(Message.id, Message.parent_id, Message.model_id).where(
+                    Message.id.in_(reply_ids)
+                )
+            )
+        }
+        jobs = []
+        for chat in marked:
+            reply = found.get(chat.title_reply_id)
+            if reply is None or reply.parent_id is None or not reply.model_id:
+                continue  # the branch was deleted meanwhile: the words title stays
+            jobs.append(
+                title_job_args(chat.id, chat.user_id, reply.parent_id, reply.id, reply.model_id)
+            )
+        await enqueue_many(session, TITLE_JOB, jobs)
+        await session.execute(
+            update(Chat)
+            .where(Chat.id.in_([chat.id for chat in marked]))
+            .values(title_reply_id=None)
+            .execution_options(synchronize_session=False)
+        )
+        await session.commit()
+    return len(jobs)
 
 
 def title_job_args(

@@ -1,4 +1,4 @@
-"""files and knowledge: files, storage_usage, knowledge bases, chunks, chats.knowledge_ids
+"""files and knowledge: files, knowledge bases, chunks; chats.knowledge_ids, title_reply_id
 
 Revision ID: 0ae8112ed792
 Revises: 7c3e1f0a9d25
@@ -162,6 +162,14 @@ def upgrade() -> None:
         batch_op.add_column(
             sa.Column("knowledge_ids", sa.JSON(), server_default=sa.text("'[]'"), nullable=False)
         )
+        batch_op.add_column(sa.Column("title_reply_id", sa.Uuid(), nullable=True))
+        batch_op.create_index(
+            "ix_chats_title_reply_id",
+            ["title_reply_id"],
+            unique=False,
+            sqlite_where=sa.text("title_reply_id IS NOT NULL"),
+            postgresql_where=sa.text("title_reply_id IS NOT NULL"),
+        )
 
     if op.get_bind().dialect.name == "sqlite":
         # The owner is an indexed column, so a match is scoped to one user inside the index.
@@ -185,6 +193,8 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     with op.batch_alter_table("chats", schema=None) as batch_op:
+        batch_op.drop_index("ix_chats_title_reply_id")
+        batch_op.drop_column("title_reply_id")
         batch_op.drop_column("knowledge_ids")
 
     if op.get_bind().dialect.name == "sqlite":
