@@ -66,11 +66,17 @@ def assert_chunk_invariants(
         assert chunk.text
         assert chunk.text == chunk.text.strip()
         assert len(chunk.text) <= target * 1.5
-        # A chunk lies within one run of page and heading, and says which.
-        touched = {
-            (s.page, s.heading) for s, lo, hi in spans if lo < chunk.end and chunk.start < hi
-        }
-        assert touched == {(chunk.page, chunk.heading)}
+        # A chunk lies within one run of page and heading, and says which; it may start with
+        # the headings alone (titles) that came right before that run on its page.
+        touched = [s for s, lo, hi in spans if lo < chunk.end and chunk.start < hi]
+        own = [
+            i for i, s in enumerate(touched) if (s.page, s.heading) == (chunk.page, chunk.heading)
+        ]
+        assert own, "a chunk names its run"
+        assert own == list(range(own[0], len(touched)))
+        for title in touched[: own[0]]:
+            assert title.text == title.heading
+            assert title.page == chunk.page
     for before, after in itertools.pairwise(chunks):
         assert after.start > before.start
         assert after.end > before.end
@@ -103,6 +109,24 @@ def test_invariants_hold_on_mixed_documents(seed: int, target: int, overlap: int
     chunks = chunk_sections(sections, target_chars=target, overlap_chars=overlap)
 
     assert_chunk_invariants(sections, chunks, target, overlap)
+
+
+def test_a_title_right_before_a_sub_heading_joins_its_chunk() -> None:
+    sections = [
+        Section("Bicycle care", None, "Bicycle care"),
+        Section("Chains", None, "Chains"),
+        Section("Oil the chain every 300 kilometres.", None, "Chains"),
+        Section("Tyres", None, "Tyres"),
+        Section("Check the pressure weekly.", None, "Tyres"),
+        Section("Appendix", None, "Appendix"),
+    ]
+    chunks = chunk_sections(sections)
+    assert [(c.text, c.heading) for c in chunks] == [
+        ("Bicycle care\n\nChains\n\nOil the chain every 300 kilometres.", "Chains"),
+        ("Tyres\n\nCheck the pressure weekly.", "Tyres"),
+        ("Appendix", "Appendix"),  # a heading at the very end stays: nothing follows it
+    ]
+    assert_chunk_invariants(sections, chunks, 1200, 200)
 
 
 def test_headings_and_pages_start_chunks() -> None:

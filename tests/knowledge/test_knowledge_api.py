@@ -160,6 +160,7 @@ async def test_another_users_knowledge_bases_are_not_found(
         ("DELETE", f"/api/knowledge/{base['id']}", None),
         ("POST", f"/api/knowledge/{base['id']}/files", {"file_id": mine["id"]}),
         ("DELETE", f"/api/knowledge/{base['id']}/files/{mine['id']}", None),
+        ("GET", f"/api/knowledge/{base['id']}/files", None),
     ):
         response = await client.request(method, path, json=body, headers=other_user.headers)
         assert response.status_code == 404, (method, path, response.text)
@@ -171,3 +172,77 @@ async def test_another_users_knowledge_bases_are_not_found(
     assert listed.json()["data"]["items"] == []
     still = await client.get(f"/api/knowledge/{base['id']}", headers=user.headers)
     assert still.json()["data"]["name"] == "Private"
+
+
+async def test_the_files_of_a_base_are_listed_page_by_page(
+    client: httpx.AsyncClient, user: TestUser
+) -> None:
+    base = (
+        await client.post("/api/knowledge", json={"name": "Notes"}, headers=user.headers)
+    ).json()["data"]
+    other = (
+        await client.post("/api/knowledge", json={"name": "Other"}, headers=user.headers)
+    ).json()["data"]
+    inside = []
+    for index in range(3):
+        created = await upload(
+            client, user, f"n{index}.md", f"# N{index}\n\nnote {index}".encode(), "text/markdown"
+        )
+        inside.append(created.json()["data"]["id"])
+        await client.post(
+            f"/api/knowledge/{base['id']}/files", json={"file_id": inside[-1]}, headers=user.headers
+        )
+    outside = await upload(
+        client, user, "o.md", b"# O\n\nelsewhere", "text/markdown", knowledge_id=other["id"]
+    )
+    assert outside.status_code == 201
+    seen: list[str] = []
+    cursor = None
+    for _ in range(5):
+        params = {"limit": 2, **({"cursor": cursor} if cursor else {})}
+        page = await client.get(
+            f"/api/knowledge/{base['id']}/files", params=params, headers=user.headers
+        )
+        assert page.status_code == 200, page.text
+        seen += [item["id"] for item in page.json()["data"]["items"]]
+        cursor = page.json()["data"]["next_cursor"]
+        if not cursor:
+            break
+    assert seen == list(reversed(inside))  # newest first, only this base's
+    empty = await client.get(f"/api/knowledge/{uuid.uuid4()}/files", headers=user.headers)
+    assert empty.status_code == 404
+    bad = await client.get(
+        f"/api/knowledge/{base['id']}/files", params={"limit": 0}, headers=user.headers
+    )
+    assert bad.status_code == 422
+
+
+async def test_a_passage_opens_by_its_id_for_its_owner_only(
+    client: httpx.AsyncClient, user: TestUser, other_user: TestUser, worker: Worker
+) -> None:
+    created = (await upload(client, user, "bikes.md", BIKES, "text/markdown")).json()["data"]
+    await settled(client, user, created["id"])
+    hit = (await search(client, user, "tyre pressure psi"))[0]
+    opened = await client.get(f"/api/knowledge/chunks/{hit['chunk_id']}", headers=user.headers)
+    assert opened.status_code == 200, opened.text
+    passage = opened.json()["data"]
+    assert passage == {
+        "chunk_id": hit["chunk_id"],
+        "file_id": created["id"],
+        "filename": "bikes.md",
+        "media_type": "text/markdown",
+        "page": None,
+        "heading": hit["heading"],
+        "text": hit["text"],
+    }
+    assert "psi" in passage["text"]
+    path = f"/api/knowledge/chunks/{hit['chunk_id']}"
+    assert (await client.get(path, headers=other_user.headers)).status_code == 404
+    assert (await client.get(path)).status_code == 401
+    unknown = await client.get(f"/api/knowledge/chunks/{uuid.uuid4()}", headers=user.headers)
+    assert unknown.status_code == 404
+    assert unknown.json()["error"]["code"] == "not_found"
+    malformed = await client.get("/api/knowledge/chunks/not-a-uuid", headers=user.headers)
+    assert malformed.status_code == 422
+    await client.delete(f"/api/files/{created['id']}", headers=user.headers)
+    assert (await client.get(path, headers=user.headers)).status_code == 404

@@ -117,7 +117,13 @@ async def test_every_header_control_fits_a_phone(
 
     controls: list[dict[str, Any]] = await page.evaluate(HEADER_CONTROLS)
     names = {control["name"] for control in controls}
-    assert {"toggle-sidebar", "toggle-tasks", "account-button", "model-picker"} <= names, names
+    assert {
+        "toggle-sidebar",
+        "knowledge-button",
+        "toggle-tasks",
+        "account-button",
+        "model-picker",
+    } <= names, names
     assert {"rename-chat", "archive-chat", "delete-chat"} <= names, names
     for control in controls:
         assert control["left"] >= 0, control
@@ -132,6 +138,7 @@ async def test_every_header_control_fits_a_phone(
     # Each top-bar control works where it is.
     for button, opened in [
         ("#account-button", page.get_by_role("dialog", name="Account")),
+        ("#knowledge-button", page.get_by_role("dialog", name="Knowledge")),
         ("#toggle-tasks", page.get_by_role("complementary", name="Tasks")),
         ("#toggle-sidebar", page.get_by_role("navigation", name="Chats")),
     ]:

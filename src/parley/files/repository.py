@@ -52,11 +52,15 @@ async def list_files(
     cursor: str | None,
     limit: int,
     status: str | None = None,
+    among: Select[uuid.UUID] | None = None,
 ) -> tuple[list[StoredFile], str | None]:
-    """A page of the owner's files, newest first."""
+    """A page of the owner's files, newest first (only those whose ids `among` selects, if
+    given)."""
     statement = readable(owner_id)
     if status is not None:
         statement = statement.where(StoredFile.status == status)
+    if among is not None:
+        statement = statement.where(StoredFile.id.in_(among))
     statement, finish = paginate(
         statement,
         sort=FILES_NEWEST_FIRST,

@@ -119,7 +119,10 @@ def _groups(
     text: str, sections: Sequence[Section], target: int
 ) -> Iterator[tuple[int | None, str | None, list[tuple[int, int]]]]:
     """Runs of consecutive sections with one page and heading, as pieces of at most `target`
-    characters (offsets into `text`). Sections with no visible text neither start nor end a run."""
+    characters (offsets into `text`). Sections with no visible text neither start nor end a run.
+    A run that is nothing but its heading (a title right before a sub-heading) joins the next run
+    on its page instead of being a chunk of one line: "Bicycle care" then "Chains ..." is one
+    chunk under "Chains" that starts with the title."""
     key: tuple[int | None, str | None] | None = None
     pieces: list[tuple[int, int]] = []
     offset = 0
@@ -129,13 +132,23 @@ def _groups(
         if not section_pieces:
             continue
         if key != (section.page, section.heading):
-            if key is not None:
+            if key is not None and not (
+                key[0] == section.page and _only_heading(text, pieces, key[1])
+            ):
                 yield (*key, pieces)
+                pieces = []
             key = (section.page, section.heading)
-            pieces = []
         pieces.extend(section_pieces)
     if key is not None:
         yield (*key, pieces)
+
+
+def _only_heading(text: str, pieces: list[tuple[int, int]], heading: str | None) -> bool:
+    """Whether a run's text is its heading alone."""
+    if heading is None or len(pieces) != 1:
+        return False
+    start, end = pieces[0]
+    return text[start:end] == heading.strip()
 
 
 def _pieces(text: str, start: int, end: int, target: int) -> Iterator[tuple[int, int]]:

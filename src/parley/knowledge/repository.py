@@ -146,6 +146,13 @@ async def unlink_file(
     return rowcount(result) == 1
 
 
+def base_file_ids(owner_id: uuid.UUID, knowledge_id: uuid.UUID) -> Select[uuid.UUID]:
+    """The ids of the files in one of the owner's bases, as a subquery."""
+    return select(KnowledgeBaseFile.file_id).where(
+        KnowledgeBaseFile.owner_id == owner_id, KnowledgeBaseFile.knowledge_id == knowledge_id
+    )
+
+
 async def files_in_bases(
     session: AsyncSession, owner_id: uuid.UUID, knowledge_ids: Sequence[uuid.UUID]
 ) -> list[uuid.UUID]:

@@ -5,9 +5,12 @@ own bases and files; another user's is a 404 like a missing one.
 - `GET /api/knowledge` — list, newest first, with cursor paging
 - `GET /api/knowledge/search` — hybrid search over the caller's files (`q`, `knowledge_id`,
   `file_id`, `limit`)
+- `GET /api/knowledge/chunks/{chunk_id}` — one passage of the caller's files (a citation's
+  `source_id`), with its file, page and heading
 - `GET /api/knowledge/{knowledge_id}` — one base
 - `PATCH /api/knowledge/{knowledge_id}` — change its name or description
 - `DELETE /api/knowledge/{knowledge_id}` — delete it (its files stay)
+- `GET /api/knowledge/{knowledge_id}/files` — the files in it, newest first, with cursor paging
 - `POST /api/knowledge/{knowledge_id}/files` — add one of the caller's files
 - `DELETE /api/knowledge/{knowledge_id}/files/{file_id}` — take a file out
 """
@@ -23,8 +26,10 @@ from parley.accounts.dependencies import CurrentUser
 from parley.core.dependencies import PageDep
 from parley.core.errors import InvalidToken, NotAuthenticated, NotFound
 from parley.core.responses import Envelope, Page, error_responses, ok
+from parley.files.schemas import FilePublic
 from parley.knowledge.dependencies import KnowledgeServiceDep
 from parley.knowledge.schemas import (
+    ChunkPublic,
     KnowledgeCreate,
     KnowledgeFileAdd,
     KnowledgePublic,
@@ -118,6 +123,20 @@ async def search_knowledge(
 
 
 @knowledge_router.get(
+    "/chunks/{chunk_id}",
+    summary="Get a passage",
+    response_model=Envelope[ChunkPublic],
+    responses=error_responses(*_AUTH_ERRORS, NotFound),
+)
+async def get_chunk(
+    chunk_id: uuid.UUID, user: CurrentUser, knowledge: KnowledgeServiceDep
+) -> Envelope[ChunkPublic]:
+    """One passage of the caller's files: what a reply's `source` part (`source_id`) or a search
+    hit (`chunk_id`) names, with its file, page and heading."""
+    return ok(ChunkPublic.model_validate(await knowledge.chunk(user.id, chunk_id)))
+
+
+@knowledge_router.get(
     "/{knowledge_id}",
     summary="Get a knowledge base",
     response_model=Envelope[KnowledgePublic],
@@ -165,6 +184,24 @@ async def delete_knowledge(
     """Delete the knowledge base; its files stay."""
     await knowledge.delete(user.id, knowledge_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@knowledge_router.get(
+    "/{knowledge_id}/files",
+    summary="List the files of a knowledge base",
+    response_model=Envelope[Page[FilePublic]],
+    responses=error_responses(*_AUTH_ERRORS, NotFound),
+)
+async def list_knowledge_files(
+    knowledge_id: uuid.UUID, user: CurrentUser, knowledge: KnowledgeServiceDep, page: PageDep
+) -> Envelope[Page[FilePublic]]:
+    """The files in one of the caller's knowledge bases, newest first."""
+    items, next_cursor = await knowledge.files(
+        user.id, knowledge_id, cursor=page.cursor, limit=page.limit
+    )
+    return ok(
+        Page(items=[FilePublic.model_validate(item) for item in items], next_cursor=next_cursor)
+    )
 
 
 @knowledge_router.post(

@@ -75,6 +75,20 @@ class SearchItem(BaseModel):
     score: float
 
 
+class ChunkPublic(BaseModel):
+    """One passage of a file: what a reply's `source` part (its `source_id`) points to."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    chunk_id: uuid.UUID
+    file_id: uuid.UUID
+    filename: str
+    media_type: str
+    page: int | None = Field(description="From 1; null for formats without pages.")
+    heading: str | None
+    text: str
+
+
 class SearchResults(BaseModel):
     """The passages a search found, best first."""
 

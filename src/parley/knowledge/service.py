@@ -19,6 +19,7 @@ from parley.core.errors import NotFound
 from parley.core.pagination import CursorCodec
 from parley.core.telemetry import traced
 from parley.files import repository as files_repository
+from parley.files.models import StoredFile
 from parley.knowledge import repository
 from parley.knowledge.models import KnowledgeBase
 from parley.knowledge.search import SearchHit, hybrid_search
@@ -43,6 +44,19 @@ class KnowledgeView:
         return cls(
             base.id, base.name, base.description, file_count, base.created_at, base.updated_at
         )
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkView:
+    """One passage of a file, as a citation opens it."""
+
+    chunk_id: uuid.UUID
+    file_id: uuid.UUID
+    filename: str
+    media_type: str
+    page: int | None
+    heading: str | None
+    text: str
 
 
 class KnowledgeService:
@@ -141,6 +155,44 @@ class KnowledgeService:
         await repository.link_file(self.session, owner_id, knowledge_id, file_id)
         await self.session.commit()
         return await self._view(owner_id, base)
+
+    async def files(
+        self, owner_id: uuid.UUID, knowledge_id: uuid.UUID, *, cursor: str | None, limit: int
+    ) -> tuple[builtins.list[StoredFile], str | None]:
+        """A page of the files in one of the caller's bases, newest first.
+
+        Raises:
+            NotFound: no such base of the caller's.
+        """
+        await self._base(owner_id, knowledge_id)
+        return await files_repository.list_files(
+            self.session,
+            owner_id,
+            codec=self.codec,
+            cursor=cursor,
+            limit=limit,
+            among=repository.base_file_ids(owner_id, knowledge_id),
+        )
+
+    async def chunk(self, owner_id: uuid.UUID, chunk_id: uuid.UUID) -> ChunkView:
+        """One passage of the caller's files (what a `source` part of a reply names).
+
+        Raises:
+            NotFound: no such passage of the caller's (or its file was deleted).
+        """
+        found = await repository.chunks_with_files(self.session, owner_id, [chunk_id])
+        if chunk_id not in found:
+            raise NotFound("No such passage: its file may have been deleted.")
+        chunk, stored = found[chunk_id]
+        return ChunkView(
+            chunk.id,
+            stored.id,
+            stored.filename,
+            stored.media_type,
+            chunk.page,
+            chunk.heading,
+            chunk.text,
+        )
 
     @traced(name="knowledge.remove_file")
     async def remove_file(

@@ -129,7 +129,7 @@ export function refreshTokens(failedToken) {
  * Send a request with the access token, refreshing it once on a 401.
  * @returns {Promise<Response>} a response with a 2xx status (others are thrown as ApiError)
  */
-async function send(path, { method = "GET", body, headers = {}, signal, auth = true } = {}) {
+async function send(path, { method = "GET", body, form, headers = {}, signal, auth = true } = {}) {
   let used = null;
   const attempt = () => {
     const allHeaders = { Accept: "application/json", ...headers };
@@ -139,7 +139,8 @@ async function send(path, { method = "GET", body, headers = {}, signal, auth = t
     return fetch(path, {
       method,
       headers: allHeaders,
-      body: body === undefined ? undefined : JSON.stringify(body),
+      // A FormData body sets its own multipart Content-Type (with the boundary).
+      body: form !== undefined ? form : body === undefined ? undefined : JSON.stringify(body),
       signal,
       cache: "no-store",
     });
@@ -165,6 +166,54 @@ export async function api(path, options = {}) {
   if (response.status === 204) return null;
   const payload = await response.json();
   return payload.data;
+}
+
+/**
+ * Upload a file (multipart, field `file`, plus other form fields): the envelope's `data`.
+ * @param {string} path
+ * @param {File} file
+ * @param {Record<string, string>} [fields]
+ */
+export async function uploadFile(path, file, fields = {}, { signal } = {}) {
+  const form = new FormData();
+  form.append("file", file, file.name);
+  for (const [name, value] of Object.entries(fields)) form.append(name, value);
+  // FormData is re-read on a retry after a refresh, so the same object can be sent twice.
+  const response = await send(path, { method: "POST", form, signal });
+  const payload = await response.json();
+  return payload.data;
+}
+
+/**
+ * Save what `path` answers as a file on the user's disk (a download with the Authorization
+ * header, which a plain link cannot send): the name comes from Content-Disposition.
+ */
+export async function downloadFile(path, fallbackName = "download") {
+  const response = await send(path, { headers: { Accept: "*/*" } });
+  const blob = await response.blob();
+  const url = URL.createObjectURL(blob);
+  const link = document.createElement("a");
+  link.href = url;
+  link.download = filenameFrom(response.headers.get("Content-Disposition")) || fallbackName;
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 60_000);
+}
+
+/** The filename of a Content-Disposition header (RFC 6266: `filename*` first). */
+export function filenameFrom(header) {
+  if (!header) return "";
+  const extended = /filename\*\s*=\s*UTF-8''([^;]+)/i.exec(header);
+  if (extended) {
+    try {
+      return decodeURIComponent(extended[1].trim());
+    } catch {
+      // fall back to the plain name
+    }
+  }
+  const plain = /filename\s*=\s*"([^"]*)"/i.exec(header) || /filename\s*=\s*([^;]+)/i.exec(header);
+  return plain ? plain[1].trim() : "";
 }
 
 /**

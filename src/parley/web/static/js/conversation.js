@@ -1,10 +1,14 @@
-// The open conversation: its messages (Markdown replies, tool cards, tokens and cost), sending
-// with a streamed reply, stop, regenerate, edits into new branches and switching between branches,
-// and picking up a reply that was still being written when the page was reloaded.
+// The open conversation: its messages (Markdown replies, tool cards, cited sources, attached
+// files, tokens and cost), sending with a streamed reply, stop, regenerate, edits into new branches
+// and switching between branches, and picking up a reply that was still being written when the
+// page was reloaded.
 
 import { ApiError, api, newIdempotencyKey, openStream, readEvents } from "./api.js";
+import { clearAttachments, fileParts, initAttachments, notReadyReason, restoreAttachments, shownParts } from "./attachments.js";
 import { byId, clear, formatCost, formatInteger, h } from "./dom.js";
+import { chatKnowledgeIds, download } from "./knowledge.js";
 import { renderMarkdown } from "./markdown.js";
+import { linkCitations, sourcesList, sourcesOf } from "./sources.js";
 import { defaultModelId, emit, modelName, state } from "./state.js";
 import { refreshTasks } from "./tasks.js";
 import { announce, askTitle, confirmAction, describeError, toast } from "./ui.js";
@@ -74,6 +78,14 @@ export function initConversation() {
   elements.renameChat.addEventListener("click", () => renameChat());
   elements.archiveChat.addEventListener("click", () => toggleArchived());
   elements.deleteChat.addEventListener("click", () => deleteChat());
+  initAttachments({ onChange: () => syncSendButton() });
+}
+
+/** Send waits for the attached files to be read. */
+function syncSendButton() {
+  const reason = notReadyReason();
+  elements.sendButton.disabled = Boolean(reason);
+  elements.sendButton.title = reason;
 }
 
 function autosize(textarea) {
@@ -101,6 +113,7 @@ export function newChat({ focus = true } = {}) {
   state.earlierCursor = null;
   state.editingId = null;
   state.draftModelId = null;
+  state.draftKnowledgeIds = [];
   renderHeader();
   renderMessages();
   emit("chat-opened", null);
@@ -326,10 +339,15 @@ function renderMessage(message, index) {
     if (part.type === "tool_result") results.set(part.tool_call_id, part);
   }
   const calls = new Set();
+  const sources = message.role === "assistant" ? sourcesOf(message) : [];
+  const attachments = [];
   for (const part of message.parts || []) {
     if (part.type === "text") {
-      if (message.role === "assistant") body.append(h("div", { class: "markdown" }, renderMarkdown(part.text)));
-      else body.append(h("p", { class: "user-text", text: part.text }));
+      if (message.role === "assistant") {
+        const markdown = h("div", { class: "markdown" }, renderMarkdown(part.text));
+        linkCitations(markdown, sources);
+        body.append(markdown);
+      } else body.append(h("p", { class: "user-text", text: part.text }));
     } else if (part.type === "reasoning") {
       body.append(h("details", { class: "reasoning" }, h("summary", { text: "Reasoning" }), h("p", { class: "user-text", text: part.text })));
     } else if (part.type === "tool_call") {
@@ -338,9 +356,12 @@ function renderMessage(message, index) {
     } else if (part.type === "tool_result" && !calls.has(part.tool_call_id)) {
       body.append(toolCard({ tool_call_id: part.tool_call_id, tool_name: part.tool_name, input: undefined }, part, message));
     } else if (part.type === "file") {
-      body.append(h("p", { class: "muted", text: `Attachment: ${part.filename || part.file_id}` }));
+      attachments.push(part);
     }
   }
+  if (attachments.length) body.append(attachmentList(attachments));
+  const cited = sourcesList(sources);
+  if (cited) body.append(cited);
   if (live && message.status === "streaming") {
     body.append(h("p", { class: "typing", "aria-label": "The assistant is writing" }, h("span"), h("span"), h("span")));
   }
@@ -402,6 +423,27 @@ function renderMessage(message, index) {
   }
   if (meta.childElementCount) item.append(meta);
   return item;
+}
+
+/** The files a user message carries, each a button that downloads it. */
+function attachmentList(parts) {
+  return h(
+    "ul",
+    { class: "message-files", "aria-label": "Attached files" },
+    parts.map((part) =>
+      h(
+        "li",
+        {},
+        h("button", {
+          type: "button",
+          class: "file-chip",
+          text: part.filename || "file",
+          title: `Download ${part.filename || "the file"}`,
+          on: { click: () => download({ id: part.file_id, filename: part.filename || "file" }) },
+        }),
+      ),
+    ),
+  );
 }
 
 function statusBadge(message, live) {
@@ -608,11 +650,11 @@ function provisionalTitle(text) {
   return line.length > 60 ? `${line.slice(0, 59)}…` : line;
 }
 
-function pendingUserMessage(text, parentId) {
+function pendingUserMessage(text, parentId, files = []) {
   return {
     id: null,
     role: "user",
-    parts: [{ type: "text", text }],
+    parts: [{ type: "text", text }, ...files],
     status: "complete",
     parent_id: parentId ?? null,
     sibling_ids: [],
@@ -623,12 +665,21 @@ async function submitComposer() {
   const input = elements.composerInput;
   const text = input.value.trim();
   if (!text || state.stream) return;
+  const waiting = notReadyReason();
+  if (waiting) {
+    toast(waiting);
+    return;
+  }
+  const files = fileParts();
+  const shown = shownParts();
   let chat = state.chat;
   input.value = "";
   autosize(input);
   if (!chat) {
     try {
       const body = state.draftModelId ? { model_id: state.draftModelId } : {};
+      const knowledgeIds = chatKnowledgeIds();
+      if (knowledgeIds.length) body.knowledge_ids = knowledgeIds;
       chat = await api("/api/chats", { method: "POST", body });
     } catch (error) {
       input.value = text;
@@ -648,12 +699,15 @@ async function submitComposer() {
     emit("chat-opened", chat.id);
   }
   const parent = state.messages.at(-1);
-  state.messages.push(pendingUserMessage(text, parent?.id));
-  const body = parent?.id ? { content: text, parent_id: parent.id } : { content: text };
+  state.messages.push(pendingUserMessage(text, parent?.id, shown));
+  const body = files.length ? { parts: [{ type: "text", text }, ...files] } : { content: text };
+  if (parent?.id) body.parent_id = parent.id;
+  const taken = clearAttachments();
   const started = await runTurn({ chatId: chat.id, path: `/api/chats/${chat.id}/messages`, body });
   if (!started && !input.value) {
     input.value = text; // refused before it began (busy, rate limited, ...): keep what was typed
     autosize(input);
+    restoreAttachments(taken);
   }
 }
 
@@ -835,6 +889,20 @@ function applyChunk(stream, chunk) {
         is_error: failed,
       });
       if (TASK_TOOLS.has(name)) emit("tasks-changed");
+      break;
+    }
+    case "source-document": {
+      if (draft.parts.some((part) => part.type === "source" && part.source_id === chunk.sourceId)) break;
+      const parley = chunk.providerMetadata?.parley || {};
+      draft.parts.push({
+        type: "source",
+        source_id: chunk.sourceId,
+        media_type: chunk.mediaType,
+        title: chunk.title,
+        filename: chunk.filename ?? null,
+        file_id: parley.fileId ?? null,
+        page: parley.page ?? null,
+      });
       break;
     }
     case "message-metadata": {

@@ -1,11 +1,12 @@
-// Parley's web page: signing in (or up, or as a guest), then the chat list, the conversation and
-// the tasks panel. Plain JavaScript modules, no build step (docs/web.md).
+// Parley's web page: signing in (or up, or as a guest), then the chat list, the conversation, the
+// tasks panel and the knowledge dialog (files and knowledge bases). Plain JavaScript modules, no build step (docs/web.md).
 
 import { displayName, initAccount } from "./account.js";
 import { ApiError, api, session } from "./api.js";
 import { initChats, reloadChats, resetChats } from "./chats.js";
 import { focusComposer, initConversation, isStreaming, newChat, openChat, renderModels, stopReply } from "./conversation.js";
 import { byId } from "./dom.js";
+import { initKnowledge, refreshKnowledge, resetKnowledge } from "./knowledge.js";
 import { state } from "./state.js";
 import { initTasks, refreshTasks, resetTasks } from "./tasks.js";
 import { describeError, isNarrow, onLayoutChange, tasksIsDrawer, toast } from "./ui.js";
@@ -102,6 +103,7 @@ function signOut(message) {
   byId("account-name").textContent = "";
   resetChats();
   resetTasks();
+  resetKnowledge();
   history.replaceState(null, "", location.pathname);
   for (const dialog of document.querySelectorAll("dialog[open]")) dialog.close();
   showAuth(message);
@@ -128,7 +130,7 @@ async function enterApp(user) {
     toast(`The model list could not be read: ${describeError(error)}`);
   }
   renderModels();
-  await Promise.all([reloadChats(), refreshTasks(), route()]);
+  await Promise.all([reloadChats(), refreshTasks(), refreshKnowledge(), route()]);
 }
 
 function route() {
@@ -245,6 +247,7 @@ function wire() {
     },
   });
   initTasks();
+  initKnowledge();
   initAccount({ signOut, userChanged: showUser });
   session.addEventListener("signed-out", () => {
     if (inApp) signOut("Your session has ended: sign in again.");

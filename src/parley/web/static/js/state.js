@@ -1,5 +1,5 @@
 // The page's shared state, and a tiny event bus between its parts (chat list, conversation,
-// tasks panel, account dialog).
+// tasks panel, account dialog, knowledge).
 
 export const state = {
   /** The signed-in user (`/api/users/me`). */
@@ -10,6 +10,8 @@ export const state = {
   chat: null,
   /** The model picked for a new chat before it exists. */
   draftModelId: null,
+  /** The knowledge bases picked for a new chat before it exists. */
+  draftKnowledgeIds: [],
   /** The messages on the shown branch, oldest first (the loaded part of it). */
   messages: [],
   /** Cursor for messages before the first loaded one, or null. */
