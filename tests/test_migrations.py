@@ -59,9 +59,15 @@ SQLITE_FTS_TABLES = {
     *(f"knowledge_chunks_fts_{part}" for part in ("config", "content", "data", "docsize", "idx")),
 }
 # PostgreSQL's keyword index over chunks: a generated column and its index, made by the migration
-# and read by the knowledge repository only (no model maps them: SQLite has no tsvector).
-POSTGRESQL_ONLY_COLUMNS = {"search_vector"}
-POSTGRESQL_ONLY_INDEXES = {"ix_knowledge_chunks_search_vector"}
+# and read by the knowledge repository only (no model maps them: SQLite has no tsvector); and, on
+# a server with pgvector, the chunks' `embedding_vec` column (its HNSW indexes are partial, named
+# `ix_knowledge_chunks_hnsw_*`, and made per embedding model: see parley.knowledge.vectors).
+POSTGRESQL_ONLY_COLUMNS = {"search_vector", "embedding_vec"}
+POSTGRESQL_ONLY_INDEXES = {
+    "ix_knowledge_chunks_search_vector",
+    "ix_knowledge_chunks_missing_vectors",  # with pgvector: chunks whose embedding_vec is empty
+}
+HNSW_INDEX_PREFIX = "ix_knowledge_chunks_hnsw_"
 
 SQLITE_EXPRESSION_INDEXES = {
     "ix_jobs_due": (
@@ -110,38 +116,42 @@ def test_migrations_have_a_single_head(fresh_database_url: str) -> None:
     assert len(heads) == 1, f"several heads, merge them: {heads}"
 
 
+def schema_differences(connection: Connection) -> list[Any]:
+    """What autogenerate would write for the migrated database behind `connection` (nothing, when
+    the models and the migrations agree); the objects only a migration makes left out."""
+    sqlite = connection.dialect.name == "sqlite"
+
+    def include(item: Any, name: str | None, kind: str, *_: Any) -> bool:
+        # Alembic cannot reflect SQLite's indexes on expressions (`priority DESC`), so it
+        # cannot compare them: they are checked by their SQL below instead.
+        if kind == "table" and name in SQLITE_FTS_TABLES:
+            return False
+        if kind == "index" and (
+            name in POSTGRESQL_ONLY_INDEXES or (name or "").startswith(HNSW_INDEX_PREFIX)
+        ):
+            return False
+        if kind == "column" and name in POSTGRESQL_ONLY_COLUMNS:
+            return False
+        return not (sqlite and kind == "index" and name in SQLITE_EXPRESSION_INDEXES)
+
+    context = MigrationContext.configure(
+        connection,
+        opts={"compare_type": True, "render_as_batch": sqlite, "include_object": include},
+    )
+    found = list(compare_metadata(context, Base.metadata))
+    if sqlite:
+        for name, expected in SQLITE_EXPRESSION_INDEXES.items():
+            sql = connection.exec_driver_sql(
+                "SELECT sql FROM sqlite_master WHERE type = 'index' AND name = ?", (name,)
+            ).scalar_one()
+            if " ".join(sql.split()) != expected:
+                found.append(("index differs", name, sql))
+    return found
+
+
 def test_no_drift_between_migrations_and_models(fresh_database_url: str, tmp_path: Path) -> None:
     migrate.upgrade(_settings(fresh_database_url, tmp_path))
-
-    def differences(connection: Connection) -> list[Any]:
-        sqlite = connection.dialect.name == "sqlite"
-
-        def include(item: Any, name: str | None, kind: str, *_: Any) -> bool:
-            # Alembic cannot reflect SQLite's indexes on expressions (`priority DESC`), so it
-            # cannot compare them: they are checked by their SQL below instead.
-            if kind == "table" and name in SQLITE_FTS_TABLES:
-                return False
-            if kind == "index" and name in POSTGRESQL_ONLY_INDEXES:
-                return False
-            if kind == "column" and name in POSTGRESQL_ONLY_COLUMNS:
-                return False
-            return not (sqlite and kind == "index" and name in SQLITE_EXPRESSION_INDEXES)
-
-        context = MigrationContext.configure(
-            connection,
-            opts={"compare_type": True, "render_as_batch": sqlite, "include_object": include},
-        )
-        found = list(compare_metadata(context, Base.metadata))
-        if sqlite:
-            for name, expected in SQLITE_EXPRESSION_INDEXES.items():
-                sql = connection.exec_driver_sql(
-                    "SELECT sql FROM sqlite_master WHERE type = 'index' AND name = ?", (name,)
-                ).scalar_one()
-                if " ".join(sql.split()) != expected:
-                    found.append(("index differs", name, sql))
-        return found
-
-    diff = _inspect(fresh_database_url, tmp_path, differences)
+    diff = _inspect(fresh_database_url, tmp_path, schema_differences)
     assert diff == [], f"the models and the migrations disagree: {diff}"
 
 

@@ -37,6 +37,9 @@ from parley.core.ratelimit import RateLimiter
 from parley.core.responses import install_error_handlers
 from parley.core.security import warm_up_password_hashing
 from parley.core.telemetry import configure_tracing
+from parley.events.outbox import watch_events
+from parley.events.router import events_router
+from parley.events.service import EventFeed
 from parley.files.router import files_router
 from parley.gateway.errors import render_openai_error
 from parley.gateway.router import gateway_router
@@ -97,6 +100,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             database, redis = runtime.database, runtime.redis
             app.state.runtime = runtime
             app.state.database = database
+            app.state.event_feed = EventFeed(database)
             app.state.redis = redis
             app.state.rate_limiter = RateLimiter.from_settings(settings, redis)
             app.state.cursor_codec = cursor_codec
@@ -165,6 +169,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.callers = CallerCache(settings.auth_cache_seconds)  # recent callers
     watch_account_changes()  # which any account change committed in this process empties
     watch_enqueues()  # a commit that enqueued jobs wakes this process's workers
+    watch_events()  # a commit that added events wakes this process's relays
     install_error_handlers(
         app,
         renderers={"/v1": render_openai_error},  # /v1: OpenAI's errors
@@ -188,6 +193,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(admin_jobs_router)  # background jobs, for admins
     app.include_router(files_router)  # uploads
     app.include_router(knowledge_router)  # knowledge bases and search
+    app.include_router(events_router)  # the live feed and the event schemas
     # MCP Streamable HTTP at exactly /mcp (a Mount would redirect /mcp to /mcp/).
     app.router.routes.append(
         Route("/mcp", endpoint=mcp_endpoint, methods=["GET", "POST", "DELETE"])

@@ -16,7 +16,9 @@ exits.
 - `jobs.purge`, hourly: final jobs older than `JOB_RETENTION_DAYS`.
 - `files.ingest`, after an upload: extract, chunk and embed the file (`parley.knowledge.ingestion`).
 - `files.reembed_sweep`, every 5 minutes: queues `files.reembed` for each ready file embedded by
-  another model than `EMBEDDING_MODEL`, which embeds its chunks again in place.
+  another model than `EMBEDDING_MODEL`, which embeds its chunks again in place; and, with
+  pgvector, copies into `embedding_vec` the vectors of chunks that have none there (written during
+  an upgrade by a process that did not know the column).
 """
 
 from __future__ import annotations
@@ -31,6 +33,9 @@ from datetime import timedelta
 from parley.accounts.repository import delete_refresh_tokens_expired_before
 from parley.core.db import utcnow
 from parley.core.telemetry import configure_tracing
+from parley.events import repository as events_repository
+from parley.events.outbox import watch_events
+from parley.events.relay import Relay
 from parley.files.service import INGEST_JOB
 from parley.jobs import repository as jobs_repository
 from parley.jobs.kinds import JobKind, JobKinds, JobRun
@@ -41,6 +46,7 @@ from parley.knowledge.ingestion import (
     REEMBED_JOB,
     REEMBED_SWEEP_JOB,
     Ingestion,
+    fill_missing_vectors,
     queue_stale,
 )
 from parley.runtime import Runtime, open_runtime
@@ -65,6 +71,7 @@ PURGE_REFRESH_TOKENS_JOB = JobKind(
     "accounts.purge_refresh_tokens", priority=20, max_attempts=1, timeout_seconds=600
 )
 PURGE_JOBS_JOB = JobKind("jobs.purge", priority=20, max_attempts=1, timeout_seconds=600)
+PURGE_EVENTS_JOB = JobKind("events.purge", priority=20, max_attempts=1, timeout_seconds=600)
 HOURLY = 3600.0
 # How soon after EMBEDDING_MODEL changes the files embedded by the old one are queued again.
 REEMBED_SWEEP_SECONDS = 300.0
@@ -102,6 +109,14 @@ def job_kinds(runtime: Runtime) -> JobKinds:
         if deleted:
             logger.info("deleted %d finished jobs", deleted)
 
+    async def purge_events(job: JobRun) -> None:
+        before = utcnow() - timedelta(days=settings.events_retention_days)
+        async with database.sessionmaker() as session:
+            deleted = await events_repository.purge_delivered(session, before)
+            await session.commit()
+        if deleted:
+            logger.info("deleted %d delivered events", deleted)
+
     kinds = JobKinds()
     kinds.handle(
         TITLE_JOB,
@@ -113,7 +128,7 @@ def job_kinds(runtime: Runtime) -> JobKinds:
         await queue_titles(database)
 
     kinds.handle(TITLE_SWEEP_JOB, title_sweep)
-    ingestion = Ingestion(database, settings, runtime.embeddings)
+    ingestion = Ingestion(database, settings, runtime.embeddings, runtime.extractor)
     kinds.handle(INGEST_JOB, ingestion.run)
     kinds.handle(REEMBED_JOB, ingestion.reembed)
 
@@ -121,11 +136,15 @@ def job_kinds(runtime: Runtime) -> JobKinds:
         queued = await queue_stale(database, runtime.embeddings.default().model_id)
         if queued:
             logger.info("queued %d files to embed again with the current model", queued)
+        filled = await fill_missing_vectors(database)
+        if filled:
+            logger.info("gave %d chunks their pgvector vectors", filled)
 
     kinds.handle(REEMBED_SWEEP_JOB, reembed_sweep)
     kinds.handle(PURGE_IDEMPOTENCY_JOB, purge_idempotency_keys)
     kinds.handle(PURGE_REFRESH_TOKENS_JOB, purge_refresh_tokens)
     kinds.handle(PURGE_JOBS_JOB, purge_jobs)
+    kinds.handle(PURGE_EVENTS_JOB, purge_events)
     return kinds
 
 
@@ -142,6 +161,7 @@ def schedules(runtime: Runtime) -> list[Schedule]:
         Schedule("turns.purge_idempotency_keys", PURGE_IDEMPOTENCY_JOB, every_seconds=HOURLY),
         Schedule("accounts.purge_refresh_tokens", PURGE_REFRESH_TOKENS_JOB, every_seconds=HOURLY),
         Schedule("jobs.purge", PURGE_JOBS_JOB, every_seconds=HOURLY),
+        Schedule("events.purge", PURGE_EVENTS_JOB, every_seconds=HOURLY),
         Schedule("files.reembed_sweep", REEMBED_SWEEP_JOB, every_seconds=REEMBED_SWEEP_SECONDS),
     ]
 
@@ -160,6 +180,8 @@ def build_worker(
         poll_seconds=settings.job_poll_seconds,
         shutdown_seconds=settings.worker_shutdown_seconds,
         schedules=schedules(runtime),
+        # Committed events are numbered and delivered beside the jobs (parley.events.relay).
+        companions=[Relay(runtime.database).run],
     )
 
 
@@ -169,6 +191,7 @@ async def serve_jobs(
     """Run a worker until SIGTERM or SIGINT."""
     tracer_provider = configure_tracing(settings)
     watch_enqueues()
+    watch_events()
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
     async with open_runtime(settings) as runtime:

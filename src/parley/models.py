@@ -3,6 +3,7 @@
 from parley.accounts.models import ApiKey, RefreshToken, User
 from parley.chats.models import Chat, Message
 from parley.core.db import Base
+from parley.events.models import HandledEvent, OutboxEvent
 from parley.files.models import StorageUsage, StoredFile
 from parley.jobs.models import Job, JobSchedule
 from parley.knowledge.models import KnowledgeBase, KnowledgeBaseFile, KnowledgeChunk
@@ -18,6 +19,7 @@ __all__ = [
     "BudgetReservation",
     "CatalogModel",
     "Chat",
+    "HandledEvent",
     "IdempotencyRecord",
     "Job",
     "JobSchedule",
@@ -25,6 +27,7 @@ __all__ = [
     "KnowledgeBaseFile",
     "KnowledgeChunk",
     "Message",
+    "OutboxEvent",
     "RefreshToken",
     "StorageUsage",
     "StoredFile",

@@ -6,6 +6,7 @@ catalog cache, the embedding models, the usage meter, the turn runner and its ev
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -14,6 +15,8 @@ from typing import TYPE_CHECKING
 import httpx2
 
 from parley.core.db import Database
+from parley.knowledge.extractor import Extractor
+from parley.knowledge.vectors import announce as announce_vector_backend
 from parley.llm.cache import CatalogCache
 from parley.llm.embedding_catalog import load_embedding_catalog
 from parley.llm.embeddings import Embeddings
@@ -41,6 +44,7 @@ class Runtime:
     usage_meter: UsageMeter
     event_logs: EventLogs
     turn_runner: TurnRunner
+    extractor: Extractor
 
 
 @asynccontextmanager
@@ -62,6 +66,8 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
     providers = ModelProviders(settings, provider_http)
     # The knowledge base's and /v1/embeddings' models (on the relay's pool, closed with providers).
     embeddings = Embeddings(settings, embedding_catalog, providers)
+    # Which vector search the knowledge base has (pgvector, sqlite-vec, or the exact scan), logged.
+    await announce_vector_backend(database.engine, embedding_catalog)
     # Budgets and usage records of chat replies and /v1 calls.
     usage_meter = UsageMeter(database, settings)
     # Replies in progress: event logs in Redis when configured (any worker can resume).
@@ -79,6 +85,12 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         stale_after=settings.generation_stale_seconds,
         usage_meter=usage_meter,
     )
+    # The child processes that read uploaded files (started on the first file).
+    extractor = Extractor(
+        processes=settings.extraction_processes,
+        timeout_seconds=settings.extraction_timeout_seconds,
+        memory_bytes=settings.extraction_memory_bytes,
+    )
     try:
         yield Runtime(
             settings=settings,
@@ -91,9 +103,11 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
             usage_meter=usage_meter,
             event_logs=event_logs,
             turn_runner=turn_runner,
+            extractor=extractor,
         )
     finally:
         await turn_runner.shutdown()
+        await asyncio.to_thread(extractor.close)
         await usage_meter.aclose()  # /v1 calls' settles still being written
         if isinstance(event_logs, MemoryEventLogs):
             await event_logs.aclose()

@@ -123,12 +123,19 @@ class Settings(BaseSettings):
     worker_shutdown_seconds: float = Field(default=20.0, ge=0, le=3600)
     job_retention_days: int = Field(default=7, ge=1, le=3650)
 
+    # Events (docs/events.md): delivered events are kept this long (the feed resumes within it).
+    events_retention_days: int = Field(default=7, ge=1, le=3650)
+
     # Files and knowledge (docs/knowledge.md). Stored bytes live under PARLEY_DATA_DIR/files.
     max_upload_bytes: int = Field(default=50 * 1024 * 1024, ge=1024, le=10 * 1024**3)
     user_storage_quota_bytes: int = Field(default=1024**3, ge=1024, le=10 * 1024**4)
     extraction_max_pages: int = Field(default=2000, ge=1, le=100_000)
     extraction_max_chars: int = Field(default=5_000_000, ge=1000, le=100_000_000)
     extraction_timeout_seconds: float = Field(default=300.0, ge=5, le=3600)
+    # Files are read in child processes (`parley.knowledge.extractor`): how many at once, and
+    # each one's address-space cap (0: none).
+    extraction_processes: int = Field(default=2, ge=1, le=64)
+    extraction_memory_bytes: int = Field(default=2 * 1024**3, ge=0, le=1024**4)
 
     # The address the server listens on: `parley serve --host` sets it for its workers. Unset
     # (the app built some other way) counts as loopback, where the MCP allowlists' defaults apply.
@@ -201,6 +208,14 @@ class Settings(BaseSettings):
                 "must be the catalog id of an embedding model: offline:embed, openai:<model> "
                 "or gemini:<model>"
             )
+        return value
+
+    @field_validator("extraction_memory_bytes")
+    @classmethod
+    def _check_extraction_memory(cls, value: int) -> int:
+        # Below this a reader's child cannot even import pypdf and python-docx.
+        if 0 < value < 256 * 1024**2:
+            raise ValueError("must be 0 (no cap) or at least 268435456 (256 MiB)")
         return value
 
     @field_validator("log_level", mode="before")

@@ -378,3 +378,17 @@ async def test_ends_written_together_keep_each_jobs_own_outcome(
         assert job.error == (f"RuntimeError: job {n} broke" if n % 3 == 0 else None)
     taken = await job_row(database, lost)
     assert (taken.status, taken.worker) == ("running", "another")
+
+
+async def test_a_commit_in_this_process_wakes_its_worker_at_once(
+    database: Database, start_worker: WorkerFactory
+) -> None:
+    recorder = Recorder()
+    start_worker(kinds_of((ECHO, recorder)), poll_seconds=30)
+    await asyncio.sleep(0.3)  # its first look found nothing: it waits for its next poll, or a wake
+    started = time.monotonic()
+    job_id = await enqueue_one(database, ECHO)
+    await wait_for(status_is(database, job_id, "succeeded"), within=10)
+    # Well before the poll: the commit woke it (this process's wake-up on SQLite, and on
+    # PostgreSQL the NOTIFY as well).
+    assert time.monotonic() - started < 10

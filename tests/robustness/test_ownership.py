@@ -51,6 +51,7 @@ OWNED_ROUTES: dict[str, dict[str, Any] | None] = {
     "GET /api/knowledge/{knowledge_id}": None,
     "PATCH /api/knowledge/{knowledge_id}": {"name": "taken over"},
     "DELETE /api/knowledge/{knowledge_id}": None,
+    "GET /api/knowledge/{knowledge_id}/files": None,
     "POST /api/knowledge/{knowledge_id}/files": {"file_id": "0190a000-0000-7000-8000-000000000000"},
     "DELETE /api/knowledge/{knowledge_id}/files/{file_id}": None,
 }
@@ -100,6 +101,12 @@ NO_USER_RESOURCE: dict[str, str] = {
     "POST /api/knowledge": "creates a knowledge base of the caller",
     "GET /api/knowledge": "the caller's knowledge bases (no other's listed: checked here)",
     "GET /api/knowledge/search": "the caller's files only (another's ids in the query: here)",
+    "GET /api/knowledge/chunks/{chunk_id}": (
+        "a passage of the caller's files; another's is a 404 in tests/knowledge/"
+        "test_knowledge_api.py (this matrix's files are never ingested, so have no passages)"
+    ),
+    "GET /api/events": "the caller's own events (another's Last-Event-ID is a 404: tests/events)",
+    "GET /api/events/schemas": "the event types' JSON Schemas (public, like the OpenAPI document)",
     "GET /": "the web page (static, public)",
     "GET /static/{version}/{path}": "the web page's static files (public)",
     "GET /docs": "the API docs page (public)",

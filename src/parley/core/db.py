@@ -3,7 +3,8 @@
 Every table inherits `Base` (stable constraint names for SQLite batch migrations and PostgreSQL
 alike) and `IdTimestampMixin` (a UUIDv7 primary key, timezone-aware `created_at`/`updated_at`).
 The engine is built from settings with the pragmas SQLite needs (WAL, foreign keys, busy timeout)
-and the pool options PostgreSQL wants (size, timeout, pre-ping). On SQLite, a process's writers
+and its extensions where they load (`parley.core.sqlite_extensions`), and the pool options
+PostgreSQL wants (size, timeout, pre-ping). On SQLite, a process's writers
 queue for the one write lock in order (`SQLiteWriteQueue`), not in SQLite's busy handler.
 """
 
@@ -38,7 +39,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.pool import ConnectionPoolEntry
 from sqlalchemy.types import TypeDecorator
 
-from parley.core import sqlite_driver
+from parley.core import sqlite_driver, sqlite_extensions
 from parley.settings import Settings
 
 NAMING_CONVENTION = {
@@ -256,6 +257,7 @@ def build_engine(settings: Settings, url: str | None = None) -> AsyncEngine:
             engine.sync_engine, "connect", _sqlite_pragmas(settings.sqlite_busy_timeout_ms)
         )
         sqlite_driver.install(engine)
+        sqlite_extensions.install(engine)  # sqlite-vec, where this Python can load it
         SQLiteWriteQueue(settings.sqlite_busy_timeout_ms / 1000).install(engine)
         return engine
     return create_async_engine(

@@ -35,33 +35,36 @@ _ENQUEUED = "parley.jobs.enqueued"
 
 
 class LocalWakeups:
-    """Wakes the workers of this process when a session that enqueued jobs commits."""
+    """Wakes the subscribers of this process (its workers, its relays, its feeds) when a session
+    that enqueued jobs (or added events) commits.
+
+    Each subscriber's `asyncio.Event` is held weakly, with its loop: the subscription lasts as
+    long as the subscriber keeps its event. (Holding a wrapper object weakly instead, as this
+    once did, lost every subscription at once: nothing else referred to the wrapper, so a
+    commit woke no one and the workers waited for their poll.)
+    """
 
     def __init__(self) -> None:
-        self._events: weakref.WeakSet[_Wakeup] = weakref.WeakSet()
+        self._events: weakref.WeakKeyDictionary[asyncio.Event, asyncio.AbstractEventLoop] = (
+            weakref.WeakKeyDictionary()
+        )
 
     def subscribe(self) -> asyncio.Event:
         """An event set whenever jobs are committed in this process (keep a reference to it)."""
-        wakeup = _Wakeup(asyncio.get_running_loop())
-        self._events.add(wakeup)
-        return wakeup.event
+        wakeup = asyncio.Event()
+        self._events[wakeup] = asyncio.get_running_loop()
+        return wakeup
+
+    @property
+    def subscribers(self) -> int:
+        """How many subscriptions are alive."""
+        return len(self._events)
 
     def notify(self) -> None:
         """Set every subscriber's event (from any thread)."""
-        for wakeup in list(self._events):
-            wakeup.set()
-
-
-class _Wakeup:
-    __slots__ = ("__weakref__", "event", "loop")
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
-        self.event = asyncio.Event()
-
-    def set(self) -> None:
-        if not self.loop.is_closed():
-            self.loop.call_soon_threadsafe(self.event.set)
+        for wakeup, loop in list(self._events.items()):
+            if not loop.is_closed():
+                loop.call_soon_threadsafe(wakeup.set)
 
 
 local_wakeups = LocalWakeups()

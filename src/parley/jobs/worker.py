@@ -23,7 +23,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -92,6 +92,8 @@ class Worker:
         shutdown_seconds: how long `stop` lets running jobs finish.
         schedules: the periodic schedules it fires (every worker may fire them: each slot's job
             is enqueued once).
+        companions: loops that run as long as the worker takes jobs (the events relay), each
+            started by calling it.
     """
 
     def __init__(
@@ -106,6 +108,7 @@ class Worker:
         shutdown_seconds: float = 20.0,
         schedules: Sequence[Schedule] = (),
         name: str | None = None,
+        companions: Sequence[Callable[[], Coroutine[Any, Any, None]]] = (),
     ) -> None:
         self.database = database
         self.kinds = kinds
@@ -115,6 +118,7 @@ class Worker:
         self.poll_seconds = poll_seconds
         self.shutdown_seconds = shutdown_seconds
         self.schedules = list(schedules)
+        self.companions = list(companions)
         self.name = name or worker_name()
         self._running: dict[uuid.UUID, Run] = {}
         self._tasks: list[asyncio.Task[None]] = []
@@ -145,6 +149,7 @@ class Worker:
         loops = [self._claim_loop(), self._lease_loop()]
         if self.schedules:
             loops.append(fire_schedules(self.database, self.schedules))
+        loops.extend(companion() for companion in self.companions)
         if self.database.engine.dialect.name == "postgresql":
             self.listener = PostgresListener(self.database.engine, self._notified, self.wake)
             loops.append(self.listener.run())

@@ -299,6 +299,12 @@ def _label(media_type: str) -> str:
     )
 
 
+def import_readers() -> None:
+    """Import every format's reader now (a process that will read files, before its first)."""
+    for media_type in sorted(SUPPORTED_MEDIA_TYPES):
+        _reader(media_type)
+
+
 def _reader(media_type: str) -> Callable[[Path, ExtractionLimits], Extracted] | None:
     """The reader for `media_type`, imported now: pypdf, python-docx (with lxml) and markdown-it
     take ~0.4 s to import, and the API server imports this module at start-up for detection

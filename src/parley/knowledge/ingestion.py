@@ -1,11 +1,12 @@
 """Ingestion: the `files.ingest` job that makes an uploaded file searchable.
 
-One attempt reads the file's bytes (`parley.files.storage`), extracts its text
-(`parley.knowledge.extraction`, in a worker thread, within `EXTRACTION_MAX_PAGES`,
-`EXTRACTION_MAX_CHARS` and `EXTRACTION_TIMEOUT_SECONDS`), cuts it into chunks
-(`parley.knowledge.chunking`), embeds them with the `EMBEDDING_MODEL` in batches, reporting
-progress on the file and the job, and writes the chunks, the file's `ready` status, its page and
-chunk counts in one transaction. The file moves `queued -> processing -> ready | failed`.
+One attempt reads the file's bytes (`parley.files.storage`), extracts its text and cuts it into
+chunks (`parley.knowledge.extraction` and `parley.knowledge.chunking`, in a child process of
+`parley.knowledge.extractor`, within `EXTRACTION_MAX_PAGES`, `EXTRACTION_MAX_CHARS`,
+`EXTRACTION_TIMEOUT_SECONDS` and `EXTRACTION_MEMORY_BYTES`), embeds them with the
+`EMBEDDING_MODEL` in batches, reporting progress on the file and the job, and writes the chunks,
+the file's `ready` status, its page and chunk counts in one transaction. The file moves
+`queued -> processing -> ready | failed`.
 
 A file that cannot be read (corrupt, encrypted, a zip bomb, too many pages, no text, missing
 bytes) ends `failed` with the reason's code and message in that attempt; the job itself succeeds,
@@ -14,7 +15,9 @@ attempt and is retried with backoff; the last attempt's failure leaves the file 
 `embedding_failed`. A file deleted while it is ingested is found gone at the final write, which
 then writes nothing. After `EMBEDDING_MODEL` changes, `files.reembed_sweep` queues a
 `files.reembed` job for each ready file embedded by another model: its chunks' vectors are
-replaced in place, and it stays searchable by keyword meanwhile.
+replaced in place (one batched UPDATE), and it stays searchable by keyword meanwhile. With
+pgvector, the model's HNSW index is made before its first vectors are written
+(`parley.knowledge.vectors.ensure_index`).
 
 `FILE_READY_HOOKS` run inside the transaction that marks a file ready (the events issue's
 `parley.file.ready.v1` is written there, in the outbox, with the change).
@@ -22,7 +25,6 @@ replaced in place, and it stays searchable by keyword meanwhile.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 import uuid
@@ -46,9 +48,11 @@ from parley.files.service import storage_of
 from parley.jobs.kinds import JobKind, JobRun
 from parley.jobs.queue import enqueue
 from parley.knowledge import repository
-from parley.knowledge.chunking import Chunk, chunk_sections
-from parley.knowledge.extraction import ExtractionError, ExtractionLimits, extract
+from parley.knowledge.chunking import Chunk
+from parley.knowledge.extraction import ExtractionError, ExtractionLimits
+from parley.knowledge.extractor import Extractor
 from parley.knowledge.models import HEADING_MAX_CHARS, KnowledgeChunk
+from parley.knowledge.vectors import ensure_index
 from parley.llm.embeddings import Embedder, Embeddings
 from parley.settings import Settings
 
@@ -76,10 +80,17 @@ class _Claimed:
 class Ingestion:
     """Runs `files.ingest` jobs over the process's database and embedding models."""
 
-    def __init__(self, database: Database, settings: Settings, embeddings: Embeddings) -> None:
+    def __init__(
+        self,
+        database: Database,
+        settings: Settings,
+        embeddings: Embeddings,
+        extractor: Extractor,
+    ) -> None:
         self.database = database
         self.settings = settings
         self.embeddings = embeddings
+        self.extractor = extractor
         self.storage = storage_of(settings)
         self.limits = ExtractionLimits(
             max_pages=settings.extraction_max_pages, max_chars=settings.extraction_max_chars
@@ -142,22 +153,21 @@ class Ingestion:
             vectors.append(await embedder.embed([row.text for row in batch], purpose="passage"))
             await job.progress((first + len(batch)) / max(1, len(rows)))
         matrix = np.concatenate(vectors) if vectors else np.zeros((0, embedder.dimension))
+        embeddings = [
+            (row.id, np.asarray(vector, dtype="<f4").tobytes())
+            for row, vector in zip(rows, matrix, strict=True)
+        ]
+        await ensure_index(self.database.engine, embedder.model_id, embedder.dimension)
         async with self.database.sessionmaker() as session:
             stored = await _lock_file(session, file_id)
             if stored is None or stored.status != READY:
                 return  # deleted, or ingested anew, meanwhile
-            for row, vector in zip(rows, matrix, strict=True):
-                await session.execute(
-                    update(KnowledgeChunk)
-                    .where(KnowledgeChunk.id == row.id)
-                    .values(
-                        embedding=np.asarray(vector, dtype="<f4").tobytes(),
-                        embedding_model=embedder.model_id,
-                        dimension=embedder.dimension,
-                        updated_at=utcnow(),
-                    )
-                    .execution_options(synchronize_session=False)
-                )
+            await repository.replace_embeddings(
+                session,
+                embeddings,
+                embedding_model=embedder.model_id,
+                dimension=embedder.dimension,
+            )
             stored.embedding_model = embedder.model_id
             await session.commit()
         logger.info("file %s embedded again with %s", file_id, embedder.model_id)
@@ -187,15 +197,8 @@ class Ingestion:
         path = self.storage.local_path(claimed.owner_id, claimed.sha256)
         if not await self.storage.exists(claimed.owner_id, claimed.sha256):
             raise ExtractionError("missing_bytes", "The file's stored bytes are missing.")
-        try:
-            async with asyncio.timeout(self.settings.extraction_timeout_seconds):
-                extracted = await asyncio.to_thread(extract, path, claimed.media_type, self.limits)
-                chunks = await asyncio.to_thread(chunk_sections, extracted.sections)
-        except TimeoutError:
-            limit = self.settings.extraction_timeout_seconds
-            raise ExtractionError(
-                "timeout", f"Reading the file took longer than {limit:g} s."
-            ) from None
+        # In a child process, killed at EXTRACTION_TIMEOUT_SECONDS (parley.knowledge.extractor).
+        extracted, chunks = await self.extractor.read(path, claimed.media_type, self.limits)
         if not chunks:
             raise ExtractionError("no_text", "The file has no text to search.")
         await self._report(job, file_id, EXTRACTED_AT)
@@ -205,6 +208,8 @@ class Ingestion:
             _chunk_row(claimed.owner_id, file_id, chunk, embedder, vector)
             for chunk, vector in zip(chunks, vectors, strict=True)
         ]
+        # Outside the transaction below: creating it waits for writers, and that one is one.
+        await ensure_index(self.database.engine, embedder.model_id, embedder.dimension)
         async with self.database.sessionmaker() as session:
             stored = await _lock_file(session, file_id)
             if stored is None:
@@ -350,3 +355,16 @@ async def queue_stale(database: Database, embedding_model: str, *, batch: int = 
             await session.commit()
             queued += len(stale)
             after = stale[-1]
+
+
+async def fill_missing_vectors(database: Database, *, batch: int = 500) -> int:
+    """With pgvector, give every chunk without a vector in `embedding_vec` its vector (see
+    `repository.fill_missing_vectors`), a batch a transaction; how many."""
+    filled = 0
+    while True:
+        async with database.sessionmaker() as session:
+            count = await repository.fill_missing_vectors(session, batch=batch)
+            await session.commit()
+        filled += count
+        if count < batch:
+            return filled

@@ -4,7 +4,8 @@ Every read starts from the owner: `readable_bases(owner_id)` for bases, and each
 filters by `owner_id` first (on SQLite the keyword index holds the owner as a term of its own, so
 a match never leaves the owner's rows). The keyword index is each database's own: SQLite's FTS5
 table `knowledge_chunks_fts` is written here beside the chunks; PostgreSQL's GIN index over
-`to_tsvector` follows the rows by itself.
+`to_tsvector` follows the rows by itself. With pgvector (`parley.knowledge.vectors`) a chunk's
+vector is written into `embedding_vec` beside its bytes, and its HNSW index follows.
 """
 
 from __future__ import annotations
@@ -13,11 +14,16 @@ import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from datetime import datetime
+from typing import Any, cast
 
+from pgvector.sqlalchemy import VECTOR
 from sqlalchemy import (
     ColumnElement,
+    LargeBinary,
     Select,
+    Table,
+    bindparam,
     column,
     delete,
     func,
@@ -25,11 +31,12 @@ from sqlalchemy import (
     literal_column,
     select,
     table,
+    update,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import defer
 
-from parley.core.db import insert_of, rowcount
+from parley.core.db import insert_of, new_id, rowcount, utcnow
 from parley.core.pagination import CursorCodec, SortKey, paginate
 from parley.files.models import READY, StoredFile
 from parley.knowledge.models import (
@@ -38,6 +45,7 @@ from parley.knowledge.models import (
     KnowledgeBaseFile,
     KnowledgeChunk,
 )
+from parley.knowledge.vectors import PGVECTOR, VECTOR_COLUMN, vector_backend
 
 BASES_NEWEST_FIRST = SortKey("-created_at", KnowledgeBase.created_at, descending=True)
 MAX_QUERY_TERMS = 32
@@ -48,6 +56,14 @@ _CONFIG: ColumnElement[Any] = literal_column(f"'{TEXT_SEARCH_CONFIG}'")
 # PostgreSQL's stored `tsvector` of each chunk (a generated column the migration adds, GIN
 # indexed): ranking reads it instead of parsing every matching chunk's text again.
 _SEARCH_VECTOR: ColumnElement[Any] = literal_column("knowledge_chunks.search_vector")
+_CHUNKS = cast(Table, KnowledgeChunk.__table__)
+# The chunks' table with PostgreSQL's pgvector column, which no model maps (SQLite and servers
+# without pgvector have none): the rows' inserts and updates name it where it exists.
+_CHUNKS_WITH_VECTORS = table(
+    "knowledge_chunks",
+    *(column(chunk_column.name, chunk_column.type) for chunk_column in _CHUNKS.columns),
+    column(VECTOR_COLUMN, VECTOR()),
+)
 
 
 def _is_sqlite(session: AsyncSession) -> bool:
@@ -223,11 +239,34 @@ async def forget_file(session: AsyncSession, owner_id: uuid.UUID, file_id: uuid.
     )
 
 
+def _chunk_values(chunk: KnowledgeChunk, now: datetime) -> dict[str, Any]:
+    """A chunk's row for a Core INSERT: its id and times as the ORM's defaults would give them
+    (set on the object too, so the caller sees them)."""
+    if chunk.id is None:
+        chunk.id = new_id()
+    if chunk.created_at is None:
+        chunk.created_at = now
+    if chunk.updated_at is None:
+        chunk.updated_at = now
+    return {column.name: getattr(chunk, column.key) for column in _CHUNKS.columns}
+
+
 async def add_chunks(session: AsyncSession, chunks: Sequence[KnowledgeChunk]) -> None:
-    """Insert chunks (and, on SQLite, their keyword index rows)."""
-    session.add_all(chunks)
-    await session.flush()
-    if _is_sqlite(session) and chunks:
+    """Insert chunks in one statement (the objects are not added to the session), with, on
+    SQLite, their keyword index rows, and with pgvector their vectors in `embedding_vec` too."""
+    if not chunks:
+        return
+    now = utcnow()
+    rows = [_chunk_values(chunk, now) for chunk in chunks]
+    if await vector_backend(session) == PGVECTOR:
+        import numpy as np
+
+        for row in rows:
+            row[VECTOR_COLUMN] = np.frombuffer(row["embedding"], dtype="<f4")
+        await session.execute(insert(_CHUNKS_WITH_VECTORS), rows)
+    else:
+        await session.execute(insert(_CHUNKS), rows)
+    if _is_sqlite(session):
         await session.execute(
             insert(_FTS),
             [
@@ -235,6 +274,71 @@ async def add_chunks(session: AsyncSession, chunks: Sequence[KnowledgeChunk]) ->
                 for chunk in chunks
             ],
         )
+
+
+async def replace_embeddings(
+    session: AsyncSession,
+    embeddings: Sequence[tuple[uuid.UUID, bytes]],
+    *,
+    embedding_model: str,
+    dimension: int,
+) -> None:
+    """Give chunks new embeddings of another model (`(chunk id, float32 bytes)` each), in one
+    executemany UPDATE; with pgvector their `embedding_vec` too."""
+    if not embeddings:
+        return
+    pgvector = await vector_backend(session) == PGVECTOR
+    target = _CHUNKS_WITH_VECTORS if pgvector else _CHUNKS
+    values: dict[str, Any] = {
+        "embedding": bindparam("new_embedding", type_=LargeBinary),
+        "embedding_model": embedding_model,
+        "dimension": dimension,
+        "updated_at": utcnow(),
+    }
+    if pgvector:
+        values[VECTOR_COLUMN] = bindparam("new_vector", type_=VECTOR())
+    statement = update(target).where(target.c.id == bindparam("chunk_id")).values(values)
+    params: list[dict[str, Any]] = [
+        {"chunk_id": chunk_id, "new_embedding": blob} for chunk_id, blob in embeddings
+    ]
+    if pgvector:
+        import numpy as np
+
+        for param in params:
+            param["new_vector"] = np.frombuffer(param["new_embedding"], dtype="<f4")
+    await session.execute(statement, params)
+
+
+async def fill_missing_vectors(session: AsyncSession, *, batch: int) -> int:
+    """With pgvector: copy into `embedding_vec` the vectors of up to `batch` chunks that have
+    none (written, during an upgrade, by a process that did not know the column yet); how many.
+    Bytes of another length than their dimension are left alone."""
+    if await vector_backend(session) != PGVECTOR:
+        return 0
+    import numpy as np
+
+    chunks = _CHUNKS_WITH_VECTORS.c
+    rows = (
+        await session.execute(
+            select(chunks.id, chunks.embedding)
+            .where(
+                chunks[VECTOR_COLUMN].is_(None),
+                func.length(chunks.embedding) == chunks.dimension * 4,
+            )
+            .limit(batch)
+        )
+    ).all()
+    if rows:
+        await session.execute(
+            update(_CHUNKS_WITH_VECTORS)
+            .where(chunks.id == bindparam("chunk_id"))
+            .values({VECTOR_COLUMN: bindparam("new_vector", type_=VECTOR())}),
+            [
+                {"chunk_id": row.id, "new_vector": np.frombuffer(row.embedding, dtype="<f4")}
+                for row in rows
+            ],
+        )
+    return len(rows)
 
 
 # Words too common to tell passages apart: left out of keyword queries, where each would match

@@ -1,6 +1,7 @@
 """Hybrid search over a user's chunks: keyword hits (SQLite FTS5's BM25, PostgreSQL's
-`ts_rank_cd`) and vector hits (cosine similarity with the query's embedding, exact: every chunk of
-the owner's ready files made by the current embedding model) fused by reciprocal rank.
+`ts_rank_cd`) and vector hits (cosine similarity with the query's embedding among the owner's
+ready files' chunks made by the current embedding model: pgvector's HNSW index, sqlite-vec in
+SQL, or an exact scan, as `parley.knowledge.nearest` has it) fused by reciprocal rank.
 
 Weighted reciprocal rank fusion scores a chunk `sum(weight / (RRF_K + rank))` over the lists it
 is in, so a chunk that both searches rank well comes first, and neither search's raw scores (not
@@ -21,7 +22,9 @@ from typing import TYPE_CHECKING
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from parley.knowledge import repository
+from parley.knowledge.nearest import nearest_chunks
 from parley.knowledge.repository import ChunkHit
+from parley.knowledge.vectors import VectorBackend
 from parley.llm.embeddings import Embedder
 
 if TYPE_CHECKING:
@@ -72,26 +75,6 @@ def fuse(
     return [ChunkHit(chunk_id, score) for chunk_id, score in ordered]
 
 
-def nearest(
-    query: np.ndarray, rows: Sequence[tuple[uuid.UUID, bytes]], dimension: int, limit: int
-) -> list[ChunkHit]:
-    """The `limit` rows whose vectors are closest to `query` (unit vectors: the dot product is
-    the cosine), best first. Rows of another dimension are skipped."""
-    import numpy as np
-
-    usable = [(chunk_id, blob) for chunk_id, blob in rows if len(blob) == dimension * 4]
-    if not usable:
-        return []
-    matrix = np.frombuffer(b"".join(blob for _, blob in usable), dtype="<f4").reshape(
-        len(usable), dimension
-    )
-    scores = matrix @ query.astype(np.float32)
-    count = min(limit, len(usable))
-    best = np.argpartition(-scores, count - 1)[:count]
-    best = best[np.argsort(-scores[best], kind="stable")]
-    return [ChunkHit(usable[index][0], float(scores[index])) for index in best]
-
-
 async def keyword_search(
     session: AsyncSession,
     owner_id: uuid.UUID,
@@ -112,10 +95,14 @@ async def vector_search(
     *,
     file_ids: Sequence[uuid.UUID] | None,
     limit: int,
+    backend: VectorBackend | None = None,
 ) -> list[ChunkHit]:
-    """Vector hits only: the chunks nearest to the query's embedding."""
+    """Vector hits only: the chunks nearest to the query's embedding (by `backend`, default the
+    database's own: the benchmark and the tests compare them)."""
     vector = await _query_vector(embedder, query)
-    return await _nearest_of(session, owner_id, vector, embedder, file_ids=file_ids, limit=limit)
+    return await _nearest_of(
+        session, owner_id, vector, embedder, file_ids=file_ids, limit=limit, backend=backend
+    )
 
 
 async def _query_vector(embedder: Embedder, query: str) -> np.ndarray | None:
@@ -134,13 +121,20 @@ async def _nearest_of(
     *,
     file_ids: Sequence[uuid.UUID] | None,
     limit: int,
+    backend: VectorBackend | None,
 ) -> list[ChunkHit]:
     if vector is None:
         return []
-    rows = await repository.vectors_of(
-        session, owner_id, embedding_model=embedder.model_id, file_ids=file_ids
+    return await nearest_chunks(
+        session,
+        owner_id,
+        vector,
+        model_id=embedder.model_id,
+        dimension=embedder.dimension,
+        file_ids=file_ids,
+        limit=limit,
+        backend=backend,
     )
-    return await asyncio.to_thread(nearest, vector, rows, embedder.dimension, limit)
 
 
 async def hybrid_search(
@@ -151,9 +145,11 @@ async def hybrid_search(
     *,
     file_ids: Sequence[uuid.UUID] | None,
     limit: int,
+    backend: VectorBackend | None = None,
 ) -> list[SearchHit]:
     """The owner's best chunks for `query`, keyword and vector hits fused, among `file_ids`
-    (None: every ready file of the owner's)."""
+    (None: every ready file of the owner's); the vector hits by `backend` (default: the
+    database's own)."""
     limit = max(1, min(limit, MAX_LIMIT))
     candidates = max(CANDIDATES_PER_LIST, limit * 4)
     # The query's embedding (a thread, or a provider's answer) while the keyword search runs.
@@ -167,7 +163,13 @@ async def hybrid_search(
         if not embedding.done():
             embedding.cancel()
     vector = await _nearest_of(
-        session, owner_id, vector_of_query, embedder, file_ids=file_ids, limit=candidates
+        session,
+        owner_id,
+        vector_of_query,
+        embedder,
+        file_ids=file_ids,
+        limit=candidates,
+        backend=backend,
     )
     fused = fuse([keyword, vector], weights=(KEYWORD_WEIGHT, VECTOR_WEIGHT))[:limit]
     found = await repository.chunks_with_files(session, owner_id, [hit.chunk_id for hit in fused])

@@ -1,8 +1,9 @@
 """Task use cases: create, read, list, change, complete and delete a user's tasks.
 
-Each public method is one use case and commits once at its end. A task that is not the caller's
-is `NotFound`, exactly like one that does not exist. REST routes and assistant/MCP tools both act
-through this service, so the rules hold on every surface.
+Each public method is one use case and commits once at its end, with its event in the outbox
+(`parley.task.created.v1`, `.updated.v1`, `.completed.v1`, `.deleted.v1`: the task is the data).
+A task that is not the caller's is `NotFound`, exactly like one that does not exist. REST routes
+and assistant/MCP tools both act through this service, so the rules hold on every surface.
 """
 
 from __future__ import annotations
@@ -14,14 +15,16 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from parley.accounts.authentication import Owner
-from parley.core.db import utcnow
+from parley.core.db import new_id, utcnow
 from parley.core.errors import NotFound
 from parley.core.pagination import CursorCodec
 from parley.core.telemetry import traced
+from parley.events.outbox import add_event
 from parley.tasks import repository
+from parley.tasks.events import TASK_COMPLETED, TASK_CREATED, TASK_DELETED, TASK_UPDATED
 from parley.tasks.models import Priority, Task
 from parley.tasks.repository import TaskFilters, TaskSort
-from parley.tasks.schemas import TaskChanges
+from parley.tasks.schemas import TaskChanges, TaskPublic
 
 __all__ = ["TaskChanges", "TaskFilters", "TaskService", "TaskSort"]
 
@@ -32,6 +35,15 @@ class TaskService:
     def __init__(self, session: AsyncSession, codec: CursorCodec) -> None:
         self.session = session
         self.codec = codec
+
+    async def _tell(self, event_type: str, task: Task) -> None:
+        await add_event(
+            self.session,
+            event_type,
+            subject=f"tasks/{task.id}",
+            user_id=task.user_id,
+            data=TaskPublic.model_validate(task).model_dump(mode="json"),
+        )
 
     async def _owned(self, owner: Owner, task_id: uuid.UUID) -> Task:
         task = await repository.get_task(self.session, owner.id, task_id)
@@ -54,6 +66,7 @@ class TaskService:
         """A new task on the owner's list."""
         now = utcnow()
         task = Task(
+            id=new_id(),
             user_id=owner.id,
             title=title,
             description=description,
@@ -65,6 +78,7 @@ class TaskService:
             updated_at=now,
         )
         repository.add_task(self.session, task, list(dict.fromkeys(tags)))
+        await self._tell(TASK_CREATED, task)
         await self.session.commit()
         return task
 
@@ -125,10 +139,12 @@ class TaskService:
             task.due_at = changes["due_at"]
         if "tags" in changes:
             repository.replace_tags(task, changes["tags"])
+        completes = changes.get("completed") is True and not task.completed
         if "completed" in changes:
             self._mark(task, completed=changes["completed"])
         # Set explicitly: a change of tags alone does not update the task's own row.
         task.updated_at = utcnow()
+        await self._tell(TASK_COMPLETED if completes else TASK_UPDATED, task)
         await self.session.commit()
         return task
 
@@ -149,6 +165,7 @@ class TaskService:
             NotFound: no such task, or not the owner's.
         """
         task = await self._owned(owner, task_id)
+        await self._tell(TASK_DELETED, task)
         await repository.delete_task(self.session, task)
         await self.session.commit()
 

@@ -1,0 +1,68 @@
+"""The events' tables: `outbox_events`, one row per CloudEvent, written in the transaction of
+the change it tells of; and `handled_events`, which event each consumer has handled, written in
+the transaction of the consumer's effect (so a redelivered event has one effect).
+
+An event's `position` is given by the relay once the event's transaction has committed, one
+batch at a time under a lock: positions increase in the order events become visible, which is
+what lets a reader follow them with "everything after position N" and never skip one that
+committed late.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, String, Text, text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from parley.core.db import Base, IdTimestampMixin, utcnow
+
+TYPE_MAX_CHARS = 100
+SUBJECT_MAX_CHARS = 200
+CONSUMER_MAX_CHARS = 100
+
+
+class OutboxEvent(IdTimestampMixin, Base):
+    """One CloudEvent: `id` is its id (UUIDv7), `type` e.g. `parley.task.completed.v1`,
+    `subject` what it is about (e.g. `tasks/<id>`), `user_id` whose it is (`parleyuser`), `time`
+    when the change happened, `data` its payload. `position` and `published_at` are set by the
+    relay; `attempts` and `last_error` record failed deliveries."""
+
+    __tablename__ = "outbox_events"
+    __table_args__ = (
+        # The relay's pick: events not numbered yet, oldest first (ids are time-ordered).
+        Index(
+            "ix_outbox_events_pending",
+            "id",
+            postgresql_where=text("position IS NULL"),
+            sqlite_where=text("position IS NULL"),
+        ),
+        # A user's feed: their events after a position.
+        Index("ix_outbox_events_user_position", "user_id", "position"),
+        # (The purge of old events needs no index of its own: ids are UUIDv7, ordered by time,
+        # so "older than" is a range of the primary key.)
+    )
+
+    type: Mapped[str] = mapped_column(String(TYPE_MAX_CHARS))
+    subject: Mapped[str] = mapped_column(String(SUBJECT_MAX_CHARS))
+    user_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), nullable=True
+    )
+    time: Mapped[datetime] = mapped_column(default=utcnow)
+    data: Mapped[dict[str, Any]] = mapped_column(JSON)
+    position: Mapped[int | None] = mapped_column(BigInteger, unique=True, nullable=True)
+    published_at: Mapped[datetime | None]
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class HandledEvent(Base):
+    """That `consumer` has handled the event `event_id` (its effect committed with this row)."""
+
+    __tablename__ = "handled_events"
+
+    consumer: Mapped[str] = mapped_column(String(CONSUMER_MAX_CHARS), primary_key=True)
+    event_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

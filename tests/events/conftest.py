@@ -1,0 +1,81 @@
+"""Events-test helpers: a reader of the live feed over a real connection (SSE parsed as a
+browser's EventSource would), collecting events in the background."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from tests.fixtures.polling import wait_for
+
+
+@dataclass
+class FeedReader:
+    """The events one connection to `GET /api/events` received, in order."""
+
+    response: httpx.Response
+    events: list[dict[str, Any]] = field(default_factory=list)
+    ids: list[str] = field(default_factory=list)
+    comments: int = 0
+    retry: int | None = None
+
+    async def read(self) -> None:
+        data: list[str] = []
+        event_id: str | None = None
+        async for line in self.response.aiter_lines():
+            if line == "":
+                if data:
+                    self.events.append(json.loads("\n".join(data)))
+                    self.ids.append(event_id or "")
+                data, event_id = [], None
+            elif line.startswith(":"):
+                self.comments += 1
+            elif line.startswith("id:"):
+                event_id = line[3:].strip()
+            elif line.startswith("data:"):
+                data.append(line[5:].lstrip())
+            elif line.startswith("retry:"):
+                self.retry = int(line[6:].strip())
+
+    async def wait_for_count(self, count: int, within: float = 10) -> list[dict[str, Any]]:
+        async def enough() -> list[dict[str, Any]] | None:
+            return self.events if len(self.events) >= count else None
+
+        result: list[dict[str, Any]] = await wait_for(enough, within=within)
+        return result
+
+    def types(self) -> list[str]:
+        return [event["type"] for event in self.events]
+
+
+@contextlib.asynccontextmanager
+async def follow(
+    http: httpx.AsyncClient, headers: dict[str, str], last_event_id: str | None = None
+) -> AsyncIterator[FeedReader]:
+    """Connect to the feed and read it in the background until the block ends."""
+    request_headers = dict(headers)
+    if last_event_id is not None:
+        request_headers["Last-Event-ID"] = last_event_id
+    async with http.stream("GET", "/api/events", headers=request_headers) as response:
+        assert response.status_code == 200, await response.aread()
+        assert response.headers["content-type"].startswith("text/event-stream")
+        reader = FeedReader(response)
+        task = asyncio.ensure_future(reader.read())
+        try:
+            # The feed's starting point is fixed before its first byte (the `retry:` line).
+            await wait_for(lambda: _true_when(reader.retry is not None), within=10)
+            yield reader
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, httpx.HTTPError):
+                await task
+
+
+async def _true_when(condition: bool) -> bool | None:
+    return True if condition else None
