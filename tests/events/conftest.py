@@ -68,8 +68,8 @@ async def follow(
         reader = FeedReader(response)
         task = asyncio.ensure_future(reader.read())
         try:
-            # The feed's starting point is fixed before its first byte (the `retry:` line).
-            await wait_for(lambda: _true_when(reader.retry is not None), within=10)
+            # The feed's starting point is fixed before its first byte (the `: connected` line).
+            await wait_for(lambda: _true_when(reader.comments > 0), within=10)
             yield reader
         finally:
             task.cancel()

@@ -9,7 +9,7 @@ from fastapi import Depends, Request
 from parley.events.service import EventFeed
 
 
-def get_event_feed(request: Request) -> EventFeed:
+async def get_event_feed(request: Request) -> EventFeed:
     """The feed over the app's database (it opens a short session per read)."""
     feed: EventFeed = request.app.state.event_feed
     return feed

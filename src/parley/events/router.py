@@ -28,7 +28,7 @@ FEED_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 RECONNECT_MS = 2000
 _EVENT_SCHEMA: dict[str, Any] = {
     "type": "object",
-    "required": ["data"],
+    "required": ["id", "data"],
     "properties": {
         "id": {"type": "string", "description": "The event's id: send it as Last-Event-ID."},
         "data": {"type": "string", "description": "The CloudEvent, as JSON."},
@@ -62,19 +62,21 @@ async def follow_events(
 ) -> StreamingResponse:
     """The caller's events (tasks created, changed, completed, deleted, ...) as they happen,
     each a CloudEvent. Without `Last-Event-ID` the stream starts with the next event; with it,
-    after that event (a 404 when it is not one of the caller's, or no longer kept). A comment
-    line is sent every 15 s of silence."""
+    after that event (a 404 when it is not one of the caller's, or no longer kept). The stream
+    opens with a comment line, and sends one every 15 s of silence."""
     position = await feed.start(user.id, last_event_id)
     user_id = user.id
 
     async def body() -> AsyncIterator[bytes]:
-        yield f"retry: {RECONNECT_MS}\n\n".encode()
+        # A comment first: the client knows at once that the stream is open (comments are no
+        # events; every event has its id and data).
+        yield b": connected\n\n"
         async for event in feed.follow(user_id, position):
             if event is None:
                 yield b": keep-alive\n\n"
                 continue
             data = json.dumps(cloud_event(event), separators=(",", ":"), ensure_ascii=False)
-            yield f"id: {event.id}\ndata: {data}\n\n".encode()
+            yield f"id: {event.id}\nretry: {RECONNECT_MS}\ndata: {data}\n\n".encode()
 
     return StreamingResponse(body(), media_type="text/event-stream", headers=FEED_HEADERS)
 
