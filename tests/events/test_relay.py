@@ -6,6 +6,7 @@ once its transaction has committed."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 import uuid
 from collections.abc import Sequence
@@ -19,7 +20,7 @@ from parley.core.db import utcnow
 from parley.events import repository
 from parley.events.models import OutboxEvent
 from parley.events.outbox import add_event
-from parley.events.relay import Relay
+from parley.events.relay import Relay, UserWakeups
 from parley.events.service import EventFeed
 from tests.fixtures.accounts import TestUser
 
@@ -166,3 +167,17 @@ async def test_delivered_events_past_their_retention_are_purged(
         assert await repository.purge_delivered(session, utcnow() + timedelta(seconds=1)) == 3
         await session.commit()
     assert [row.subject for row in await numbered(app)] == ["tests/pending"] * 2
+
+
+async def test_a_batch_wakes_the_feeds_of_its_users_only() -> None:
+    wakeups = UserWakeups()
+    alice, bob = uuid.uuid4(), uuid.uuid4()
+    alices, bobs = wakeups.subscribe(alice), wakeups.subscribe(bob)
+    wakeups.notify([alice, None])
+    await asyncio.sleep(0)
+    assert alices.is_set()
+    assert not bobs.is_set()
+    assert wakeups.subscribers == 2
+    del bobs  # a feed that ended is no longer kept
+    gc.collect()
+    assert wakeups.subscribers == 1

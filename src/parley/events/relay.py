@@ -5,8 +5,8 @@ events not numbered yet, oldest first, get the next positions, are handed to the
 (`Delivery.deliver`, before the commit: a delivery that fails rolls the batch back, and it is
 tried again after a pause), and are marked delivered. An event is thus delivered once or, if
 the process dies between delivery and commit, again: consumers are idempotent
-(`handled_events`). After a batch commits, this process's live feeds are woken
-(`feed_wakeups`); feeds in other processes find it at their next poll.
+(`handled_events`). After a batch commits, this process's live feeds of the users it holds
+events of are woken (`feed_wakeups`); feeds in other processes find it at their next poll.
 
 A relay runs beside each worker (`parley worker`, and `parley serve` with
 `WORKER_IN_PROCESS`); any number may run, the lock lets one number at a time. It wakes when a
@@ -19,20 +19,53 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+import uuid
+import weakref
+from collections.abc import Iterable, Sequence
 from typing import Protocol
 
 from parley.core.db import Database, utcnow
 from parley.events import repository
 from parley.events.models import OutboxEvent
 from parley.events.outbox import relay_wakeups
-from parley.jobs.queue import LocalWakeups
 
 logger = logging.getLogger(__name__)
 BATCH = 500
 RETRY_SECONDS = (0.5, 1.0, 2.0, 5.0, 10.0)
 
-feed_wakeups = LocalWakeups()
+
+class UserWakeups:
+    """Wakes this process's live feeds of some users (from any thread): a feed subscribes for
+    its user, and a relay batch wakes the feeds of the users it holds events of, not every feed.
+
+    Each feed's `asyncio.Event` is held weakly: the subscription lasts as long as the feed.
+    """
+
+    def __init__(self) -> None:
+        self._feeds: weakref.WeakKeyDictionary[
+            asyncio.Event, tuple[asyncio.AbstractEventLoop, uuid.UUID]
+        ] = weakref.WeakKeyDictionary()
+
+    def subscribe(self, user_id: uuid.UUID) -> asyncio.Event:
+        """An event set when events of `user_id` are numbered here (keep a reference to it)."""
+        wakeup = asyncio.Event()
+        self._feeds[wakeup] = (asyncio.get_running_loop(), user_id)
+        return wakeup
+
+    @property
+    def subscribers(self) -> int:
+        """How many feeds are subscribed."""
+        return len(self._feeds)
+
+    def notify(self, user_ids: Iterable[uuid.UUID | None]) -> None:
+        """Wake the feeds of `user_ids`."""
+        wanted = set(user_ids)
+        for wakeup, (loop, user_id) in list(self._feeds.items()):
+            if user_id in wanted and not loop.is_closed():
+                loop.call_soon_threadsafe(wakeup.set)
+
+
+feed_wakeups = UserWakeups()
 
 
 class Delivery(Protocol):
@@ -99,7 +132,7 @@ class Relay:
                 await session.commit()
                 raise
             await session.commit()
-        feed_wakeups.notify()
+        feed_wakeups.notify(event.user_id for event in events)
         return len(events)
 
     async def drain(self) -> int:

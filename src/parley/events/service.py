@@ -1,10 +1,10 @@
 """The live feed: a user's events, from a position on, as they are delivered.
 
 `EventFeed.follow` reads the user's numbered events after a position in short transactions
-(no connection is held while it waits), waits to be woken by this process's relay
-(`relay.feed_wakeups`) or for its poll (events numbered by a relay in another process), and
-yields `None` when it has had nothing to say for `heartbeat_seconds`, so proxies keep the
-connection open.
+(no connection is held while it waits), waits to be woken by this process's relay when it
+numbers events of the user (`relay.feed_wakeups`) or for its poll (events numbered by a relay
+in another process), and yields `None` when it has had nothing to say for
+`heartbeat_seconds`, so proxies keep the connection open.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ class EventFeed:
 
     async def follow(self, user_id: uuid.UUID, position: int) -> AsyncIterator[OutboxEvent | None]:
         """The user's events after `position`, as they come; `None` as a heartbeat."""
-        wake = feed_wakeups.subscribe()
+        wake = feed_wakeups.subscribe(user_id)
         quiet_since = time.monotonic()
         while True:
             wake.clear()
