@@ -39,8 +39,23 @@ class OutboxEvent(IdTimestampMixin, Base):
             postgresql_where=text("position IS NULL"),
             sqlite_where=text("position IS NULL"),
         ),
-        # A user's feed: their events after a position.
-        Index("ix_outbox_events_user_position", "user_id", "position"),
+        # Positions, unique; and a user's feed, their events after a position. Both partial: a
+        # new event has no position, so the INSERT in the change's transaction skips them (the
+        # relay writes their entries when it numbers the event).
+        Index(
+            "ix_outbox_events_position",
+            "position",
+            unique=True,
+            postgresql_where=text("position IS NOT NULL"),
+            sqlite_where=text("position IS NOT NULL"),
+        ),
+        Index(
+            "ix_outbox_events_user_position",
+            "user_id",
+            "position",
+            postgresql_where=text("position IS NOT NULL"),
+            sqlite_where=text("position IS NOT NULL"),
+        ),
         # (The purge of old events needs no index of its own: ids are UUIDv7, ordered by time,
         # so "older than" is a range of the primary key.)
     )
@@ -52,7 +67,7 @@ class OutboxEvent(IdTimestampMixin, Base):
     )
     time: Mapped[datetime] = mapped_column(default=utcnow)
     data: Mapped[dict[str, Any]] = mapped_column(JSON)
-    position: Mapped[int | None] = mapped_column(BigInteger, unique=True, nullable=True)
+    position: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     published_at: Mapped[datetime | None]
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)

@@ -55,7 +55,9 @@ async def pending(session: AsyncSession, limit: int) -> list[OutboxEvent]:
 
 async def last_position(session: AsyncSession) -> int:
     """The highest position given so far (0 before the first)."""
-    found = await session.scalar(select(func.max(OutboxEvent.position)))
+    found = await session.scalar(
+        select(func.max(OutboxEvent.position)).where(OutboxEvent.position.is_not(None))
+    )
     return int(found or 0)
 
 
@@ -97,7 +99,9 @@ async def position_of(session: AsyncSession, user_id: uuid.UUID, event_id: uuid.
 async def user_last_position(session: AsyncSession, user_id: uuid.UUID) -> int:
     """The position of the user's latest delivered event (0 when none)."""
     found = await session.scalar(
-        select(func.max(OutboxEvent.position)).where(OutboxEvent.user_id == user_id)
+        select(func.max(OutboxEvent.position)).where(
+            OutboxEvent.user_id == user_id, OutboxEvent.position.is_not(None)
+        )
     )
     return int(found or 0)
 

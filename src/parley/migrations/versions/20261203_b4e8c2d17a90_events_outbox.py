@@ -18,6 +18,7 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 PENDING = sa.text("position IS NULL")
+NUMBERED = sa.text("position IS NOT NULL")
 
 
 def upgrade() -> None:
@@ -42,7 +43,6 @@ def upgrade() -> None:
             ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_outbox_events")),
-        sa.UniqueConstraint("position", name=op.f("uq_outbox_events_position")),
     )
     op.create_index(
         "ix_outbox_events_pending",
@@ -51,7 +51,22 @@ def upgrade() -> None:
         postgresql_where=PENDING,
         sqlite_where=PENDING,
     )
-    op.create_index("ix_outbox_events_user_position", "outbox_events", ["user_id", "position"])
+    # Partial: a new event has no position, so the INSERT of a change's transaction skips them.
+    op.create_index(
+        "ix_outbox_events_position",
+        "outbox_events",
+        ["position"],
+        unique=True,
+        postgresql_where=NUMBERED,
+        sqlite_where=NUMBERED,
+    )
+    op.create_index(
+        "ix_outbox_events_user_position",
+        "outbox_events",
+        ["user_id", "position"],
+        postgresql_where=NUMBERED,
+        sqlite_where=NUMBERED,
+    )
     op.create_table(
         "handled_events",
         sa.Column("consumer", sa.String(length=100), nullable=False),
@@ -64,5 +79,6 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_table("handled_events")
     op.drop_index("ix_outbox_events_user_position", table_name="outbox_events")
+    op.drop_index("ix_outbox_events_position", table_name="outbox_events")
     op.drop_index("ix_outbox_events_pending", table_name="outbox_events")
     op.drop_table("outbox_events")
