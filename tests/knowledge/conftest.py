@@ -7,6 +7,7 @@ test that uses its client."""
 from __future__ import annotations
 
 import asyncio
+import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any
@@ -207,6 +208,8 @@ def pgvector_server() -> Iterator[EmbeddedPostgres]:
     try:
         server = EmbeddedPostgres.start()
     except EmbeddedPostgresUnavailable as exc:
+        if os.environ.get("PARLEY_REQUIRE_PGVECTOR") == "1":  # set by .ci/run
+            pytest.fail(f"PARLEY_REQUIRE_PGVECTOR=1 but no embedded pgvector server: {exc}")
         pytest.skip(f"no embedded PostgreSQL with pgvector here: {exc}")
     try:
         yield server
