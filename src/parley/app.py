@@ -23,7 +23,7 @@ from parley.accounts.admin_router import admin_users_router
 from parley.accounts.authentication import TouchThrottle
 from parley.accounts.caller_cache import AccountChangeRelay, CallerCache, watch_account_changes
 from parley.accounts.router import auth_router, users_router
-from parley.background import build_worker
+from parley.background import build_worker, event_consumers
 from parley.chats.router import chats_router
 from parley.core.logging import configure_logging
 from parley.core.memory import trim_heap_every, trim_heap_in_thread
@@ -37,6 +37,8 @@ from parley.core.ratelimit import RateLimiter
 from parley.core.responses import install_error_handlers
 from parley.core.security import warm_up_password_hashing
 from parley.core.telemetry import configure_tracing
+from parley.events.audit_router import admin_audit_router, audit_router
+from parley.events.dapr import dapr_router
 from parley.events.outbox import watch_events
 from parley.events.router import events_router
 from parley.events.service import EventFeed
@@ -101,6 +103,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.runtime = runtime
             app.state.database = database
             app.state.event_feed = EventFeed(database)
+            if settings.events_broker == "dapr":  # the consumers of the sidecar's deliveries
+                app.state.event_consumers = event_consumers(runtime)
             app.state.redis = redis
             app.state.rate_limiter = RateLimiter.from_settings(settings, redis)
             app.state.cursor_codec = cursor_codec
@@ -194,6 +198,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(files_router)  # uploads
     app.include_router(knowledge_router)  # knowledge bases and search
     app.include_router(events_router)  # the live feed and the event schemas
+    app.include_router(audit_router)  # the caller's audit log, and every user's for admins
+    app.include_router(admin_audit_router)
+    if settings.events_broker == "dapr":  # the sidecar's subscription and deliveries
+        app.include_router(dapr_router)
     # MCP Streamable HTTP at exactly /mcp (a Mount would redirect /mcp to /mcp/).
     app.router.routes.append(
         Route("/mcp", endpoint=mcp_endpoint, methods=["GET", "POST", "DELETE"])

@@ -27,15 +27,19 @@ import asyncio
 import importlib.util
 import logging
 import signal
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from datetime import timedelta
+from typing import Any
 
 from parley.accounts.repository import delete_refresh_tokens_expired_before
 from parley.core.db import utcnow
 from parley.core.telemetry import configure_tracing
 from parley.events import repository as events_repository
+from parley.events.audit import audit_consumer
+from parley.events.consumers import CONSUME_JOB, Consumers, consume_job
 from parley.events.outbox import watch_events
 from parley.events.relay import Relay
+from parley.events.transport import open_transport
 from parley.files.service import INGEST_JOB
 from parley.jobs import repository as jobs_repository
 from parley.jobs.kinds import JobKind, JobKinds, JobRun
@@ -51,6 +55,8 @@ from parley.knowledge.ingestion import (
 )
 from parley.runtime import Runtime, open_runtime
 from parley.settings import Settings
+from parley.tasks.recurrence import recurrence_consumer
+from parley.tasks.reminders import REMIND_JOB, Reminders
 from parley.turns.idempotency import purge_expired_keys
 from parley.turns.titles import (
     TITLE_JOB,
@@ -145,6 +151,7 @@ def job_kinds(runtime: Runtime) -> JobKinds:
     kinds.handle(PURGE_REFRESH_TOKENS_JOB, purge_refresh_tokens)
     kinds.handle(PURGE_JOBS_JOB, purge_jobs)
     kinds.handle(PURGE_EVENTS_JOB, purge_events)
+    kinds.handle(REMIND_JOB, Reminders(database).run)
     return kinds
 
 
@@ -166,14 +173,42 @@ def schedules(runtime: Runtime) -> list[Schedule]:
     ]
 
 
+def event_consumers(runtime: Runtime) -> Consumers:
+    """Parley's consumers of its events (docs/events.md "Consumers")."""
+    return Consumers([recurrence_consumer(), audit_consumer()])
+
+
+def events_companion(
+    runtime: Runtime, consumers: Consumers
+) -> Callable[[], Coroutine[Any, Any, None]]:
+    """The loop that relays committed events to `EVENTS_BROKER` and, with a broker, feeds the
+    consumers from it; on cancellation it closes the broker's connections."""
+
+    async def run() -> None:
+        transport = open_transport(runtime.settings, runtime.database, consumers)
+        relay = Relay(runtime.database, transport.delivery)
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(relay.run(), name="events-relay")
+                for index, loop in enumerate(transport.loops):
+                    group.create_task(loop(), name=f"events-consumers-{index}")
+        finally:
+            await transport.close()
+
+    return run
+
+
 def build_worker(
     runtime: Runtime, *, concurrency: int | None = None, queues: Sequence[str] | None = None
 ) -> Worker:
     """A worker over `runtime` that runs every Parley job kind and fires the schedules."""
     settings = runtime.settings
+    consumers = event_consumers(runtime)
+    kinds = job_kinds(runtime)
+    kinds.handle(CONSUME_JOB, consume_job(runtime.database, consumers))
     return Worker(
         runtime.database,
-        job_kinds(runtime),
+        kinds,
         concurrency=concurrency or settings.worker_concurrency,
         queues=queues,
         lease_seconds=settings.job_lease_seconds,
@@ -181,7 +216,7 @@ def build_worker(
         shutdown_seconds=settings.worker_shutdown_seconds,
         schedules=schedules(runtime),
         # Committed events are numbered and delivered beside the jobs (parley.events.relay).
-        companions=[Relay(runtime.database).run],
+        companions=[events_companion(runtime, consumers)],
     )
 
 

@@ -1,4 +1,4 @@
-"""The `parley` command: serve, worker, migrate, user, version.
+"""The `parley` command: serve, worker, consumers, migrate, user, version.
 
 Each subcommand exits non-zero with a one-line reason on bad input or bad configuration.
 """
@@ -164,6 +164,31 @@ def worker(
     if not current:
         raise _fail("the database is not migrated to this version: run `parley migrate` first")
     run_worker(settings, concurrency=concurrency, queues=queues or None)
+
+
+@cli.command()
+def consumers() -> None:
+    """Run only the event consumers on EVENTS_BROKER (no jobs, no relay) until SIGTERM."""
+    from parley import migrate as migrations
+    from parley.core.logging import configure_logging
+    from parley.events.brokers import run_consumers
+
+    settings = _settings()
+    if settings.events_broker in ("none", "dapr"):
+        typer.echo(
+            f"error: EVENTS_BROKER is {settings.events_broker}: consumers run in `parley worker` "
+            "(none) or are called by the sidecar (dapr); `parley consumers` needs a broker URL",
+            err=True,
+        )
+        raise typer.Exit(code=2)
+    configure_logging(settings)
+    try:
+        current = migrations.is_current(settings)
+    except (SQLAlchemyError, OSError) as exc:
+        raise _fail(f"cannot reach the database: {exc.__class__.__name__}: {exc}") from exc
+    if not current:
+        raise _fail("the database is not migrated to this version: run `parley migrate` first")
+    run_consumers(settings)
 
 
 # `downgrade -1` (one back) is a revision, not an unknown option.

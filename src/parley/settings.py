@@ -125,6 +125,24 @@ class Settings(BaseSettings):
 
     # Events (docs/events.md): delivered events are kept this long (the feed resumes within it).
     events_retention_days: int = Field(default=7, ge=1, le=3650)
+    # Where the relay delivers events and the consumers read them: `none` (consumer jobs on
+    # this database), `redis://`, `nats://`, `amqp://`, `kafka://host:port` or `dapr` (the
+    # sidecar at DAPR_HTTP_ENDPOINT, pub/sub component DAPR_PUBSUB_NAME).
+    events_broker: str = "none"
+    events_topic: str = Field(
+        default="parley.events",
+        min_length=1,
+        max_length=200,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
+    )
+    dapr_http_endpoint: str = "http://127.0.0.1:3500"
+    dapr_pubsub_name: str = Field(
+        default="pubsub", min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+    )
+    # Sent to the sidecar as `dapr-api-token` (the sidecar's DAPR_API_TOKEN).
+    dapr_api_token: SecretStr | None = None
+    # What the sidecar must send on its deliveries (its APP_API_TOKEN); unset: loopback only.
+    dapr_app_api_token: SecretStr | None = None
 
     # Files and knowledge (docs/knowledge.md). Stored bytes live under PARLEY_DATA_DIR/files.
     max_upload_bytes: int = Field(default=50 * 1024 * 1024, ge=1024, le=10 * 1024**3)
@@ -207,6 +225,19 @@ class Settings(BaseSettings):
             raise ValueError(
                 "must be the catalog id of an embedding model: offline:embed, openai:<model> "
                 "or gemini:<model>"
+            )
+        return value
+
+    @field_validator("events_broker")
+    @classmethod
+    def _check_events_broker(cls, value: str) -> str:
+        value = value.strip()
+        if value.lower() in ("none", "dapr"):
+            return value.lower()
+        scheme = value.split("://", 1)[0].lower() if "://" in value else ""
+        if scheme not in ("redis", "rediss", "nats", "tls", "amqp", "amqps", "kafka"):
+            raise ValueError(
+                "EVENTS_BROKER is none, dapr, or a redis://, nats://, amqp:// or kafka:// URL"
             )
         return value
 

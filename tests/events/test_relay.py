@@ -15,6 +15,7 @@ from datetime import timedelta
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from parley.core.db import utcnow
 from parley.events import repository
@@ -84,7 +85,7 @@ class FlakyDelivery:
         self.failures = failures
         self.delivered: list[list[int]] = []
 
-    async def deliver(self, events: Sequence[OutboxEvent]) -> None:
+    async def deliver(self, session: AsyncSession, events: Sequence[OutboxEvent]) -> None:
         if self.failures:
             self.failures -= 1
             raise ConnectionError("the broker is away")

@@ -64,6 +64,7 @@ ADMIN_ROUTES: dict[str, tuple[str, dict[str, Any]]] = {
     "PATCH /api/admin/models/{model_id}": ("/api/admin/models/offline:parley", {"enabled": False}),
     "GET /api/admin/usage": ("/api/admin/usage", {}),
     "GET /api/admin/jobs": ("/api/admin/jobs", {}),
+    "GET /api/admin/audit": ("/api/admin/audit", {}),
     "POST /api/admin/jobs/{job_id}/cancel": ("/api/admin/jobs/{victim}/cancel", {}),
     "POST /api/admin/jobs/{job_id}/retry": ("/api/admin/jobs/{victim}/retry", {}),
 }
@@ -107,6 +108,7 @@ NO_USER_RESOURCE: dict[str, str] = {
     ),
     "GET /api/events": "the caller's own events (another's Last-Event-ID is a 404: tests/events)",
     "GET /api/events/schemas": "the event types' JSON Schemas (public, like the OpenAPI document)",
+    "GET /api/audit": "the caller's own audit records (another's never listed: tests/events)",
     "GET /": "the web page (static, public)",
     "GET /static/{version}/{path}": "the web page's static files (public)",
     "GET /docs": "the API docs page (public)",

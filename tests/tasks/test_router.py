@@ -24,6 +24,8 @@ TASK_FIELDS = {
     "priority",
     "due_at",
     "tags",
+    "recurrence",
+    "remind_at",
     "created_at",
     "updated_at",
 }

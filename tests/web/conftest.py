@@ -19,6 +19,8 @@ import pytest
 from fastapi import FastAPI
 from playwright.async_api import Browser, Page, async_playwright
 
+from parley.background import build_worker
+from parley.runtime import open_runtime
 from tests.fakes import Script
 from tests.fakes.openai_upstream import FakeOpenAI
 from tests.fixtures.catalogs import seed_for
@@ -107,6 +109,22 @@ async def server(
         finally:
             web.pace(FAST_PACE_MS)
             await wait_until_quiet(web_live, app)
+
+
+@pytest.fixture
+async def web_worker(server: WebServer) -> AsyncIterator[None]:
+    """A worker on the web server's settings (its database and data directory), in the test's
+    event loop, as `parley worker` runs beside the web server in a deployment: it runs the jobs
+    (files read, titles, reminders) and the relay that numbers committed events, which the live
+    feed (`GET /api/events`) carries to the page."""
+    async with open_runtime(server.live.app.state.settings) as runtime:
+        worker = build_worker(runtime)
+        worker.poll_seconds = 0.1
+        worker.start()
+        try:
+            yield
+        finally:
+            await worker.stop(grace_seconds=0)
 
 
 @pytest.fixture

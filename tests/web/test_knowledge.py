@@ -3,19 +3,16 @@ ingestion), the reply cites it, the citation opens the passage it quotes, and th
 the knowledge dialog uploads into a knowledge base, lists, deletes, and lets a chat search the
 base; a file that cannot be read says why and the message waits for it.
 
-A worker of its own (`parley worker`, in the test's event loop) reads the files, as in a
+A worker (`web_worker`, as `parley worker` in the test's event loop) reads the files, as in a
 deployment where workers run beside the web server."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from playwright.async_api import Page, expect
 
-from parley.background import build_worker
-from parley.runtime import open_runtime
 from tests.fixtures.pages import assistant_messages, composer, send_and_wait, user_messages
 from tests.fixtures.web import OpenPage, Shoot, WebServer
 from tests.knowledge.test_extraction import write_pdf
@@ -36,19 +33,6 @@ Clean and oil the chain every 300 kilometres, or after a ride in the rain.
 
 Check tyre pressure weekly; road tyres usually want between 80 and 100 psi.
 """
-
-
-@pytest.fixture
-async def web_worker(server: WebServer) -> AsyncIterator[None]:
-    """A worker on the web server's settings (its database and data directory)."""
-    async with open_runtime(server.live.app.state.settings) as runtime:
-        worker = build_worker(runtime)
-        worker.poll_seconds = 0.1
-        worker.start()
-        try:
-            yield
-        finally:
-            await worker.stop(grace_seconds=0)
 
 
 def attachments(page: Page):  # type: ignore[no-untyped-def]

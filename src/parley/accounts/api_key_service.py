@@ -1,6 +1,7 @@
 """API key use cases: create (the secret is shown once), list, revoke.
 
-Keys are owner-scoped: another user's key is simply not found.
+Keys are owner-scoped: another user's key is simply not found. A key created or revoked is told
+as an event (`parley.accounts.events`, never with its secret) in the transaction of the change.
 """
 
 from __future__ import annotations
@@ -12,12 +13,14 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from parley.accounts import repository
+from parley.accounts.events import API_KEY_CREATED, API_KEY_REVOKED, ApiKeyCreated, ApiKeyRevoked
 from parley.accounts.models import ApiKey, User
 from parley.core.db import utcnow
 from parley.core.errors import Conflict, NotFound, ValidationFailed
 from parley.core.pagination import CursorCodec
 from parley.core.security import generate_api_key
 from parley.core.telemetry import traced
+from parley.events.outbox import add_event
 
 MAX_KEYS_PER_USER = 100
 
@@ -43,6 +46,14 @@ class ApiKeyService:
             user_id=owner.id, name=name, prefix=prefix, key_hash=key_hash, expires_at=expires_at
         )
         self.session.add(key)
+        await self.session.flush()
+        await add_event(
+            self.session,
+            API_KEY_CREATED,
+            subject=f"api_keys/{key.id}",
+            user_id=owner.id,
+            data=ApiKeyCreated.model_validate(key, from_attributes=True).model_dump(mode="json"),
+        )
         await self.session.commit()
         return key, secret
 
@@ -62,4 +73,11 @@ class ApiKeyService:
         if key is None:
             raise NotFound("No such API key.")
         key.revoked_at = utcnow()
+        await add_event(
+            self.session,
+            API_KEY_REVOKED,
+            subject=f"api_keys/{key.id}",
+            user_id=owner.id,
+            data=ApiKeyRevoked.model_validate(key, from_attributes=True).model_dump(mode="json"),
+        )
         await self.session.commit()

@@ -3,7 +3,8 @@ and admin user management. Authentication of every request is in `authentication
 `api_key_service.py`.
 
 Each public method is one use case and commits once at its end. Errors are Parley errors; nothing
-here knows about HTTP.
+here knows about HTTP. Sign-ins, a guest's upgrade and password changes are told as events
+(`parley.accounts.events`) in the transaction of their change.
 """
 
 from __future__ import annotations
@@ -11,10 +12,19 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from pydantic import BaseModel
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from parley.accounts import repository
+from parley.accounts.events import (
+    PASSWORD_CHANGED,
+    SIGNED_IN,
+    UPGRADED,
+    PasswordChanged,
+    SignedIn,
+    Upgraded,
+)
 from parley.accounts.models import User
 from parley.accounts.schemas import TokenPair
 from parley.core.db import new_id, utcnow
@@ -35,6 +45,7 @@ from parley.core.security import (
     verify_password,
 )
 from parley.core.telemetry import traced
+from parley.events.outbox import add_event
 from parley.settings import Settings
 
 GUEST_DISPLAY_NAME = "Guest"
@@ -88,6 +99,16 @@ class AccountService:
             access_token=access,
             refresh_token=refresh,
             expires_in=self.settings.access_token_ttl_seconds,
+        )
+
+    async def _tell(self, event_type: str, user: User, data: BaseModel) -> None:
+        """Write an event of the user's account in the use case's transaction."""
+        await add_event(
+            self.session,
+            event_type,
+            subject=f"users/{user.id}",
+            user_id=user.id,
+            data=data.model_dump(mode="json"),
         )
 
     async def _commit_new_email(self) -> None:
@@ -144,6 +165,9 @@ class AccountService:
         if not user.is_active:
             raise Forbidden("This account is deactivated.")
         tokens = self._issue_tokens(user)
+        await self._tell(
+            SIGNED_IN, user, SignedIn(user_id=user.id, method="password", client_ip=_ip(client_ip))
+        )
         await self.session.commit()
         return user, tokens
 
@@ -157,6 +181,9 @@ class AccountService:
         self.session.add(user)
         await self.session.flush()
         tokens = self._issue_tokens(user)
+        await self._tell(
+            SIGNED_IN, user, SignedIn(user_id=user.id, method="guest", client_ip=_ip(client_ip))
+        )
         await self.session.commit()
         return user, tokens
 
@@ -172,8 +199,9 @@ class AccountService:
         await self._ensure_email_free(email)
         # Before the user's changes: the statement would flush them first, and a lost race for
         # the email would then fail here rather than as the commit's 409. A failed commit rolls
-        # the revocation back with the rest.
+        # the revocation back with the rest (and the event).
         await repository.revoke_user_refresh_tokens(self.session, user.id, utcnow())
+        await self._tell(UPGRADED, user, Upgraded(user_id=user.id, email=email))
         user.email = email
         user.password_hash = await hash_password(password)
         user.is_guest = False
@@ -242,6 +270,7 @@ class AccountService:
             )
         user.password_hash = await hash_password(new_password)
         await repository.revoke_user_refresh_tokens(self.session, user.id, utcnow())
+        await self._tell(PASSWORD_CHANGED, user, PasswordChanged(user_id=user.id))
         await self.session.commit()
         return user
 
@@ -286,3 +315,8 @@ class AccountService:
             await repository.revoke_user_refresh_tokens(self.session, user.id, utcnow())
         await self.session.commit()
         return user
+
+
+def _ip(client_ip: str) -> str | None:
+    """The client's address for an event (None when the server did not see one)."""
+    return None if client_ip in ("", "unknown") else client_ip[:100]

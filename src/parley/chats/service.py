@@ -17,12 +17,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from parley.accounts.authentication import Owner
 from parley.chats import message_rows, repository
+from parley.chats.events import CHAT_CREATED, CHAT_DELETED, CHAT_UPDATED
 from parley.chats.models import Chat, Message
-from parley.chats.schemas import MessageError, MessagePublic, Usage
+from parley.chats.schemas import ChatPublic, MessageError, MessagePublic, Usage
 from parley.core.db import utcnow
 from parley.core.errors import NotFound
 from parley.core.pagination import CursorCodec
 from parley.core.telemetry import traced
+from parley.events.outbox import add_event
 from parley.knowledge import repository as knowledge_repository
 from parley.llm.service import LLMService
 
@@ -117,8 +119,19 @@ class ChatService:
             knowledge_ids=await self._knowledge_ids(owner, knowledge_ids),
         )
         self.session.add(chat)
+        await self.session.flush()
+        await self._tell(CHAT_CREATED, chat)
         await self.session.commit()
         return chat
+
+    async def _tell(self, event_type: str, chat: Chat) -> None:
+        await add_event(
+            self.session,
+            event_type,
+            subject=f"chats/{chat.id}",
+            user_id=chat.user_id,
+            data=ChatPublic.model_validate(chat).model_dump(mode="json"),
+        )
 
     async def _knowledge_ids(self, owner: Owner, knowledge_ids: Sequence[uuid.UUID]) -> list[str]:
         """The ids as stored, once each is known to be one of the owner's knowledge bases.
@@ -182,6 +195,8 @@ class ChatService:
             chat.current_leaf_id = await repository.latest_leaf_under(
                 self.session, chat.id, target.id
             )
+        await self.session.flush()
+        await self._tell(CHAT_UPDATED, chat)
         await self.session.commit()
         return chat
 
@@ -190,6 +205,8 @@ class ChatService:
         """Soft-delete a chat: it is gone from every route afterwards."""
         chat = await self.get(owner, chat_id)
         chat.deleted_at = utcnow()
+        await self.session.flush()
+        await self._tell(CHAT_DELETED, chat)
         await self.session.commit()
 
     async def public_messages(

@@ -6,11 +6,23 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
+from parley.accounts.events import ACCOUNT_EVENTS
+from parley.chats.events import CHAT_EVENTS
 from parley.events.schemas import CloudEvent, EventSchema
 from parley.events.types import EventType
+from parley.files.events import FILE_EVENTS
 from parley.tasks.events import TASK_EVENTS
+from parley.tasks.reminders import REMINDER_EVENTS
+from parley.tools.events import TOOL_EVENTS
 
-EVENT_TYPES: tuple[EventType, ...] = (*TASK_EVENTS,)
+EVENT_TYPES: tuple[EventType, ...] = (
+    *TASK_EVENTS,
+    *REMINDER_EVENTS,
+    *CHAT_EVENTS,
+    *FILE_EVENTS,
+    *ACCOUNT_EVENTS,
+    *TOOL_EVENTS,
+)
 
 
 @cache

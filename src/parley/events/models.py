@@ -81,3 +81,30 @@ class HandledEvent(Base):
     consumer: Mapped[str] = mapped_column(String(CONSUMER_MAX_CHARS), primary_key=True)
     event_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+ACTION_MAX_CHARS = 100
+
+
+class AuditRecord(IdTimestampMixin, Base):
+    """One line of the audit log, written by the audit consumer from the event it tells of
+    (`event_id`, unique: a redelivered event adds no second line). `action` names what was done
+    (`account.signed_in`, `api_key.created`, `tool.called`, ...), `user_id` by whom (null once
+    the account is deleted), `subject` to what, `time` when, and `details` the rest (a tool
+    call's surface, tool, arguments and result status)."""
+
+    __tablename__ = "audit_records"
+    __table_args__ = (
+        # A user's log, newest first; the admin's log is the primary key (UUIDv7, time-ordered).
+        Index("ix_audit_records_user_id_id", "user_id", "id"),
+        Index("ix_audit_records_action_id", "action", "id"),
+    )
+
+    event_id: Mapped[uuid.UUID] = mapped_column(unique=True)
+    user_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), nullable=True
+    )
+    action: Mapped[str] = mapped_column(String(ACTION_MAX_CHARS))
+    subject: Mapped[str] = mapped_column(String(SUBJECT_MAX_CHARS))
+    time: Mapped[datetime] = mapped_column(default=utcnow)
+    details: Mapped[dict[str, Any]] = mapped_column(JSON)

@@ -24,6 +24,8 @@ import weakref
 from collections.abc import Iterable, Sequence
 from typing import Protocol
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from parley.core.db import Database, utcnow
 from parley.events import repository
 from parley.events.models import OutboxEvent
@@ -69,17 +71,18 @@ feed_wakeups = UserWakeups()
 
 
 class Delivery(Protocol):
-    """Where numbered events go (a broker; or nowhere beyond the outbox)."""
+    """Where numbered events go: a broker, or this database's consumer jobs."""
 
-    async def deliver(self, events: Sequence[OutboxEvent]) -> None:
-        """Deliver the events, in order; raise to have the batch tried again."""
+    async def deliver(self, session: AsyncSession, events: Sequence[OutboxEvent]) -> None:
+        """Deliver the events, in order, before `session` (the batch's transaction, which
+        the relay commits) commits; raise to have the batch tried again."""
         ...
 
 
 class OutboxOnly:
-    """`EVENTS_BROKER=none`: the events stay in the outbox, where the feed reads them."""
+    """Nowhere beyond the outbox, where the feed reads the events (no consumers)."""
 
-    async def deliver(self, events: Sequence[OutboxEvent]) -> None:
+    async def deliver(self, session: AsyncSession, events: Sequence[OutboxEvent]) -> None:
         return None
 
 
@@ -125,7 +128,7 @@ class Relay:
                 event.position = first + index
                 event.published_at = now
             try:
-                await self.delivery.deliver(events)
+                await self.delivery.deliver(session, events)
             except Exception as exc:
                 await session.rollback()
                 await repository.record_failure(session, ids, f"{type(exc).__name__}: {exc}")

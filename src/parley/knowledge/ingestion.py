@@ -19,8 +19,8 @@ replaced in place (one batched UPDATE), and it stays searchable by keyword meanw
 pgvector, the model's HNSW index is made before its first vectors are written
 (`parley.knowledge.vectors.ensure_index`).
 
-`FILE_READY_HOOKS` run inside the transaction that marks a file ready (the events issue's
-`parley.file.ready.v1` is written there, in the outbox, with the change).
+The transaction that marks a file ready writes `parley.file.ready.v1` to the outbox, the one
+that fails it `parley.file.failed.v1` (`parley.files.events`).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -37,6 +37,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from parley.core.db import Database, utcnow
 from parley.core.errors import ParleyError
+from parley.events.outbox import add_event
+from parley.files.events import FILE_FAILED, FILE_READY
 from parley.files.models import (
     ERROR_MESSAGE_MAX_CHARS,
     FAILED,
@@ -44,6 +46,7 @@ from parley.files.models import (
     READY,
     StoredFile,
 )
+from parley.files.schemas import FilePublic
 from parley.files.service import storage_of
 from parley.jobs.kinds import JobKind, JobRun
 from parley.jobs.queue import enqueue
@@ -65,9 +68,6 @@ EMBED_BATCH = 32
 PROGRESS_EVERY_SECONDS = 1.0
 # Of a file's progress: extraction and chunking take the first tenth, embedding the rest.
 EXTRACTED_AT = 0.1
-
-FileReadyHook = Callable[[AsyncSession, StoredFile], Awaitable[None]]
-FILE_READY_HOOKS: list[FileReadyHook] = []
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,8 +224,7 @@ class Ingestion:
             stored.embedding_model = embedder.model_id
             stored.error_code = None
             stored.error_message = None
-            for hook in FILE_READY_HOOKS:
-                await hook(session, stored)
+            await _tell(session, FILE_READY, stored)
             await session.commit()
         logger.info("file %s ready: %d chunks", file_id, len(rows))
 
@@ -275,7 +274,20 @@ class Ingestion:
                 )
                 .execution_options(synchronize_session=False)
             )
+            stored = await session.get(StoredFile, file_id, populate_existing=True)
+            if stored is not None:
+                await _tell(session, FILE_FAILED, stored)
             await session.commit()
+
+
+async def _tell(session: AsyncSession, event_type: str, stored: StoredFile) -> None:
+    await add_event(
+        session,
+        event_type,
+        subject=f"files/{stored.id}",
+        user_id=stored.owner_id,
+        data=FilePublic.model_validate(stored).model_dump(mode="json"),
+    )
 
 
 async def _lock_file(session: AsyncSession, file_id: uuid.UUID) -> StoredFile | None:

@@ -21,6 +21,7 @@ from parley import __version__
 from parley.accounts.models import User
 from parley.core.dependencies import cursor_codec_of, database_of
 from parley.llm.dependencies import embeddings_of
+from parley.tools.events import ToolAudit
 from parley.tools.registry import ToolContext, ToolDefinition, ToolRegistry
 
 logger = logging.getLogger(__name__)
@@ -30,6 +31,8 @@ INSTRUCTIONS = (
     "add, list (with filters and paging), get, update, complete and delete them. Times are RFC "
     "3339 with a zone; task ids come from add_task or list_tasks."
 )
+
+MCP_AUDIT = ToolAudit(surface="mcp")
 
 McpServer = Server[dict[str, Any]]
 McpContext = ServerRequestContext[dict[str, Any], Any]
@@ -64,6 +67,7 @@ def _tool_context(ctx: McpContext) -> ToolContext:
         sessionmaker=database_of(request).sessionmaker,
         cursor_codec=cursor_codec_of(request),
         embeddings=embeddings_of(request),  # knowledge search over every file of the user's
+        audit=MCP_AUDIT,  # each call is told as a `parley.tool.called.v1` event
     )
 
 

@@ -13,7 +13,7 @@ import uuid
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import CheckConstraint, ForeignKey, Index, SmallInteger, String, Text
+from sqlalchemy import CheckConstraint, ForeignKey, Index, SmallInteger, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from parley.core.db import Base, IdTimestampMixin
@@ -22,6 +22,7 @@ TITLE_MAX_CHARS = 500
 DESCRIPTION_MAX_CHARS = 10_000
 TAG_MAX_CHARS = 50
 MAX_TAGS = 20
+RECURRENCE_MAX_CHARS = 500
 
 
 class Priority(StrEnum):
@@ -59,6 +60,14 @@ class Task(IdTimestampMixin, Base):
             "ix_tasks_user_id_completed_created_at_id", "user_id", "completed", "created_at", "id"
         ),
         CheckConstraint("priority IN (1, 2, 3)", name="priority_rank"),
+        # One next occurrence per completed occurrence, whatever the redeliveries and races.
+        Index(
+            "ix_tasks_previous_occurrence_id",
+            "previous_occurrence_id",
+            unique=True,
+            postgresql_where=text("previous_occurrence_id IS NOT NULL"),
+            sqlite_where=text("previous_occurrence_id IS NOT NULL"),
+        ),
     )
 
     user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
@@ -70,6 +79,14 @@ class Task(IdTimestampMixin, Base):
         "priority", SmallInteger, default=Priority.MEDIUM.rank
     )
     due_at: Mapped[datetime | None]
+    # An RFC 5545 RRULE (`FREQ=WEEKLY;BYDAY=MO`): completing the task creates the next one.
+    recurrence: Mapped[str | None] = mapped_column(String(RECURRENCE_MAX_CHARS))
+    # When to publish `parley.reminder.due.v1`; `reminded_at` is when it was (cleared when
+    # `remind_at` changes), so a reminder job that runs twice reminds once.
+    remind_at: Mapped[datetime | None]
+    reminded_at: Mapped[datetime | None]
+    # The occurrence whose completion created this one (a plain id: it may be deleted since).
+    previous_occurrence_id: Mapped[uuid.UUID | None]
 
     tag_rows: Mapped[list[TaskTag]] = relationship(
         lazy="selectin",

@@ -46,6 +46,8 @@ async def create_task(
         due_at=body.due_at,
         tags=body.tags,
         completed=body.completed,
+        recurrence=body.recurrence,
+        remind_at=body.remind_at,
     )
     return ok(TaskPublic.model_validate(task))
 

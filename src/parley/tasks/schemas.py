@@ -24,10 +24,12 @@ from parley.core.validation import RequestModel, UtcDatetime, reject_unstorable_
 from parley.tasks.models import (
     DESCRIPTION_MAX_CHARS,
     MAX_TAGS,
+    RECURRENCE_MAX_CHARS,
     TAG_MAX_CHARS,
     TITLE_MAX_CHARS,
     Priority,
 )
+from parley.tasks.rules import normalize_recurrence
 
 SEARCH_MAX_CHARS = 200
 
@@ -54,6 +56,21 @@ Tags = Annotated[
     Field(max_length=MAX_TAGS, description=f"Up to {MAX_TAGS} tags; duplicates are dropped."),
     AfterValidator(_distinct),
 ]
+Recurrence = Annotated[
+    str,
+    StringConstraints(max_length=RECURRENCE_MAX_CHARS),
+    AfterValidator(normalize_recurrence),
+    Field(
+        description=(
+            "An RFC 5545 RRULE, e.g. `FREQ=WEEKLY;BYDAY=MO` (every Monday), `FREQ=DAILY`, "
+            "`FREQ=MONTHLY;BYMONTHDAY=1`, `FREQ=WEEKLY;INTERVAL=2;BYDAY=FR`; end it with "
+            "`UNTIL=20271231T000000Z` (COUNT is not supported). FREQ is YEARLY, MONTHLY, WEEKLY, "
+            "DAILY or HOURLY; rules are evaluated in UTC from the due time. Completing the task "
+            "creates its next occurrence."
+        ),
+        examples=["FREQ=WEEKLY;BYDAY=MO"],
+    ),
+]
 SearchText = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=SEARCH_MAX_CHARS),
@@ -63,6 +80,10 @@ SearchText = Annotated[
 _TITLE_DOC = f"1 to {TITLE_MAX_CHARS} characters."
 _DESCRIPTION_DOC = f"Up to {DESCRIPTION_MAX_CHARS} characters."
 _DUE_DOC = "When the task is due (RFC 3339, with a zone)."
+_REMIND_DOC = (
+    "When to remind the user (RFC 3339, with a zone): a `parley.reminder.due.v1` event is "
+    "published then."
+)
 
 
 class TaskChanges(TypedDict, total=False):
@@ -74,6 +95,8 @@ class TaskChanges(TypedDict, total=False):
     priority: Priority
     due_at: datetime | None
     tags: list[str]
+    recurrence: str | None
+    remind_at: datetime | None
 
 
 class TaskCreate(RequestModel):
@@ -85,6 +108,8 @@ class TaskCreate(RequestModel):
     due_at: UtcDatetime | None = Field(default=None, description=_DUE_DOC)
     tags: Tags = Field(default_factory=list)
     completed: bool = False
+    recurrence: Recurrence | None = None
+    remind_at: UtcDatetime | None = Field(default=None, description=_REMIND_DOC)
 
 
 _NOT_NULLABLE = ("title", "completed", "priority", "tags")
@@ -121,6 +146,12 @@ class TaskUpdate(RequestModel):
     priority: Priority | None = None
     due_at: UtcDatetime | None = Field(default=None, description=_DUE_DOC)
     tags: Tags | None = Field(default=None, description="Replaces every tag of the task.")
+    recurrence: Recurrence | None = Field(
+        default=None, description="An RFC 5545 RRULE (see add_task), or null to stop repeating."
+    )
+    remind_at: UtcDatetime | None = Field(
+        default=None, description=_REMIND_DOC + " null clears it."
+    )
 
     @field_validator(*_NOT_NULLABLE, mode="before")
     @classmethod
@@ -146,6 +177,10 @@ class TaskUpdate(RequestModel):
             changes["due_at"] = self.due_at
         if "tags" in fields and self.tags is not None:
             changes["tags"] = self.tags
+        if "recurrence" in fields:
+            changes["recurrence"] = self.recurrence
+        if "remind_at" in fields:
+            changes["remind_at"] = self.remind_at
         return changes
 
 
@@ -162,5 +197,7 @@ class TaskPublic(BaseModel):
     priority: Priority
     due_at: datetime | None
     tags: list[str]
+    recurrence: str | None = Field(description="An RFC 5545 RRULE, or null.")
+    remind_at: datetime | None
     created_at: datetime
     updated_at: datetime

@@ -23,6 +23,7 @@ from parley.events.outbox import add_event
 from parley.tasks import repository
 from parley.tasks.events import TASK_COMPLETED, TASK_CREATED, TASK_DELETED, TASK_UPDATED
 from parley.tasks.models import Priority, Task
+from parley.tasks.reminders import schedule_reminder
 from parley.tasks.repository import TaskFilters, TaskSort
 from parley.tasks.schemas import TaskChanges, TaskPublic
 
@@ -30,11 +31,26 @@ __all__ = ["TaskChanges", "TaskFilters", "TaskService", "TaskSort"]
 
 
 class TaskService:
-    """A user's tasks, over one database session."""
+    """A user's tasks, over one database session.
 
-    def __init__(self, session: AsyncSession, codec: CursorCodec) -> None:
+    Args:
+        codec: the cursor codec (for `list`).
+        commit: whether each use case commits (False for a consumer, whose transaction
+            also holds its `handled_events` row).
+    """
+
+    def __init__(
+        self, session: AsyncSession, codec: CursorCodec | None = None, *, commit: bool = True
+    ) -> None:
         self.session = session
         self.codec = codec
+        self.commit = commit
+
+    async def _commit(self) -> None:
+        if self.commit:
+            await self.session.commit()
+        else:
+            await self.session.flush()
 
     async def _tell(self, event_type: str, task: Task) -> None:
         await add_event(
@@ -62,25 +78,76 @@ class TaskService:
         due_at: datetime | None = None,
         tags: Sequence[str] = (),
         completed: bool = False,
+        recurrence: str | None = None,
+        remind_at: datetime | None = None,
     ) -> Task:
-        """A new task on the owner's list."""
+        """A new task on the owner's list (its reminder queued if it has one)."""
+        return await self._add(
+            owner.id,
+            title=title,
+            description=description,
+            priority=priority,
+            due_at=due_at,
+            tags=tags,
+            completed=completed,
+            recurrence=recurrence,
+            remind_at=remind_at,
+        )
+
+    async def _add(
+        self,
+        user_id: uuid.UUID,
+        *,
+        title: str,
+        description: str | None,
+        priority: Priority,
+        due_at: datetime | None,
+        tags: Sequence[str],
+        completed: bool,
+        recurrence: str | None,
+        remind_at: datetime | None,
+        previous_occurrence_id: uuid.UUID | None = None,
+    ) -> Task:
         now = utcnow()
         task = Task(
             id=new_id(),
-            user_id=owner.id,
+            user_id=user_id,
             title=title,
             description=description,
             priority_rank=priority.rank,
             due_at=due_at,
             completed=completed,
             completed_at=now if completed else None,
+            recurrence=recurrence,
+            remind_at=remind_at,
+            previous_occurrence_id=previous_occurrence_id,
             created_at=now,
             updated_at=now,
         )
         repository.add_task(self.session, task, list(dict.fromkeys(tags)))
         await self._tell(TASK_CREATED, task)
-        await self.session.commit()
+        await schedule_reminder(self.session, task)
+        await self._commit()
         return task
+
+    @traced(name="tasks.create_next_occurrence", skip_input=True)
+    async def create_next_occurrence(
+        self, previous: Task, *, due_at: datetime, remind_at: datetime | None
+    ) -> Task:
+        """The occurrence after the completed recurring task `previous`: a copy of it, open,
+        due at `due_at` (see `parley.tasks.recurrence`)."""
+        return await self._add(
+            previous.user_id,
+            title=previous.title,
+            description=previous.description,
+            priority=previous.priority,
+            due_at=due_at,
+            tags=previous.tags,
+            completed=False,
+            recurrence=previous.recurrence,
+            remind_at=remind_at,
+            previous_occurrence_id=previous.id,
+        )
 
     @traced(name="tasks.get")
     async def get(self, owner: Owner, task_id: uuid.UUID) -> Task:
@@ -106,6 +173,8 @@ class TaskService:
         Raises:
             ValidationFailed: the cursor is invalid or belongs to another sort order.
         """
+        if self.codec is None:
+            raise RuntimeError("TaskService.list needs a cursor codec")
         return await repository.list_tasks(
             self.session,
             owner.id,
@@ -139,13 +208,21 @@ class TaskService:
             task.due_at = changes["due_at"]
         if "tags" in changes:
             repository.replace_tags(task, changes["tags"])
+        if "recurrence" in changes:
+            task.recurrence = changes["recurrence"]
+        reminder_moved = "remind_at" in changes and changes["remind_at"] != task.remind_at
+        if reminder_moved:
+            task.remind_at = changes["remind_at"]
+            task.reminded_at = None
         completes = changes.get("completed") is True and not task.completed
         if "completed" in changes:
             self._mark(task, completed=changes["completed"])
         # Set explicitly: a change of tags alone does not update the task's own row.
         task.updated_at = utcnow()
         await self._tell(TASK_COMPLETED if completes else TASK_UPDATED, task)
-        await self.session.commit()
+        if reminder_moved:
+            await schedule_reminder(self.session, task)
+        await self._commit()
         return task
 
     @traced(name="tasks.set_completed")
@@ -167,7 +244,7 @@ class TaskService:
         task = await self._owned(owner, task_id)
         await self._tell(TASK_DELETED, task)
         await repository.delete_task(self.session, task)
-        await self.session.commit()
+        await self._commit()
 
     @staticmethod
     def _mark(task: Task, *, completed: bool) -> None:

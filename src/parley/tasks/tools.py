@@ -90,6 +90,8 @@ async def add_task(context: ToolContext, args: AddTaskArgs) -> TaskPublic:
             due_at=args.due_at,
             tags=args.tags,
             completed=args.completed,
+            recurrence=args.recurrence,
+            remind_at=args.remind_at,
         )
         return TaskPublic.model_validate(task)
 
@@ -150,7 +152,11 @@ TASK_TOOLS: tuple[ToolDefinition[Any], ...] = (
         name="add_task",
         description=(
             "Add a task to the user's todo list. Only the title is required; priority defaults "
-            "to medium. Returns the new task."
+            "to medium. A repeating task has a `recurrence` (an RFC 5545 RRULE: 'every Monday' "
+            "is FREQ=WEEKLY;BYDAY=MO, 'every day' FREQ=DAILY, 'on the 1st of each month' "
+            "FREQ=MONTHLY;BYMONTHDAY=1), usually with a `due_at` for its first time; completing "
+            "it creates the next occurrence. `remind_at` sends the user a reminder at that "
+            "time. Returns the new task."
         ),
         arguments=AddTaskArgs,
         function=add_task,
@@ -181,8 +187,9 @@ TASK_TOOLS: tuple[ToolDefinition[Any], ...] = (
     ToolDefinition(
         name="update_task",
         description=(
-            "Change a task: only the fields given change. `description` and `due_at` may be "
-            "null to clear them; `tags` replaces all of the task's tags. Returns the task."
+            "Change a task: only the fields given change. `description`, `due_at`, "
+            "`recurrence` and `remind_at` may be null to clear them; `tags` replaces all of the "
+            "task's tags. Returns the task."
         ),
         arguments=UpdateTaskArgs,
         function=update_task,
@@ -193,7 +200,8 @@ TASK_TOOLS: tuple[ToolDefinition[Any], ...] = (
     ToolDefinition(
         name="complete_task",
         description=(
-            "Mark a task as done (or, with completed=false, as not done). Returns the task."
+            "Mark a task as done (or, with completed=false, as not done). Completing a "
+            "repeating task creates its next occurrence. Returns the task."
         ),
         arguments=CompleteTaskArgs,
         function=complete_task,

@@ -6,6 +6,9 @@ schema is what models and MCP clients see) and an async function that acts as th
 `ToolRegistry.call` validates the arguments and runs the tool. Failures that are the caller's
 (invalid arguments, an unknown or foreign task, any 4xx-class Parley error) come back as an error
 `ToolResult` the caller can read and correct; failures of ours propagate as exceptions.
+
+A call made in a context with an `audit` (the assistant's, MCP's) is told right after it as a
+`parley.tool.called.v1` event (`parley.tools.events`), whatever its outcome.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import copy
 import functools
 import json
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -27,6 +31,7 @@ from parley.core.errors import ParleyError
 from parley.core.pagination import CursorCodec
 from parley.core.responses import validation_details
 from parley.core.telemetry import get_tracer
+from parley.tools.events import ToolAudit, record_tool_call
 
 if TYPE_CHECKING:
     from parley.llm.embeddings import Embeddings
@@ -61,6 +66,8 @@ class ToolContext:
         embeddings: the embedding models (for knowledge search; None where there are none).
         knowledge: what knowledge search covers (a chat's bases and attached files); None: every
             file of the user's (an MCP client).
+        audit: who calls from where, for the `parley.tool.called.v1` event of each call; None:
+            calls are not recorded (tools called by Parley itself, tests).
     """
 
     user: Owner
@@ -68,6 +75,7 @@ class ToolContext:
     cursor_codec: CursorCodec
     embeddings: Embeddings | None = None
     knowledge: KnowledgeScope | None = None
+    audit: ToolAudit | None = None
 
     def session(self) -> AsyncSession:
         """A new database session (use as `async with context.session() as session:`)."""
@@ -172,11 +180,13 @@ class ToolDefinition(Generic[ArgsT]):
     async def run(
         self, context: ToolContext, raw_arguments: Mapping[str, Any] | None
     ) -> ToolResult:
-        """Validate `raw_arguments` and run the tool as `context.user`.
+        """Validate `raw_arguments` and run the tool as `context.user`; with `context.audit`,
+        then record the call (a failure to record is logged, not raised).
 
         Raises:
             Exception: only failures that are not the caller's (a database outage, a bug).
         """
+        started = time.perf_counter()
         try:
             arguments = self.arguments.model_validate(dict(raw_arguments or {}))
         except ValidationError as exc:
@@ -184,7 +194,18 @@ class ToolDefinition(Generic[ArgsT]):
                 f"{item['field'] or 'arguments'}: {item['message']}"
                 for item in validation_details(exc.errors(include_input=False))
             )
-            return ToolResult.failure("invalid_arguments", f"Invalid arguments: {problems}")
+            result = ToolResult.failure("invalid_arguments", f"Invalid arguments: {problems}")
+            await self._record(context, dict(raw_arguments or {}), result, started)
+            return result
+        try:
+            result = await self._execute(context, arguments)
+        except Exception:
+            await self._record(context, arguments, None, started)
+            raise
+        await self._record(context, arguments, result, started)
+        return result
+
+    async def _execute(self, context: ToolContext, arguments: ArgsT) -> ToolResult:
         try:
             output = await self.function(context, arguments)
         except ToolError as exc:
@@ -196,6 +217,40 @@ class ToolDefinition(Generic[ArgsT]):
         cited = getattr(output, "cited_sources", None)
         sources = tuple(cited()) if callable(cited) else ()
         return ToolResult(output.model_dump(mode="json"), sources=sources)
+
+    async def _record(
+        self,
+        context: ToolContext,
+        arguments: BaseModel | dict[str, Any],
+        result: ToolResult | None,
+        started: float,
+    ) -> None:
+        """The call's event, when the context is audited (`result` None: it raised)."""
+        if context.audit is None:
+            return
+        duration_ms = (time.perf_counter() - started) * 1000
+        if result is None:
+            error: tuple[str, str] | None = ("internal_error", "The tool failed on our side.")
+        elif result.is_error:
+            failure = result.content["error"]
+            error = (str(failure["code"]), str(failure["message"]))
+        else:
+            error = None
+        try:
+            recorded = (
+                arguments.model_dump(mode="json") if isinstance(arguments, BaseModel) else arguments
+            )
+        except Exception:  # never expected of validated arguments; the call is recorded anyway
+            recorded = {"unreadable": True}
+        await record_tool_call(
+            context.sessionmaker,
+            context.audit,
+            user_id=context.user.id,
+            tool=self.name,
+            arguments=recorded,
+            error=error,
+            duration_ms=duration_ms,
+        )
 
 
 @dataclass(slots=True)

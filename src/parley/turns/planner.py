@@ -20,6 +20,7 @@ from parley.llm.schemas import CatalogEntry
 from parley.llm.selection import choose_model
 from parley.llm.service import LLMService
 from parley.settings import Settings
+from parley.tools.events import ToolAudit
 from parley.tools.registry import KnowledgeScope, ToolContext, ToolRegistry, bind_tools
 from parley.turns.plan import TurnPlan
 
@@ -96,6 +97,7 @@ class TurnPlanner:
             cursor_codec=self.codec,
             embeddings=self.embeddings,
             knowledge=knowledge_scope(chat, path),
+            audit=ToolAudit(surface="assistant", chat_id=chat.id, message_id=assistant_id),
         )
         return TurnPlan(
             chat_id=chat.id,

@@ -1,8 +1,11 @@
 // The chat list: newest activity first, search, archived chats, and more pages loaded as the
-// list is scrolled to its end.
+// list is scrolled to its end. It follows the live feed (events.js): a chat created, renamed,
+// titled, archived or deleted elsewhere (another tab, the title job, an MCP client) and a reply
+// finished anywhere show at once.
 
 import { api } from "./api.js";
 import { byId, clear, h } from "./dom.js";
+import { onEvent, onResync } from "./events.js";
 import { on, state } from "./state.js";
 import { describeError, toast } from "./ui.js";
 
@@ -65,7 +68,10 @@ export function initChats({ onNavigate }) {
 
   on("chat-created", (chat) => {
     if (!list.archived && !list.query) {
-      list.items.unshift(chat);
+      // Its `created` event may have come first (listed untitled): one entry, at the top.
+      const listed = list.items.find((item) => item.id === chat.id);
+      list.items = list.items.filter((item) => item.id !== chat.id);
+      list.items.unshift(listed?.title ? { ...chat, ...listed } : chat);
       render();
     }
   });
@@ -87,6 +93,88 @@ export function initChats({ onNavigate }) {
     render();
   });
   on("chat-opened", () => markCurrent());
+
+  onEvent("parley.chat.created.v1", (event) => chatFromFeed(event.data));
+  onEvent("parley.chat.updated.v1", (event) => chatFromFeed(event.data));
+  onEvent("parley.chat.deleted.v1", (event) => {
+    const chatId = event.data?.id;
+    if (!chatId || !list.items.some((item) => item.id === chatId)) return;
+    list.items = list.items.filter((item) => item.id !== chatId);
+    render();
+  });
+  onEvent("parley.message.completed.v1", (event) => replyFinished(event.data?.chat_id));
+  onResync(() => refreshFirstPage());
+}
+
+function isOlder(chat, than) {
+  const a = Date.parse(chat.updated_at);
+  const b = Date.parse(than.updated_at);
+  return Number.isFinite(a) && Number.isFinite(b) && a < b;
+}
+
+/** A chat as an event has it: changed in place, taken off, or put where its activity says. */
+function chatFromFeed(chat) {
+  if (!chat || typeof chat.id !== "string") return;
+  const index = list.items.findIndex((item) => item.id === chat.id);
+  if (index !== -1) {
+    const current = list.items[index];
+    if (isOlder(chat, current)) return;
+    if (chat.archived !== list.archived) list.items.splice(index, 1);
+    // A new chat is listed under its first line here until the server titles it.
+    else list.items[index] = { ...chat, title: chat.title || current.title };
+    render();
+    return;
+  }
+  // Not listed: it belongs here if it is of the kind shown (a search is the server's to answer).
+  if (chat.archived !== list.archived || list.query) return;
+  const at = list.items.findIndex((item) => Date.parse(item.updated_at) < Date.parse(chat.updated_at));
+  if (at === -1) {
+    if (list.cursor) return; // older than the loaded pages: it comes with a later one
+    list.items.push(chat);
+  } else list.items.splice(at, 0, chat);
+  render();
+}
+
+/** A reply was finished (here or anywhere): its chat moves to the top, as the server has it. */
+async function replyFinished(chatId) {
+  if (typeof chatId !== "string") return;
+  const generation = list.generation;
+  let chat;
+  try {
+    chat = await api(`/api/chats/${encodeURIComponent(chatId)}`);
+  } catch {
+    return; // deleted meanwhile, or unreachable: the next event or read says
+  }
+  if (generation !== list.generation) return;
+  const index = list.items.findIndex((item) => item.id === chat.id);
+  const current = index === -1 ? null : list.items[index];
+  if (index !== -1) list.items.splice(index, 1);
+  if (chat.archived === list.archived && (current || !list.query)) {
+    list.items.unshift({ ...chat, title: chat.title || current?.title || null });
+  }
+  render();
+}
+
+/** Read the first page again and merge it (after the feed may have missed events). */
+async function refreshFirstPage() {
+  if (list.loading) return;
+  const generation = list.generation;
+  const params = new URLSearchParams({ limit: String(PAGE_SIZE), archived: String(list.archived) });
+  if (list.query) params.set("q", list.query);
+  let page;
+  try {
+    page = await api(`/api/chats?${params}`);
+  } catch {
+    return;
+  }
+  if (generation !== list.generation) return;
+  const fresh = new Set(page.items.map((item) => item.id));
+  // Without more pages, the first page is the whole list: what it lacks is gone.
+  const rest = page.next_cursor ? list.items.filter((item) => !fresh.has(item.id)) : [];
+  list.items = [...page.items, ...rest];
+  if (!page.next_cursor) list.cursor = null;
+  else if (!list.cursor) list.cursor = page.next_cursor;
+  render();
 }
 
 /** Start the list again from its first page (after a search, a filter change, a sign-in). */

@@ -1,11 +1,13 @@
 // The open conversation: its messages (Markdown replies, tool cards, cited sources, attached
 // files, tokens and cost), sending with a streamed reply, stop, regenerate, edits into new branches
 // and switching between branches, and picking up a reply that was still being written when the
-// page was reloaded.
+// page was reloaded. Through the live feed (events.js) it also follows what happens to the open
+// chat elsewhere: a new title, a deletion, or a reply finished in another tab.
 
 import { ApiError, api, newIdempotencyKey, openStream, readEvents } from "./api.js";
 import { clearAttachments, fileParts, initAttachments, notReadyReason, restoreAttachments, shownParts } from "./attachments.js";
 import { byId, clear, formatCost, formatInteger, h } from "./dom.js";
+import { onEvent } from "./events.js";
 import { chatKnowledgeIds, download } from "./knowledge.js";
 import { renderMarkdown } from "./markdown.js";
 import { linkCitations, sourcesList, sourcesOf } from "./sources.js";
@@ -22,6 +24,8 @@ let openGeneration = 0;
 const provisional = { chatId: null, title: "" };
 /** Replies and loads under way: the message list is aria-busy until they are all done. */
 let busy = 0;
+/** Ids of the replies streamed into this tab (their end reads the chat back already). */
+const streamedHere = new Set();
 
 function setBusy(on) {
   elements.messages.setAttribute("aria-busy", on ? "true" : "false");
@@ -79,6 +83,37 @@ export function initConversation() {
   elements.archiveChat.addEventListener("click", () => toggleArchived());
   elements.deleteChat.addEventListener("click", () => deleteChat());
   initAttachments({ onChange: () => syncSendButton() });
+
+  onEvent("parley.chat.updated.v1", (event) => chatChangedElsewhere(event.data));
+  onEvent("parley.chat.deleted.v1", (event) => chatDeletedElsewhere(event.data));
+  onEvent("parley.message.completed.v1", (event) => replyFinishedElsewhere(event.data));
+}
+
+/** The open chat was changed (renamed, titled, archived, its model changed) somewhere. */
+function chatChangedElsewhere(chat) {
+  if (!chat || state.chat?.id !== chat.id) return;
+  const current = state.chat;
+  if (Date.parse(chat.updated_at) < Date.parse(current.updated_at)) return;
+  state.chat = { ...current, ...chat };
+  renderHeader();
+}
+
+/** The open chat was deleted somewhere: show a new chat instead. */
+function chatDeletedElsewhere(chat) {
+  if (!chat || state.chat?.id !== chat.id) return;
+  history.replaceState(null, "", location.pathname);
+  newChat({ focus: false });
+  toast("This chat was deleted.");
+}
+
+/** A reply was finished; if it is in the open chat and was not streamed here, show it. */
+function replyFinishedElsewhere(data) {
+  if (!data || !state.chat || state.chat.id !== data.chat_id) return;
+  if (streamedHere.has(data.message_id)) return;
+  // A reply streaming here reads the chat back when it ends; a finished one shown needs nothing.
+  if (state.stream) return;
+  if (state.messages.some((message) => message.id === data.message_id && message.status !== "streaming")) return;
+  busyWhile(() => reload()).catch((error) => toast(describeError(error)));
 }
 
 /** Send waits for the attached files to be read. */
@@ -763,6 +798,7 @@ async function streamTurn({ chatId, path, method = "POST", body, resume = null }
     sibling_ids: [],
   };
   if (!resume) state.messages.push(draft);
+  else if (resume.id) streamedHere.add(resume.id);
   const stream = { chatId, controller: new AbortController(), draft, toolNames: new Map(), frame: 0, detached: false };
   state.stream = stream;
   setStreaming(true);
@@ -846,7 +882,10 @@ function applyChunk(stream, chunk) {
   const { draft } = stream;
   switch (chunk.type) {
     case "start": {
-      if (chunk.messageId) draft.id = chunk.messageId;
+      if (chunk.messageId) {
+        draft.id = chunk.messageId;
+        streamedHere.add(chunk.messageId);
+      }
       const meta = chunk.messageMetadata || {};
       if (meta.model_id) draft.model_id = meta.model_id;
       if (meta.user_message_id) {

@@ -1,17 +1,23 @@
 // Parley's web page: signing in (or up, or as a guest), then the chat list, the conversation, the
-// tasks panel and the knowledge dialog (files and knowledge bases). Plain JavaScript modules, no build step (docs/web.md).
+// tasks panel and the knowledge dialog (files and knowledge bases), kept up to date by the live
+// feed of the user's events (events.js), with reminders as notifications. Plain JavaScript
+// modules, no build step (docs/web.md).
 
 import { displayName, initAccount } from "./account.js";
 import { ApiError, api, session } from "./api.js";
 import { initChats, reloadChats, resetChats } from "./chats.js";
 import { focusComposer, initConversation, isStreaming, newChat, openChat, renderModels, stopReply } from "./conversation.js";
 import { byId } from "./dom.js";
+import { startFeed, stopFeed } from "./events.js";
 import { initKnowledge, refreshKnowledge, resetKnowledge } from "./knowledge.js";
+import { initReminders, resetReminders } from "./reminders.js";
 import { state } from "./state.js";
 import { initTasks, refreshTasks, resetTasks } from "./tasks.js";
 import { describeError, isNarrow, onLayoutChange, tasksIsDrawer, toast } from "./ui.js";
 
 const CHAT_ROUTE = /^#\/chat\/([0-9a-fA-F-]{8,64})$/;
+// How long the page waits for the live feed to open before reading the lists anyway.
+const FEED_WAIT_MS = 3000;
 
 let authMode = "signin";
 let inApp = false;
@@ -97,6 +103,7 @@ function showAuth(message = "") {
 
 /** Leave the app for the sign-in screen (log out, or a session that ended). */
 function signOut(message) {
+  stopFeed(); // nothing of this session's events reaches the next one
   session.clear();
   newChat({ focus: false });
   state.user = null;
@@ -104,6 +111,7 @@ function signOut(message) {
   resetChats();
   resetTasks();
   resetKnowledge();
+  resetReminders();
   history.replaceState(null, "", location.pathname);
   for (const dialog of document.querySelectorAll("dialog[open]")) dialog.close();
   showAuth(message);
@@ -123,6 +131,8 @@ async function enterApp(user) {
   byId("auth-view").hidden = true;
   byId("app-view").hidden = false;
   layout();
+  // The feed first: the lists read once it is open miss nothing that happens after.
+  const feedOpen = Promise.race([startFeed(user.id), new Promise((resolve) => setTimeout(resolve, FEED_WAIT_MS))]);
   try {
     const page = await api("/api/models?limit=100");
     state.models = page.items;
@@ -130,7 +140,11 @@ async function enterApp(user) {
     toast(`The model list could not be read: ${describeError(error)}`);
   }
   renderModels();
-  await Promise.all([reloadChats(), refreshTasks(), refreshKnowledge(), route()]);
+  // The conversation opens at once (a model picked meanwhile is kept); the lists wait for the feed.
+  const opening = route();
+  await feedOpen;
+  if (!inApp || state.user?.id !== user.id) return; // signed out meanwhile
+  await Promise.all([reloadChats(), refreshTasks(), refreshKnowledge(), opening]);
 }
 
 function route() {
@@ -247,6 +261,7 @@ function wire() {
     },
   });
   initTasks();
+  initReminders();
   initKnowledge();
   initAccount({ signOut, userChanged: showUser });
   session.addEventListener("signed-out", () => {
