@@ -75,7 +75,8 @@ LABELS = {
 }
 EVENT_TYPE = "parley.bench.written.v1"
 JWT_SECRET = "bench-secret-" + "x" * 40
-DRAIN_SECONDS = 60.0
+DRAIN_SECONDS = 900.0
+STALL_SECONDS = 20.0
 T = TypeVar("T")
 
 
@@ -298,11 +299,16 @@ def _count(record: Path) -> int:
 
 
 async def _wait_count(record: Path, count: int, consumer: subprocess.Popen[bytes]) -> None:
+    """Until the consumer has `count` events, or has received none for STALL_SECONDS (or
+    DRAIN_SECONDS in all): a consumer behind the writer is given the time to catch up."""
     deadline = time.monotonic() + DRAIN_SECONDS
-    while _count(record) < count:
+    seen, moved = _count(record), time.monotonic()
+    while (now := _count(record)) < count:
         if consumer.poll() is not None:
             raise RuntimeError("the consumer process exited")
-        if time.monotonic() > deadline:
+        if now > seen:
+            seen, moved = now, time.monotonic()
+        if time.monotonic() - moved > STALL_SECONDS or time.monotonic() > deadline:
             return
         await asyncio.sleep(0.05)
 

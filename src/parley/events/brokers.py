@@ -15,16 +15,16 @@ section 11's).
   the consumer's types.
 - `kafka://host:port[,host:port]`: the topic `EVENTS_TOPIC`, key = the subject, acknowledged by
   all in-sync replicas (not the idempotent producer); group `parley.<consumer>`, offsets
-  committed after each success.
+  committed by hand as events are handled, never past one whose effect is pending.
 
 `BrokerDelivery` publishes a relay batch (pipelined or concurrently, all confirmations awaited,
 failing if one fails) inside the relay's transaction, and declares on connecting what its
 consumers read from (the stream, consumer groups, durable consumers, queues and bindings, the
 topic), so that an event published before a consumer first ran still reaches it.
-`ConsumerLoop` feeds one consumer: a message that is not a Parley CloudEvent is dropped (acked)
-with a warning; an effect that fails is delivered again after a pause; a lost connection
-restarts the loop after a pause. Connections open lazily, at the first delivery and at each
-loop's start.
+`ConsumerLoop` feeds one consumer, up to `CONSUMER_CONCURRENCY` events at once and one subject's
+in order: a message that is not a Parley CloudEvent is dropped (acked) with a warning; an effect
+that fails is delivered again after a pause; a lost connection restarts the loop after a pause.
+Connections open lazily, at the first delivery and at each loop's start.
 """
 
 from __future__ import annotations
