@@ -412,7 +412,7 @@ def _one(kind: str, url: str, scratch: Path, args: argparse.Namespace) -> Figure
             if consumer.poll() is None:
                 consumer.kill()
                 consumer.wait()
-            asyncio.run(_clean_up(kind, url, args.topic, f"parley.{args.consumer}"))
+            asyncio.run(_clean_up(kind, url, args.topic, f"{args.topic}.{args.consumer}"))
     return _figures(kind, committed, record)
 
 

@@ -104,7 +104,7 @@ class Recorder:
     @classmethod
     def make(cls, target: Target, *, fail_first: int = 0) -> Recorder:
         name = f"test-{uuid.uuid4().hex[:12]}"
-        target.groups.append(f"parley.{name}")
+        target.groups.append(f"{target.topic}.{name}")
         effects: list[str] = []
         recorder = cls(Consumer(name, TASK_TYPES, _unset), effects, fail_first)
 
@@ -551,7 +551,7 @@ def test_parley_consumers_runs_the_consumers_until_sigterm(
                 time.sleep(0.1)
             groups = asyncio.run(_redis_groups(topic))
             assert len(groups) == count, groups
-            assert "parley.tasks.recurrence" in groups, groups
+            assert f"{topic}.tasks.recurrence" in groups, groups
             process.send_signal(signal.SIGTERM)
             assert process.wait(timeout=30) == 0, log.read_text()
         finally:

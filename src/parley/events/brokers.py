@@ -5,16 +5,16 @@ section 11's).
 
 - `redis://`, `rediss://`: the stream `EVENTS_TOPIC` (XADD, capped near `REDIS_MAXLEN`
   entries), the entry's `__data__` field holding the CloudEvent; consumer group
-  `parley.<consumer>`; entries left unacknowledged (a crash, a failed effect) are claimed again
-  after `CLAIM_IDLE_SECONDS`.
+  `<EVENTS_TOPIC>.<consumer>`; entries left unacknowledged (a crash, a failed effect) are
+  claimed again after `CLAIM_IDLE_SECONDS`.
 - `nats://`, `tls://`: subject `<EVENTS_TOPIC>.<type>` in the JetStream stream capturing
   `<EVENTS_TOPIC>.>` (named after the topic, dots as `_`), with `Nats-Msg-Id` = the event id so
   that the stream drops a relay's re-publish; a durable pull consumer per consumer.
 - `amqp://`, `amqps://`: the durable topic exchange `EVENTS_TOPIC`, routing key = the type,
-  persistent messages under publisher confirms; a durable queue `parley.<consumer>` bound to
+  persistent messages under publisher confirms; a durable queue `<EVENTS_TOPIC>.<consumer>` bound to
   the consumer's types.
 - `kafka://host:port[,host:port]`: the topic `EVENTS_TOPIC`, key = the subject, acknowledged by
-  all in-sync replicas (not the idempotent producer); group `parley.<consumer>`, offsets
+  all in-sync replicas (not the idempotent producer); group `<EVENTS_TOPIC>.<consumer>`, offsets
   committed by hand as events are handled, never past one whose effect is pending.
 
 `BrokerDelivery` publishes a relay batch (pipelined or concurrently, all confirmations awaited,
@@ -156,9 +156,11 @@ def where(url: str) -> str:
     return f"{parts.scheme}://{host}"
 
 
-def group_name(consumer: Consumer) -> str:
-    """A consumer's group (Redis Streams, Kafka) and queue (RabbitMQ)."""
-    return f"parley.{consumer.name}"
+def group_name(topic: str, consumer: Consumer) -> str:
+    """A consumer's group (Redis Streams, Kafka) and queue (RabbitMQ): `<topic>.<consumer>`.
+    RabbitMQ queues and Kafka groups are global to a vhost or cluster, so the name carries the
+    topic: two deployments with their own `EVENTS_TOPIC` never share a queue or a group."""
+    return f"{topic}.{consumer.name}"
 
 
 def _raise_first(results: Sequence[object]) -> None:
@@ -266,7 +268,7 @@ class RawFormat(MessageFormat):
 
 
 class RedisBackend(Backend[RedisBroker]):
-    """Redis Streams: the stream `topic`, consumer groups `parley.<consumer>`."""
+    """Redis Streams: the stream `topic`, consumer groups `<topic>.<consumer>`."""
 
     kind = "redis"
 
@@ -285,7 +287,9 @@ class RedisBackend(Backend[RedisBroker]):
         for consumer in consumers:
             # From the stream's end: a new consumer gets the events published from now on.
             try:
-                await client.xgroup_create(self.topic, group_name(consumer), id="$", mkstream=True)
+                await client.xgroup_create(
+                    self.topic, group_name(self.topic, consumer), id="$", mkstream=True
+                )
             except ResponseError as exc:
                 if "BUSYGROUP" not in str(exc):
                     raise
@@ -300,7 +304,7 @@ class RedisBackend(Backend[RedisBroker]):
             await pipe.execute()  # raises the first command that failed
 
     def subscribe(self, broker: RedisBroker, consumer: Consumer) -> Inbox:
-        group = group_name(consumer)
+        group = group_name(self.topic, consumer)
         name = f"{socket.gethostname()}-{os.getpid()}"
         fresh = broker.subscriber(
             stream=StreamSub(self.topic, group=group, consumer=name, last_id=">"),
@@ -486,7 +490,7 @@ class NatsInbox(Inbox):
 
 
 class RabbitBackend(Backend[RabbitBroker]):
-    """RabbitMQ: the durable topic exchange `topic`, a durable queue `parley.<consumer>` bound
+    """RabbitMQ: the durable topic exchange `topic`, a durable queue `<topic>.<consumer>` bound
     with the consumer's types."""
 
     kind = "rabbitmq"
@@ -504,7 +508,7 @@ class RabbitBackend(Backend[RabbitBroker]):
         return RabbitExchange(self.topic, type=ExchangeType.TOPIC, durable=True)
 
     def queue(self, consumer: Consumer) -> RabbitQueue:
-        return RabbitQueue(group_name(consumer), durable=True)
+        return RabbitQueue(group_name(self.topic, consumer), durable=True)
 
     async def declare(self, broker: RabbitBroker, consumers: Sequence[Consumer]) -> None:
         await broker.connect()
@@ -568,7 +572,7 @@ class RabbitInbox(Inbox):
 
 
 class KafkaBackend(Backend[KafkaBroker]):
-    """A Kafka-protocol broker: the topic `topic`, key = subject, group `parley.<consumer>`."""
+    """A Kafka-protocol broker: the topic `topic`, key = subject, group `<topic>.<consumer>`."""
 
     kind = "kafka"
 
@@ -641,7 +645,7 @@ class KafkaBackend(Backend[KafkaBroker]):
     def subscribe(self, broker: KafkaBroker, consumer: Consumer) -> Inbox:
         subscriber = broker.subscriber(
             self.topic,
-            group_id=group_name(consumer),
+            group_id=group_name(self.topic, consumer),
             # A group with no committed offset starts at the oldest event the topic holds
             # (handled_events makes those it has handled already no-ops).
             auto_offset_reset="earliest",
