@@ -116,12 +116,24 @@ def job_kinds(runtime: Runtime) -> JobKinds:
             logger.info("deleted %d finished jobs", deleted)
 
     async def purge_events(job: JobRun) -> None:
-        before = utcnow() - timedelta(days=settings.events_retention_days)
+        now = utcnow()
+        before = now - timedelta(days=settings.events_retention_days)
         async with database.sessionmaker() as session:
             deleted = await events_repository.purge_delivered(session, before)
+            forgotten = await events_repository.purge_handled(session, before)
+            aged = 0
+            if settings.audit_retention_days:
+                aged = await events_repository.purge_audit(
+                    session, now - timedelta(days=settings.audit_retention_days)
+                )
             await session.commit()
-        if deleted:
-            logger.info("deleted %d delivered events", deleted)
+        if deleted or forgotten or aged:
+            logger.info(
+                "deleted %d delivered events, %d handled-event records, %d audit lines",
+                deleted,
+                forgotten,
+                aged,
+            )
 
     kinds = JobKinds()
     kinds.handle(

@@ -125,6 +125,8 @@ class Settings(BaseSettings):
 
     # Events (docs/events.md): delivered events are kept this long (the feed resumes within it).
     events_retention_days: int = Field(default=7, ge=1, le=3650)
+    # The audit log's lines are kept this long; 0 keeps them for good.
+    audit_retention_days: int = Field(default=365, ge=0, le=36500)
     # Where the relay delivers events and the consumers read them: `none` (consumer jobs on
     # this database), `redis://`, `nats://`, `amqp://`, `kafka://host:port` or `dapr` (the
     # sidecar at DAPR_HTTP_ENDPOINT, pub/sub component DAPR_PUBSUB_NAME).

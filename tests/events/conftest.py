@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 
+from parley.accounts.events import REGISTERED
 from tests.fixtures.polling import wait_for
 
 
@@ -31,8 +32,13 @@ class FeedReader:
         async for line in self.response.aiter_lines():
             if line == "":
                 if data:
-                    self.events.append(json.loads("\n".join(data)))
-                    self.ids.append(event_id or "")
+                    event = json.loads("\n".join(data))
+                    # The test user's sign-up commits before the feed connects, but the relay
+                    # may number it just after, so that it is "the next event"; none of these
+                    # tests is about it (tests/events/test_audit.py is).
+                    if event["type"] != REGISTERED:
+                        self.events.append(event)
+                        self.ids.append(event_id or "")
                 data, event_id = [], None
             elif line.startswith(":"):
                 self.comments += 1

@@ -7,6 +7,7 @@ of a change that rolled back; bounded arguments; a failure to record never break
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import uuid
@@ -18,16 +19,19 @@ import mcp.types as types
 import pytest
 from fastapi import FastAPI
 from pydantic import BaseModel
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from parley.accounts.models import User
 from parley.accounts.service import AccountService
+from parley.background import PURGE_EVENTS_JOB, job_kinds
 from parley.core.db import new_id, utcnow
 from parley.core.errors import Conflict, InternalError
 from parley.events.audit import AUDIT_CONSUMER, AUDITED_TYPES, audit_consumer
 from parley.events.consumers import Consumer, consume, parse_event
-from parley.events.models import AuditRecord, OutboxEvent
+from parley.events.models import AuditRecord, HandledEvent, OutboxEvent
+from parley.events.repository import first_id_at
 from parley.jobs.worker import Worker
+from parley.settings import Settings
 from parley.tools.builtin import builtin_registry
 from parley.tools.events import TOOL_CALLED, ToolAudit
 from parley.tools.registry import ToolContext, ToolDefinition, ToolRegistry
@@ -39,6 +43,8 @@ from tests.fixtures.errors import assert_error
 from tests.fixtures.mcp import mcp_client, refused_by_server
 from tests.fixtures.polling import wait_for
 from tests.fixtures.servers import LiveServer
+from tests.fixtures.tools import tool_context
+from tests.jobs.helpers import enqueue_one, status_is
 
 RECORD_FIELDS = {"id", "action", "user_id", "subject", "time", "details"}
 
@@ -117,11 +123,17 @@ async def test_sign_ins_upgrades_and_password_changes_are_recorded(
     [password] = await wait_for_records(client, user, "account.password_changed")
     assert password["details"] == {"user_id": user.id}
     records = await audit_of(client, user)
-    # Newest first; the refresh and the failed sign-in wrote nothing.
+    # Newest first, from the sign-up on; the refresh and the failed sign-in wrote nothing.
     assert [record["action"] for record in records] == [
         "account.password_changed",
         "account.signed_in",
+        "account.registered",
     ]
+    assert records[-1]["details"] == {
+        "user_id": user.id,
+        "email": user.email,
+        "client_ip": "127.0.0.1",
+    }
     assert "a brand new password" not in json.dumps(records)
 
     guest = (await client.post("/api/auth/guest")).json()["data"]
@@ -243,18 +255,6 @@ async def test_tool_calls_by_the_assistant_are_recorded_with_their_reply(
     assert failed["details"]["error"]["code"] == "not_found"
 
 
-async def tool_context(app: FastAPI, who: TestUser, audit: ToolAudit | None) -> ToolContext:
-    async with app.state.database.sessionmaker() as session:
-        user = await session.get(User, uuid.UUID(who.id))
-    assert user is not None
-    return ToolContext(
-        user=user,
-        sessionmaker=app.state.database.sessionmaker,
-        cursor_codec=app.state.cursor_codec,
-        audit=audit,
-    )
-
-
 async def test_recorded_arguments_are_bounded(app: FastAPI, user: TestUser) -> None:
     registry = builtin_registry()
     context = await tool_context(app, user, ToolAudit(surface="mcp"))
@@ -337,15 +337,21 @@ async def test_users_see_their_own_records_and_admins_every_one(
     await login(client, other_user)
     [mine] = await wait_for_records(client, user, "account.signed_in")
     [theirs] = await wait_for_records(client, other_user, "account.signed_in")
-    assert [record["id"] for record in await audit_of(client, other_user)] == [theirs["id"]]
-    assert [record["id"] for record in await audit_of(client, user)] == [mine["id"]]
+    [my_sign_up] = await wait_for_records(client, user, "account.registered")
+    [their_sign_up] = await wait_for_records(client, other_user, "account.registered")
+    [admin_sign_up] = await wait_for_records(client, admin, "account.registered")
+    their_log = [record["id"] for record in await audit_of(client, other_user)]
+    assert their_log == [theirs["id"], their_sign_up["id"]]
+    my_log = [record["id"] for record in await audit_of(client, user)]
+    assert my_log == [mine["id"], my_sign_up["id"]]
 
     every = await audit_of(client, admin, "/api/admin/audit")
-    assert {mine["id"], theirs["id"]} <= {record["id"] for record in every}
+    assert set(my_log + their_log) <= {record["id"] for record in every}
     only = await audit_of(client, admin, "/api/admin/audit", user_id=user.id)
-    assert [record["id"] for record in only] == [mine["id"]]
+    assert [record["id"] for record in only] == my_log
     assert await audit_of(client, admin, "/api/admin/audit", user_id=str(uuid.uuid4())) == []
-    assert await audit_of(client, admin) == []  # the admin's own log: nothing of theirs yet
+    # The admin's own log: their sign-up, nothing of the others'.
+    assert [record["id"] for record in await audit_of(client, admin)] == [admin_sign_up["id"]]
 
     refused = await client.get("/api/admin/audit", headers=user.headers)
     assert_error(refused, 403, "forbidden")
@@ -405,6 +411,51 @@ async def test_an_event_consumed_twice_is_recorded_once(app: FastAPI, user: Test
             select(func.count()).select_from(AuditRecord).where(AuditRecord.user_id.is_(None))
         )
     assert orphans == 1
+
+
+async def test_the_hourly_purge_ages_out_audit_lines_and_handled_records(
+    app: FastAPI, user: TestUser
+) -> None:
+    """`events.purge` deletes the audit lines older than AUDIT_RETENTION_DAYS (365 by default)
+    and the consumers' handled-event records older than EVENTS_RETENTION_DAYS, and keeps the
+    rest; AUDIT_RETENTION_DAYS=0 keeps every line."""
+    database = app.state.database
+    consumer = audit_consumer()
+    long_ago = utcnow() - timedelta(days=400)
+    old = parse_event(an_event(user.id, id=str(first_id_at(long_ago)), time=long_ago.isoformat()))
+    recent = parse_event(an_event(user.id))
+    for event in (old, recent):
+        assert await consume(database, consumer, event) is True
+    async with database.sessionmaker() as session:
+        # The old event was handled long ago too.
+        await session.execute(
+            update(HandledEvent)
+            .where(HandledEvent.event_id == uuid.UUID(old.id))
+            .values(created_at=long_ago)
+        )
+        await session.commit()
+
+    async def purge(settings: Settings) -> None:
+        """Run one `events.purge` job, queued and run by a worker of these settings."""
+        runtime = dataclasses.replace(app.state.runtime, settings=settings)
+        worker = Worker(database, job_kinds(runtime), concurrency=1, poll_seconds=0.05)
+        job_id = await enqueue_one(database, PURGE_EVENTS_JOB)
+        worker.start()
+        try:
+            job = await wait_for(status_is(database, job_id, "succeeded", "failed"), within=20)
+        finally:
+            await worker.stop(grace_seconds=0)
+        assert job.status == "succeeded", job.last_error
+
+    await purge(app.state.settings.model_copy(update={"audit_retention_days": 0}))
+    assert await count_records(app) == 2  # 0 keeps every line
+    await purge(app.state.settings)
+    async with database.sessionmaker() as session:
+        lines = (await session.execute(select(AuditRecord.event_id))).scalars().all()
+        handled = (await session.execute(select(HandledEvent.event_id))).scalars().all()
+    assert lines == [uuid.UUID(recent.id)]
+    assert uuid.UUID(old.id) not in handled
+    assert uuid.UUID(recent.id) in handled
 
 
 async def test_huge_details_are_bounded(app: FastAPI, user: TestUser) -> None:

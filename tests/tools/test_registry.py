@@ -11,11 +11,11 @@ import pytest
 from fastapi import FastAPI
 from pydantic import BaseModel
 
-from parley.accounts.models import User
 from parley.core.errors import InternalError, NotFound
 from parley.tools.builtin import builtin_registry
 from parley.tools.registry import ToolContext, ToolDefinition, ToolError, ToolRegistry
 from tests.fixtures.accounts import TestUser
+from tests.fixtures.tools import tool_context
 
 TASK_TOOL_NAMES = {
     "add_task",
@@ -25,17 +25,6 @@ TASK_TOOL_NAMES = {
     "complete_task",
     "delete_task",
 }
-
-
-async def context_for(app: FastAPI, test_user: TestUser) -> ToolContext:
-    async with app.state.database.sessionmaker() as session:
-        user = await session.get(User, uuid.UUID(test_user.id))
-    assert user is not None
-    return ToolContext(
-        user=user,
-        sessionmaker=app.state.database.sessionmaker,
-        cursor_codec=app.state.cursor_codec,
-    )
 
 
 @pytest.fixture
@@ -64,7 +53,7 @@ def test_the_builtin_registry_publishes_the_task_tools(registry: ToolRegistry) -
 async def test_tools_act_as_the_user_and_answer_rest_shaped_tasks(
     registry: ToolRegistry, app: FastAPI, user: TestUser, client: httpx.AsyncClient
 ) -> None:
-    context = await context_for(app, user)
+    context = await tool_context(app, user)
     added = await registry.call(
         "add_task",
         {
@@ -128,7 +117,7 @@ async def test_invalid_arguments_are_a_readable_error(
     arguments: dict[str, Any],
     mentions: str,
 ) -> None:
-    result = await registry.call(name, arguments, await context_for(app, user))
+    result = await registry.call(name, arguments, await tool_context(app, user))
     assert result.is_error
     assert result.content["error"]["code"] == "invalid_arguments"
     message = result.error_message
@@ -141,8 +130,8 @@ async def test_invalid_arguments_are_a_readable_error(
 async def test_unknown_and_foreign_tasks_are_not_found(
     registry: ToolRegistry, app: FastAPI, user: TestUser, other_user: TestUser
 ) -> None:
-    owner = await context_for(app, user)
-    intruder = await context_for(app, other_user)
+    owner = await tool_context(app, user)
+    intruder = await tool_context(app, other_user)
     task = (await registry.call("add_task", {"title": "Mine"}, owner)).content
 
     for name, arguments in (
@@ -164,7 +153,7 @@ async def test_unknown_and_foreign_tasks_are_not_found(
 async def test_an_unknown_tool_or_a_bad_cursor_is_an_error_result(
     registry: ToolRegistry, app: FastAPI, user: TestUser
 ) -> None:
-    context = await context_for(app, user)
+    context = await tool_context(app, user)
     unknown = await registry.call("launch_rockets", {}, context)
     assert unknown.is_error
     assert unknown.content["error"]["code"] == "unknown_tool"
@@ -204,7 +193,7 @@ async def test_caller_errors_are_results_and_server_errors_propagate(
 ) -> None:
     registry = ToolRegistry.of([_tool("refuse", _refuse), _tool("missing", _missing)])
     registry.register(_tool("broken", _broken))
-    context = await context_for(app, user)
+    context = await tool_context(app, user)
 
     refused = await registry.call("refuse", None, context)
     assert refused.content == {"error": {"code": "refused", "message": "Not today."}}

@@ -1,6 +1,6 @@
-"""The events the accounts publish (see docs/events.md): sign-ins, a guest's upgrade, password
-changes and API keys created or revoked, each in the transaction of its change. The audit log is
-built from them. No event carries a secret: no password, token or key.
+"""The events the accounts publish (see docs/events.md): sign-ups, sign-ins, a guest's upgrade,
+password changes and API keys created or revoked, each in the transaction of its change. The
+audit log is built from them. No event carries a secret: no password, token or key.
 
 A token refresh is no sign-in (it continues one) and tells nothing.
 """
@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field
 
 from parley.events.types import EventType
 
+REGISTERED = "parley.account.registered.v1"
 SIGNED_IN = "parley.account.signed_in.v1"
 UPGRADED = "parley.account.upgraded.v1"
 PASSWORD_CHANGED = "parley.account.password_changed.v1"
@@ -22,6 +23,14 @@ API_KEY_CREATED = "parley.api_key.created.v1"
 API_KEY_REVOKED = "parley.api_key.revoked.v1"
 
 SignInMethod = Literal["password", "guest"]
+
+
+class Registered(BaseModel):
+    """`data` of `parley.account.registered.v1`."""
+
+    user_id: uuid.UUID
+    email: str = Field(description="The email the account was created with.")
+    client_ip: str | None = Field(description="The client's address, as the server saw it.")
 
 
 class SignedIn(BaseModel):
@@ -64,6 +73,12 @@ class ApiKeyRevoked(ApiKeyCreated):
 
 
 ACCOUNT_EVENTS: tuple[EventType, ...] = (
+    EventType(
+        REGISTERED,
+        Registered,
+        "An account was created with an email and password (its sign-up, which also signs it "
+        "in); `data` says with which email and from where.",
+    ),
     EventType(
         SIGNED_IN,
         SignedIn,

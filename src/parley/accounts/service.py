@@ -19,9 +19,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from parley.accounts import repository
 from parley.accounts.events import (
     PASSWORD_CHANGED,
+    REGISTERED,
     SIGNED_IN,
     UPGRADED,
     PasswordChanged,
+    Registered,
     SignedIn,
     Upgraded,
 )
@@ -142,6 +144,9 @@ class AccountService:
         self.session.add(user)
         await self.session.flush()
         tokens = self._issue_tokens(user)
+        await self._tell(
+            REGISTERED, user, Registered(user_id=user.id, email=email, client_ip=_ip(client_ip))
+        )
         await self._commit_new_email()
         return user, tokens
 

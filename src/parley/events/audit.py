@@ -1,7 +1,7 @@
 """The audit log (CONTRACT.md section 11): what was done with each account, written by a consumer
 of the events that tell of it, and read back by the audit API (`parley.events.audit_router`).
 
-`audit_consumer()` (`events.audit`) writes one `AuditRecord` per sign-in, guest upgrade,
+`audit_consumer()` (`events.audit`) writes one `AuditRecord` per sign-up, sign-in, guest upgrade,
 password change, API key created or revoked, and tool call by the assistant or MCP: `action` is
 the event's type without `parley.` and its version (`account.signed_in`, `tool.called`), with
 its user, subject, time and data (bounded). The INSERT does nothing on an event already recorded
@@ -32,6 +32,7 @@ from parley.accounts.events import (
     API_KEY_CREATED,
     API_KEY_REVOKED,
     PASSWORD_CHANGED,
+    REGISTERED,
     SIGNED_IN,
     UPGRADED,
 )
@@ -46,7 +47,15 @@ from parley.tools.events import TOOL_CALLED
 
 AUDIT_CONSUMER = "events.audit"
 AUDITED_TYPES = frozenset(
-    {SIGNED_IN, UPGRADED, PASSWORD_CHANGED, API_KEY_CREATED, API_KEY_REVOKED, TOOL_CALLED}
+    {
+        REGISTERED,
+        SIGNED_IN,
+        UPGRADED,
+        PASSWORD_CHANGED,
+        API_KEY_CREATED,
+        API_KEY_REVOKED,
+        TOOL_CALLED,
+    }
 )
 # A record's details: strings cut to these characters, the whole to these bytes (a tool call's
 # arguments are bounded tighter already, when its event is written).

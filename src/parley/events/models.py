@@ -77,6 +77,8 @@ class HandledEvent(Base):
     """That `consumer` has handled the event `event_id` (its effect committed with this row)."""
 
     __tablename__ = "handled_events"
+    # The purge deletes the rows older than EVENTS_RETENTION_DAYS (a range of this index).
+    __table_args__ = (Index("ix_handled_events_created_at", "created_at"),)
 
     consumer: Mapped[str] = mapped_column(String(CONSUMER_MAX_CHARS), primary_key=True)
     event_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)

@@ -14,7 +14,7 @@ from sqlalchemy import Select, delete, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from parley.core.db import rowcount
-from parley.events.models import OutboxEvent
+from parley.events.models import AuditRecord, HandledEvent, OutboxEvent
 
 # Any constant: the relays of every process take it for the transaction that numbers a batch.
 RELAY_LOCK_KEY = 0x70617274_65767473  # "partevts"
@@ -120,4 +120,19 @@ async def purge_delivered(session: AsyncSession, before: datetime) -> int:
             OutboxEvent.id < first_id_at(before), OutboxEvent.position.is_not(None)
         )
     )
+    return rowcount(result)
+
+
+async def purge_handled(session: AsyncSession, before: datetime) -> int:
+    """Forget which events the consumers handled before `before` (the index by age): a copy of
+    one redelivered after that would be handled again, so this runs with the events' own
+    retention, past which the brokers and the relay no longer hold them."""
+    result = await session.execute(delete(HandledEvent).where(HandledEvent.created_at < before))
+    return rowcount(result)
+
+
+async def purge_audit(session: AsyncSession, before: datetime) -> int:
+    """Delete the audit lines of what happened before `before` (a line's id is a UUIDv7 of its
+    event's millisecond: a range of the primary key)."""
+    result = await session.execute(delete(AuditRecord).where(AuditRecord.id < first_id_at(before)))
     return rowcount(result)
