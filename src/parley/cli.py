@@ -43,6 +43,19 @@ def _settings() -> "Settings":  # noqa: UP037 - imported lazily to keep `parley 
         raise _fail(f"invalid configuration ({location}): {message}") from exc
 
 
+def _require_migrated(settings: "Settings") -> None:  # noqa: UP037 - as in `_settings`
+    """Exit unless the database is reachable and migrated to this version (a process that
+    runs jobs or consumers must not start on an older schema)."""
+    from parley import migrate as migrations
+
+    try:
+        current = migrations.is_current(settings)
+    except (SQLAlchemyError, OSError) as exc:
+        raise _fail(f"cannot reach the database: {exc.__class__.__name__}: {exc}") from exc
+    if not current:
+        raise _fail("the database is not migrated to this version: run `parley migrate` first")
+
+
 if False:  # pragma: no cover - for type checkers only
     from parley.migrate import MigrationStep
     from parley.settings import Settings
@@ -146,7 +159,6 @@ def worker(
     ] = None,
 ) -> None:
     """Run background jobs without the API server (SIGTERM: finish or put back, then exit)."""
-    from parley import migrate as migrations
     from parley.background import run_worker
     from parley.core.logging import configure_logging
     from parley.jobs.kinds import check_queue
@@ -157,19 +169,13 @@ def worker(
         queues = [check_queue(name) for name in queue or ()]
     except ValueError as exc:
         raise _fail(str(exc)) from exc
-    try:
-        current = migrations.is_current(settings)
-    except (SQLAlchemyError, OSError) as exc:
-        raise _fail(f"cannot reach the database: {exc.__class__.__name__}: {exc}") from exc
-    if not current:
-        raise _fail("the database is not migrated to this version: run `parley migrate` first")
+    _require_migrated(settings)
     run_worker(settings, concurrency=concurrency, queues=queues or None)
 
 
 @cli.command()
 def consumers() -> None:
     """Run only the event consumers on EVENTS_BROKER (no jobs, no relay) until SIGTERM."""
-    from parley import migrate as migrations
     from parley.core.logging import configure_logging
     from parley.events.brokers import run_consumers
 
@@ -182,12 +188,7 @@ def consumers() -> None:
         )
         raise typer.Exit(code=2)
     configure_logging(settings)
-    try:
-        current = migrations.is_current(settings)
-    except (SQLAlchemyError, OSError) as exc:
-        raise _fail(f"cannot reach the database: {exc.__class__.__name__}: {exc}") from exc
-    if not current:
-        raise _fail("the database is not migrated to this version: run `parley migrate` first")
+    _require_migrated(settings)
     run_consumers(settings)
 
 

@@ -1,6 +1,8 @@
 """The events the chats publish (see docs/events.md): a chat created, changed (renamed, given
 a generated title, archived, switched to another branch) or deleted, with the chat as clients
-see it; and a reply that finished, with where it is and how it ended."""
+see it (`add_chat_event`, for the chat's use cases and its generated title alike); and a reply
+that finished, with where it is and how it ended (`add_message_completed`, for a turn's final
+save and a sweep alike)."""
 
 from __future__ import annotations
 
@@ -8,8 +10,11 @@ import uuid
 from typing import Literal
 
 from pydantic import BaseModel, Field
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from parley.chats.models import Chat
 from parley.chats.schemas import ChatPublic
+from parley.events.outbox import add_event, add_row_event
 from parley.events.types import EventType
 
 CHAT_CREATED = "parley.chat.created.v1"
@@ -31,6 +36,52 @@ class MessageCompleted(BaseModel):
     )
     model_id: str | None
     error_code: str | None = None
+
+
+async def add_chat_event(session: AsyncSession, event_type: str, chat: Chat) -> None:
+    """Write a chat's event (`CHAT_CREATED`, `CHAT_UPDATED`, `CHAT_DELETED`), the chat as
+    clients see it, in `session`'s transaction."""
+    await add_row_event(
+        session, event_type, chat, collection="chats", view=ChatPublic, user_id=chat.user_id
+    )
+
+
+async def add_message_completed(
+    session: AsyncSession,
+    *,
+    user_id: uuid.UUID,
+    chat_id: uuid.UUID,
+    message_id: uuid.UUID,
+    parent_id: uuid.UUID | None,
+    status: str,
+    model_id: str | None,
+    error_code: str | None = None,
+) -> None:
+    """Write `parley.message.completed.v1` for a reply that ended, in `session`'s transaction.
+
+    Args:
+        user_id: the chat's owner.
+        chat_id: the reply's chat (the event's subject is `chats/<chat_id>`).
+        message_id: the reply (the assistant message).
+        parent_id: the user message it answers (None for a reply ended by a sweep).
+        status: how it ended: `complete`, `cancelled`, `error` or `interrupted`.
+        model_id: the model that wrote it.
+        error_code: why it failed, if it did.
+    """
+    await add_event(
+        session,
+        MESSAGE_COMPLETED,
+        subject=f"chats/{chat_id}",
+        user_id=user_id,
+        data=MessageCompleted(
+            chat_id=chat_id,
+            message_id=message_id,
+            parent_id=parent_id,
+            status=status,
+            model_id=model_id,
+            error_code=error_code,
+        ).model_dump(mode="json"),
+    )
 
 
 CHAT_EVENTS: tuple[EventType, ...] = (

@@ -17,14 +17,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from parley.accounts.authentication import Owner
 from parley.chats import message_rows, repository
-from parley.chats.events import CHAT_CREATED, CHAT_DELETED, CHAT_UPDATED
+from parley.chats.events import CHAT_CREATED, CHAT_DELETED, CHAT_UPDATED, add_chat_event
 from parley.chats.models import Chat, Message
-from parley.chats.schemas import ChatPublic, MessageError, MessagePublic, Usage
+from parley.chats.schemas import MessageError, MessagePublic, Usage
 from parley.core.db import utcnow
 from parley.core.errors import NotFound
 from parley.core.pagination import CursorCodec
 from parley.core.telemetry import traced
-from parley.events.outbox import add_event
 from parley.knowledge import repository as knowledge_repository
 from parley.llm.service import LLMService
 
@@ -120,18 +119,9 @@ class ChatService:
         )
         self.session.add(chat)
         await self.session.flush()
-        await self._tell(CHAT_CREATED, chat)
+        await add_chat_event(self.session, CHAT_CREATED, chat)
         await self.session.commit()
         return chat
-
-    async def _tell(self, event_type: str, chat: Chat) -> None:
-        await add_event(
-            self.session,
-            event_type,
-            subject=f"chats/{chat.id}",
-            user_id=chat.user_id,
-            data=ChatPublic.model_validate(chat).model_dump(mode="json"),
-        )
 
     async def _knowledge_ids(self, owner: Owner, knowledge_ids: Sequence[uuid.UUID]) -> list[str]:
         """The ids as stored, once each is known to be one of the owner's knowledge bases.
@@ -196,7 +186,7 @@ class ChatService:
                 self.session, chat.id, target.id
             )
         await self.session.flush()
-        await self._tell(CHAT_UPDATED, chat)
+        await add_chat_event(self.session, CHAT_UPDATED, chat)
         await self.session.commit()
         return chat
 
@@ -206,7 +196,7 @@ class ChatService:
         chat = await self.get(owner, chat_id)
         chat.deleted_at = utcnow()
         await self.session.flush()
-        await self._tell(CHAT_DELETED, chat)
+        await add_chat_event(self.session, CHAT_DELETED, chat)
         await self.session.commit()
 
     async def public_messages(

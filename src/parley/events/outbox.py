@@ -1,5 +1,6 @@
 """Writing events: `add_event` puts a CloudEvent in the outbox as part of the caller's
-transaction, so the event exists if and only if the change it tells of commits. When such a
+transaction, so the event exists if and only if the change it tells of commits (`add_row_event`
+for the usual one: a row changed, told as clients see it). When such a
 session commits, this process's relays are woken at once (`relay_wakeups`); a relay in another
 process finds the event at its next poll.
 
@@ -11,8 +12,9 @@ from __future__ import annotations
 import re
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
+from pydantic import BaseModel
 from sqlalchemy import Table, event, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
@@ -75,6 +77,41 @@ async def add_event(
     )
     session.sync_session.info[_RECORDED] = True
     return event_id
+
+
+class StoredRow(Protocol):
+    """A stored row: every table has a UUID `id`."""
+
+    @property
+    def id(self) -> uuid.UUID: ...
+
+
+async def add_row_event(
+    session: AsyncSession,
+    event_type: str,
+    row: StoredRow,
+    *,
+    collection: str,
+    view: type[BaseModel],
+    user_id: uuid.UUID,
+) -> uuid.UUID:
+    """`add_event` for a change to one of a user's rows: the subject `<collection>/<row id>`,
+    the data the row as clients see it (`view`, e.g. `TaskPublic`); the event's id.
+
+    Args:
+        event_type: e.g. `parley.task.updated.v1`.
+        row: the row as it is now (or was, for a deletion).
+        collection: the subject's first part, e.g. `tasks`.
+        view: the public schema the data is validated from the row with.
+        user_id: whose row it is.
+    """
+    return await add_event(
+        session,
+        event_type,
+        subject=f"{collection}/{row.id}",
+        user_id=user_id,
+        data=view.model_validate(row).model_dump(mode="json"),
+    )
 
 
 def _after_commit(session: Session) -> None:

@@ -37,7 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from parley.core.db import Database, utcnow
 from parley.core.errors import ParleyError
-from parley.events.outbox import add_event
+from parley.events.outbox import add_row_event
 from parley.files.events import FILE_FAILED, FILE_READY
 from parley.files.models import (
     ERROR_MESSAGE_MAX_CHARS,
@@ -281,12 +281,8 @@ class Ingestion:
 
 
 async def _tell(session: AsyncSession, event_type: str, stored: StoredFile) -> None:
-    await add_event(
-        session,
-        event_type,
-        subject=f"files/{stored.id}",
-        user_id=stored.owner_id,
-        data=FilePublic.model_validate(stored).model_dump(mode="json"),
+    await add_row_event(
+        session, event_type, stored, collection="files", view=FilePublic, user_id=stored.owner_id
     )
 
 

@@ -19,7 +19,7 @@ from parley.core.db import new_id, utcnow
 from parley.core.errors import NotFound
 from parley.core.pagination import CursorCodec
 from parley.core.telemetry import traced
-from parley.events.outbox import add_event
+from parley.events.outbox import add_row_event
 from parley.tasks import repository
 from parley.tasks.events import TASK_COMPLETED, TASK_CREATED, TASK_DELETED, TASK_UPDATED
 from parley.tasks.models import Priority, Task
@@ -53,12 +53,13 @@ class TaskService:
             await self.session.flush()
 
     async def _tell(self, event_type: str, task: Task) -> None:
-        await add_event(
+        await add_row_event(
             self.session,
             event_type,
-            subject=f"tasks/{task.id}",
+            task,
+            collection="tasks",
+            view=TaskPublic,
             user_id=task.user_id,
-            data=TaskPublic.model_validate(task).model_dump(mode="json"),
         )
 
     async def _owned(self, owner: Owner, task_id: uuid.UUID) -> Task:

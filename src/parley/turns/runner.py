@@ -19,9 +19,8 @@ from typing import TYPE_CHECKING
 
 from parley import engines
 from parley.chats import replies
-from parley.chats.events import MESSAGE_COMPLETED, MessageCompleted
+from parley.chats.events import add_message_completed
 from parley.core.db import Database, utcnow
-from parley.events.outbox import add_event
 from parley.llm.service import catalog_prices
 from parley.turns.event_log import EventLogs
 from parley.usage.meter import UsageMeter
@@ -184,18 +183,14 @@ class TurnRunner:
                 if self.usage_meter is not None:
                     await self.usage_meter.settle_ended_replies_in(session, entries)
                 for reply in ended:
-                    await add_event(
+                    await add_message_completed(
                         session,
-                        MESSAGE_COMPLETED,
-                        subject=f"chats/{reply.chat_id}",
                         user_id=reply.user_id,
-                        data=MessageCompleted(
-                            chat_id=reply.chat_id,
-                            message_id=reply.id,
-                            parent_id=None,
-                            status=status,
-                            model_id=reply.model_id,
-                        ).model_dump(mode="json"),
+                        chat_id=reply.chat_id,
+                        message_id=reply.id,
+                        parent_id=None,
+                        status=status,
+                        model_id=reply.model_id,
                     )
             await replies.free_slots(session, message_ids)
             await session.commit()

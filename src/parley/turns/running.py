@@ -29,10 +29,9 @@ from pydantic_ai.ui.vercel_ai.response_types import (
 )
 
 from parley.chats import replies
-from parley.chats.events import MESSAGE_COMPLETED, MessageCompleted
+from parley.chats.events import add_message_completed
 from parley.core.db import Database, utcnow
 from parley.core.telemetry import get_tracer
-from parley.events.outbox import add_event
 from parley.llm.failures import UNKNOWN_FAILURE, TurnFailure
 from parley.turns.event_log import EventLogs
 from parley.turns.loop import TurnLoop
@@ -305,19 +304,15 @@ class RunningTurn:
                 ),
             )
             if ended:
-                await add_event(
+                await add_message_completed(
                     session,
-                    MESSAGE_COMPLETED,
-                    subject=f"chats/{plan.chat_id}",
                     user_id=plan.user_id,
-                    data=MessageCompleted(
-                        chat_id=plan.chat_id,
-                        message_id=plan.assistant_message_id,
-                        parent_id=plan.user_message_id,
-                        status=outcome.status,
-                        model_id=plan.model_id,
-                        error_code=outcome.failure.code if outcome.failure else None,
-                    ).model_dump(mode="json"),
+                    chat_id=plan.chat_id,
+                    message_id=plan.assistant_message_id,
+                    parent_id=plan.user_message_id,
+                    status=outcome.status,
+                    model_id=plan.model_id,
+                    error_code=outcome.failure.code if outcome.failure else None,
                 )
             await session.commit()
         # Billed only if this save ended it: one ended elsewhere first was billed there.

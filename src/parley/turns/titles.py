@@ -26,12 +26,10 @@ from sqlalchemy import select, update
 from parley import engines
 from parley.accounts.models import User
 from parley.chats import replies
-from parley.chats.events import CHAT_UPDATED
+from parley.chats.events import CHAT_UPDATED, add_chat_event
 from parley.chats.models import Chat, Message
-from parley.chats.schemas import ChatPublic
 from parley.core.db import Database
 from parley.core.errors import BudgetExceeded, ValidationFailed
-from parley.events.outbox import add_event
 from parley.jobs.kinds import JobKind, JobRun
 from parley.jobs.queue import enqueue_many
 from parley.llm.cache import CatalogCache
@@ -206,13 +204,7 @@ class ChatTitler:
             if await replies.set_generated_title(session, user_id, chat_id, title):
                 chat = await session.get(Chat, chat_id)
                 if chat is not None:
-                    await add_event(
-                        session,
-                        CHAT_UPDATED,
-                        subject=f"chats/{chat_id}",
-                        user_id=user_id,
-                        data=ChatPublic.model_validate(chat).model_dump(mode="json"),
-                    )
+                    await add_chat_event(session, CHAT_UPDATED, chat)
             await session.commit()
 
     async def _entry(self, llm: LLMService, model_id: str) -> CatalogEntry:

@@ -5,7 +5,7 @@
 
 import { api } from "./api.js";
 import { byId, clear, h } from "./dom.js";
-import { onEvent, onResync } from "./events.js";
+import { isOlder, onEvent, onResync } from "./events.js";
 import { on, state } from "./state.js";
 import { describeError, toast } from "./ui.js";
 
@@ -104,12 +104,6 @@ export function initChats({ onNavigate }) {
   });
   onEvent("parley.message.completed.v1", (event) => replyFinished(event.data?.chat_id));
   onResync(() => refreshFirstPage());
-}
-
-function isOlder(chat, than) {
-  const a = Date.parse(chat.updated_at);
-  const b = Date.parse(than.updated_at);
-  return Number.isFinite(a) && Number.isFinite(b) && a < b;
 }
 
 /** A chat as an event has it: changed in place, taken off, or put where its activity says. */

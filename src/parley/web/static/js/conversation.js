@@ -7,7 +7,7 @@
 import { ApiError, api, newIdempotencyKey, openStream, readEvents } from "./api.js";
 import { clearAttachments, fileParts, initAttachments, notReadyReason, restoreAttachments, shownParts } from "./attachments.js";
 import { byId, clear, formatCost, formatInteger, h } from "./dom.js";
-import { onEvent } from "./events.js";
+import { isOlder, onEvent } from "./events.js";
 import { chatKnowledgeIds, download } from "./knowledge.js";
 import { renderMarkdown } from "./markdown.js";
 import { linkCitations, sourcesList, sourcesOf } from "./sources.js";
@@ -93,7 +93,7 @@ export function initConversation() {
 function chatChangedElsewhere(chat) {
   if (!chat || state.chat?.id !== chat.id) return;
   const current = state.chat;
-  if (Date.parse(chat.updated_at) < Date.parse(current.updated_at)) return;
+  if (isOlder(chat, current)) return;
   state.chat = { ...current, ...chat };
   renderHeader();
 }

@@ -48,6 +48,17 @@ export function onResync(handler) {
   return () => resyncHandlers.delete(handler);
 }
 
+/**
+ * Whether `resource` (an event's data, or an item of a read) is an older version of `than`, the
+ * one shown: events and reads can arrive out of order, and a late one must not undo a newer
+ * change. Without a readable `updated_at` on both, neither is older.
+ */
+export function isOlder(resource, than) {
+  const a = Date.parse(resource.updated_at);
+  const b = Date.parse(than.updated_at);
+  return Number.isFinite(a) && Number.isFinite(b) && a < b;
+}
+
 function matches(pattern, type) {
   if (pattern === "*") return true;
   if (pattern.endsWith("*")) return type.startsWith(pattern.slice(0, -1));

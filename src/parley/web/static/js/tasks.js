@@ -7,7 +7,7 @@
 
 import { ApiError, api } from "./api.js";
 import { byId, formatDate, formatDateTime, h } from "./dom.js";
-import { onEvent, onResync } from "./events.js";
+import { isOlder, onEvent, onResync } from "./events.js";
 import { syncNotifyButtons, wireNotifyButton } from "./reminders.js";
 import { on } from "./state.js";
 import { announce, describeError, toast } from "./ui.js";
@@ -74,12 +74,6 @@ export function initTasks() {
 }
 
 // ---- the tasks shown ------------------------------------------------------------------------------
-
-function isOlder(task, than) {
-  const a = Date.parse(task.updated_at);
-  const b = Date.parse(than.updated_at);
-  return Number.isFinite(a) && Number.isFinite(b) && a < b;
-}
 
 /** Open first, then newest first (the API's default order). */
 function compare(a, b) {
@@ -440,9 +434,29 @@ function toDateInput(iso) {
   return date.toISOString().slice(0, 10);
 }
 
+/**
+ * Put a copy of the page's one `#task-schedule-fields` template in place of the form's
+ * `[data-schedule-fields=<prefix>]` placeholder, its ids (and the `for` and `aria-describedby`
+ * naming them) prefixed: "due" becomes "<prefix>-due".
+ */
+function mountScheduleFields(prefix) {
+  const fields = byId("task-schedule-fields").content.cloneNode(true);
+  const named = (name) => `${prefix}-${name}`;
+  for (const element of fields.querySelectorAll("[id]")) element.id = named(element.id);
+  for (const label of fields.querySelectorAll("label[for]")) label.htmlFor = named(label.htmlFor);
+  for (const element of fields.querySelectorAll("[aria-describedby]")) {
+    const ids = element.getAttribute("aria-describedby").split(/\s+/).filter(Boolean);
+    element.setAttribute("aria-describedby", ids.map(named).join(" "));
+  }
+  const placeholder = document.querySelector(`[data-schedule-fields="${prefix}"]`);
+  if (!placeholder) throw new Error(`missing the schedule fields of the ${prefix} form`);
+  placeholder.replaceWith(fields);
+}
+
 /** The fields `<prefix>-due`, `-remind`, `-repeat`, `-rrule` of a task form, with their errors. */
 class ScheduleFields {
   constructor(prefix) {
+    mountScheduleFields(prefix);
     const get = (name) => byId(`${prefix}-${name}`);
     this.due = get("due");
     this.remind = get("remind");
