@@ -1,5 +1,6 @@
 """Events-test helpers: a reader of the live feed over a real connection (SSE parsed as a
-browser's EventSource would), collecting events in the background."""
+browser's EventSource would), collecting events in the background, and a user whose sign-up
+event is gone again (`quiet_user`, for tests that count every outbox row or broker message)."""
 
 from __future__ import annotations
 
@@ -11,9 +12,25 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+import pytest
+from fastapi import FastAPI
+from sqlalchemy import delete
 
 from parley.accounts.events import REGISTERED
+from parley.events.models import OutboxEvent
+from tests.fixtures.accounts import TestUser, UserFactory
 from tests.fixtures.polling import wait_for
+
+
+@pytest.fixture
+async def quiet_user(make_user: UserFactory, app: FastAPI) -> TestUser:
+    """A user whose sign-up event (`parley.account.registered.v1`) is deleted from the outbox
+    again: what follows in the outbox, and on a broker, is only the test's own."""
+    made = await make_user()
+    async with app.state.database.sessionmaker() as session:
+        await session.execute(delete(OutboxEvent))
+        await session.commit()
+    return made
 
 
 @dataclass

@@ -36,6 +36,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from parley.background import events_companion
+from parley.events.brokers import stop_loops
 from parley.events.consumers import Consumer, Consumers, ReceivedEvent
 from parley.events.models import AuditRecord, HandledEvent, OutboxEvent
 from parley.events.outbox import add_event
@@ -81,6 +82,12 @@ class Target:
     url: str
     topic: str
     groups: list[str] = field(default_factory=list)
+
+
+@pytest.fixture
+def user(quiet_user: TestUser) -> TestUser:
+    """These tests read every message on a topic: a user without their sign-up event."""
+    return quiet_user
 
 
 @pytest.fixture(params=KINDS)
@@ -423,10 +430,9 @@ async def test_a_relay_killed_mid_batch_loses_nothing_and_its_redelivery_has_one
             await asyncio.sleep(0.5)
             assert [row.position for row in await outbox(app)] == list(range(1, 7))
         finally:
-            for loop in loops:
-                loop.cancel()
-            await asyncio.gather(*loops, return_exceptions=True)
+            stopped = await stop_loops(loops)
             await transport.close()
+    assert stopped
     assert_once_each(recorder, 6)
 
 

@@ -14,7 +14,7 @@ from datetime import timedelta
 
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import delete, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from parley.core.db import utcnow
@@ -23,17 +23,13 @@ from parley.events.models import OutboxEvent
 from parley.events.outbox import add_event
 from parley.events.relay import Relay, UserWakeups
 from parley.events.service import EventFeed
-from tests.fixtures.accounts import TestUser, UserFactory
+from tests.fixtures.accounts import TestUser
 
 
 @pytest.fixture
-async def user(make_user: UserFactory, app: FastAPI) -> TestUser:
-    """A user whose sign-up event is gone again: these tests count every row of the outbox."""
-    made = await make_user()
-    async with app.state.database.sessionmaker() as session:
-        await session.execute(delete(OutboxEvent))
-        await session.commit()
-    return made
+def user(quiet_user: TestUser) -> TestUser:
+    """These tests count every row of the outbox: a user without their sign-up event."""
+    return quiet_user
 
 
 async def add_events(app: FastAPI, user_id: uuid.UUID, count: int, label: str) -> None:

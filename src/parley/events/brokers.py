@@ -112,6 +112,40 @@ BrokerT = TypeVar("BrokerT", bound="BrokerUsecase[Any, Any, Any]")
 Message = StreamMessage[Any]
 
 
+def _stop_if_asked() -> None:
+    """Raise CancelledError when this task has been asked to stop. A consumer loop polls the
+    broker through client libraries; one that swallows a cancellation (turns it into an
+    empty poll or a timeout) would otherwise have the loop poll again, and never stop."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
+async def stop_loops(
+    tasks: Sequence[asyncio.Task[Any]], within: float = STOP_TIMEOUT_SECONDS
+) -> bool:
+    """Cancel consumer loops and wait up to `within` seconds for them to end, cancelling again,
+    every second, those still running (a cancellation lost inside a client library is asked
+    for once more): whether every one ended."""
+    deadline = time.monotonic() + within
+    pending = {task for task in tasks if not task.done()}
+    while pending:
+        for task in pending:
+            task.cancel()
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        _, pending = await asyncio.wait(pending, timeout=min(1.0, left))
+    if pending:
+        logger.warning(
+            "%d consumer loops did not stop within %s s: %s",
+            len(pending),
+            within,
+            ", ".join(sorted(task.get_name() for task in pending)),
+        )
+    return not pending
+
+
 def open_broker_transport(
     settings: Settings, database: Database, consumers: Consumers
 ) -> Transport:
@@ -333,6 +367,7 @@ class RedisInbox(Inbox):
     async def messages(self) -> AsyncIterator[Message]:
         next_claim = 0.0
         while True:
+            _stop_if_asked()
             if time.monotonic() >= next_claim:
                 for _ in range(100):
                     claimed = await self.stale.get_one(timeout=0)
@@ -472,6 +507,7 @@ class NatsInbox(Inbox):
 
     async def messages(self) -> AsyncIterator[Message]:
         while True:
+            _stop_if_asked()
             try:
                 message = await self.subscriber.get_one(timeout=POLL_SECONDS)
             except TimeoutError:  # nats-py's fetch may time out with asyncio's own error
@@ -670,6 +706,7 @@ class KafkaInbox(Inbox):
 
     async def messages(self) -> AsyncIterator[Message]:
         while True:
+            _stop_if_asked()
             message = await self.subscriber.get_one(timeout=POLL_SECONDS)
             if message is not None:
                 yield message
@@ -969,9 +1006,7 @@ async def serve_consumers(settings: Settings) -> None:
             await stopping.wait()
             logger.info("stopping the event consumers")
         finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await stop_loops(tasks)
             for signum in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(signum)
             await transport.close()
