@@ -113,6 +113,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.tool_registry = tool_registry
             app.state.usage_meter = runtime.usage_meter
             app.state.turn_runner = runtime.turn_runner
+            app.state.issuers = runtime.issuers  # external issuers' tokens (parley.accounts)
             # The background jobs of every process (parley.background), unless WORKER_IN_PROCESS
             # is false and `parley worker` runs them.
             worker = build_worker(runtime) if settings.worker_in_process else None

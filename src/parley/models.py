@@ -1,6 +1,6 @@
 """Every table, imported in one place so that Alembic and the tests see the whole schema."""
 
-from parley.accounts.models import ApiKey, RefreshToken, User
+from parley.accounts.models import ApiKey, ExternalIdentity, RefreshToken, User
 from parley.chats.models import Chat, Message
 from parley.core.db import Base
 from parley.events.models import HandledEvent, OutboxEvent
@@ -19,6 +19,7 @@ __all__ = [
     "BudgetReservation",
     "CatalogModel",
     "Chat",
+    "ExternalIdentity",
     "HandledEvent",
     "IdempotencyRecord",
     "Job",

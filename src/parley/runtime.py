@@ -1,5 +1,6 @@
 """What a Parley process runs on, HTTP or not: the database, Redis, the model providers and the
-catalog cache, the embedding models, the usage meter, the turn runner and its event logs.
+catalog cache, the embedding models, the usage meter, the turn runner and its event logs, and the
+external issuers' keys.
 `open_runtime` builds them and closes them in order; the app's lifespan (`parley.app`) and
 `parley worker` both run on it.
 """
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import httpx2
 
+from parley.accounts.external import ExternalIssuers
 from parley.core.db import Database
 from parley.knowledge.extractor import Extractor
 from parley.knowledge.vectors import announce as announce_vector_backend
@@ -45,6 +47,7 @@ class Runtime:
     event_logs: EventLogs
     turn_runner: TurnRunner
     extractor: Extractor
+    issuers: ExternalIssuers
 
 
 @asynccontextmanager
@@ -91,6 +94,8 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         timeout_seconds=settings.extraction_timeout_seconds,
         memory_bytes=settings.extraction_memory_bytes,
     )
+    # The external issuers whose JWTs are accepted, and their keys (fetched on the first token).
+    issuers = ExternalIssuers.from_settings(settings)
     try:
         yield Runtime(
             settings=settings,
@@ -104,8 +109,10 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
             event_logs=event_logs,
             turn_runner=turn_runner,
             extractor=extractor,
+            issuers=issuers,
         )
     finally:
+        await issuers.aclose()
         await turn_runner.shutdown()
         await asyncio.to_thread(extractor.close)
         await usage_meter.aclose()  # /v1 calls' settles still being written

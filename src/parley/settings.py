@@ -17,6 +17,13 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from parley.accounts.issuer_config import (
+    DEFAULT_ALGORITHMS,
+    IssuerConfig,
+    IssuerConfigError,
+    resolve_issuers,
+)
+
 MIN_SECRET_LENGTH = 32
 _JWT_SECRET_FILE = "jwt_secret"
 _LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
@@ -58,6 +65,19 @@ class Settings(BaseSettings):
     refresh_token_ttl_seconds: int = Field(default=30 * 24 * 3600, ge=60)
     # A caller read lately is served from memory this long (see parley.accounts.caller_cache).
     auth_cache_seconds: float = Field(default=2.0, ge=0, le=60)
+    # External issuers (docs/api.md "External identity providers"): bearer JWTs signed by an
+    # issuer's keys (its JWKS), accepted like Parley's own access tokens. The keys are kept this
+    # long, refetched at most once a cool-down (an unknown `kid` asks again, never more often).
+    auth_issuer: str | None = None
+    auth_jwks_url: str | None = None
+    auth_audience: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    auth_algorithms: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: list(DEFAULT_ALGORITHMS)
+    )
+    auth_issuers_file: Path | None = None
+    auth_clock_skew_seconds: int = Field(default=60, ge=0, le=300)
+    auth_jwks_cache_seconds: float = Field(default=600.0, ge=30, le=86_400)
+    auth_jwks_cooldown_seconds: float = Field(default=30.0, ge=1, le=3600)
 
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
@@ -204,6 +224,9 @@ class Settings(BaseSettings):
     embedding_threads: int = Field(default=1, ge=1, le=64)
 
     _split_origins = field_validator("cors_origins", mode="before")(_split_commas)
+    _split_auth_lists = field_validator("auth_audience", "auth_algorithms", mode="before")(
+        _split_commas
+    )
     _split_model_lists = field_validator(
         "openai_models", "anthropic_models", "gemini_models", mode="before"
     )(_split_commas)
@@ -265,6 +288,30 @@ class Settings(BaseSettings):
                 "BUDGET_LEASE_SECONDS must be at most half of BUDGET_RESERVATION_TTL_SECONDS"
             )
         return self
+
+    @model_validator(mode="after")
+    def _check_issuers(self) -> Settings:
+        try:
+            self.__dict__["external_issuers"] = self._resolve_issuers()
+        except IssuerConfigError as exc:
+            raise SettingsError(str(exc)) from exc
+        return self
+
+    def _resolve_issuers(self) -> tuple[IssuerConfig, ...]:
+        return resolve_issuers(
+            issuer=self.auth_issuer,
+            jwks_url=self.auth_jwks_url,
+            audience=self.auth_audience,
+            algorithms=self.auth_algorithms,
+            issuers_file=self.auth_issuers_file,
+            production=self.environment == "production",
+        )
+
+    @cached_property
+    def external_issuers(self) -> tuple[IssuerConfig, ...]:
+        """The external issuers whose JWTs are accepted, checked at start-up (the validator
+        above fills this in, so that a bad issuers file stops the start)."""
+        return self._resolve_issuers()
 
     @model_validator(mode="after")
     def _check_production(self) -> Settings:

@@ -1,6 +1,7 @@
-"""Authentication of every request: `authenticate` turns a bearer token (an access JWT or an API
-key) into a `Caller`, on every surface (`/api`, `/v1`, `/mcp`, streams), and `TouchThrottle` keeps
-a busy key's `last_used_at` from being written on every call.
+"""Authentication of every request: `authenticate` turns a bearer token (an access JWT, an API
+key, or a JWT of a configured external issuer: `parley.accounts.external`) into a `Caller`, on
+every surface (`/api`, `/v1`, `/mcp`, streams), and `TouchThrottle` keeps a busy key's
+`last_used_at` from being written on every call.
 
 A caller is read as plain values by one prebuilt Core query on a connection of its own, not as ORM
 objects in a route's session (see bench/findings.md for why). A route that needs the user's ORM row
@@ -19,6 +20,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from parley.accounts import repository
 from parley.accounts.caller_cache import CallerCache
+from parley.accounts.external import ExternalIssuers
+from parley.accounts.external_identity_service import external_user_standing
 from parley.accounts.models import User
 from parley.core.db import utcnow
 from parley.core.errors import InvalidToken
@@ -136,8 +139,10 @@ async def authenticate(
     touches: TouchThrottle,
     token: str,
     callers: CallerCache | None = None,
+    issuers: ExternalIssuers | None = None,
 ) -> Caller:
-    """The caller behind a bearer token: an access JWT or an API key.
+    """The caller behind a bearer token: an access JWT, an API key, or a JWT of one of
+    `issuers` (its user found by `(iss, sub)`, or made on their first token).
 
     Reads on a connection of its own, returned to the pool before this returns; an API key's
     stale `last_used_at` is written (and committed) there, as `touches` allows. With `callers`,
@@ -149,6 +154,7 @@ async def authenticate(
         touches: the app's memory of recent `last_used_at` writes.
         token: the bearer credential.
         callers: the app's cache of recent callers.
+        issuers: the external issuers whose tokens are accepted.
 
     Raises:
         InvalidToken: bad, expired or revoked credentials, or a deactivated or deleted user.
@@ -161,6 +167,16 @@ async def authenticate(
     digest = CallerCache.digest(token) if callers is not None else b""
     if callers is not None and (cached := callers.caller(digest, now)) is not None:
         return cached
+    if not looks_like_api_key(token) and issuers is not None:
+        issuer = issuers.issuer_of(token)
+        if issuer is not None:  # never Parley's own key for a token naming an external issuer
+            external = await issuers.verify(issuer, token)
+            standing = await external_user_standing(engine, external)
+            _check_standing(standing)
+            caller = _caller(standing)
+            if callers is not None:  # until the token expires, at the latest
+                callers.keep(digest, caller, generation, external.expires_at)
+            return caller
     if not looks_like_api_key(token):
         claims = decode_token(jwt_key, token, expected_type="access")
         async with engine.connect() as connection:

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from parley.accounts.api_key_service import ApiKeyService
 from parley.accounts.authentication import Caller, TouchThrottle, authenticate, load_user
+from parley.accounts.external import ExternalIssuers
 from parley.accounts.models import User
 from parley.accounts.service import AccountService
 from parley.core.dependencies import (
@@ -62,8 +63,15 @@ def api_key_touches_of(request: Request) -> TouchThrottle:
     return touches
 
 
+def issuers_of(request: Request) -> ExternalIssuers | None:
+    """The running app's external issuers (None before its lifespan has started)."""
+    issuers: ExternalIssuers | None = getattr(request.app.state, "issuers", None)
+    return issuers
+
+
 async def authenticate_request(request: Request, token: str) -> Caller:
-    """The caller behind `token`, through the running app's database, key and touch throttle.
+    """The caller behind `token`, through the running app's database, key, touch throttle and
+    external issuers.
 
     Raises:
         InvalidToken: bad, expired or revoked credentials, or a deactivated or deleted user.
@@ -74,6 +82,7 @@ async def authenticate_request(request: Request, token: str) -> Caller:
         api_key_touches_of(request),
         token,
         request.app.state.callers,
+        issuers_of(request),
     )
 
 

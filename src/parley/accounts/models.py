@@ -1,5 +1,6 @@
-"""Account tables: users, refresh tokens (one row per issued token, grouped in families) and API
-keys (stored as a lookup prefix and a hash, never in clear)."""
+"""Account tables: users, refresh tokens (one row per issued token, grouped in families), API
+keys (stored as a lookup prefix and a hash, never in clear) and external identities (a user of an
+external issuer, by `(iss, sub)`)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import uuid
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import ForeignKey, Index, Numeric, String
+from sqlalchemy import ForeignKey, Index, Numeric, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from parley.core.db import Base, IdTimestampMixin
@@ -60,3 +61,19 @@ class ApiKey(IdTimestampMixin, Base):
     expires_at: Mapped[datetime | None]
     last_used_at: Mapped[datetime | None]
     revoked_at: Mapped[datetime | None]
+
+
+class ExternalIdentity(IdTimestampMixin, Base):
+    """The Parley user behind an external issuer's subject: a bearer JWT with this `iss` and
+    `sub` acts as `user_id`. Made on the first token; `email` is what that token claimed (kept
+    even when the user's own email was left empty because a local account already had it)."""
+
+    __tablename__ = "external_identities"
+    __table_args__ = (UniqueConstraint("issuer", "subject"),)
+
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    issuer: Mapped[str] = mapped_column(String(512))
+    subject: Mapped[str] = mapped_column(String(255))
+    email: Mapped[str | None] = mapped_column(String(320))

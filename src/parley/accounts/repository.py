@@ -12,12 +12,12 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, bindparam, delete, func, or_, select, update
+from sqlalchemy import Select, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.engine import CursorResult, Row
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from parley.accounts.models import ApiKey, RefreshToken, User
-from parley.core.db import LIKE_ESCAPE, contains_pattern
+from parley.accounts.models import ApiKey, ExternalIdentity, RefreshToken, User
+from parley.core.db import LIKE_ESCAPE, contains_pattern, new_id
 from parley.core.pagination import CursorCodec, SortKey, paginate
 
 USERS_NEWEST_FIRST = SortKey("-created_at", User.created_at, descending=True)
@@ -177,6 +177,15 @@ _KEY_HOLDER = (
     .where(ApiKey.prefix == bindparam("prefix"), ApiKey.revoked_at.is_(None))
 )
 _USER_STANDING = select(*_CALLER_COLUMNS).where(User.id == bindparam("user_id"))
+_EXTERNAL_STANDING = (
+    select(*_CALLER_COLUMNS)
+    .join(ExternalIdentity, ExternalIdentity.user_id == User.id)
+    .where(
+        ExternalIdentity.issuer == bindparam("issuer"),
+        ExternalIdentity.subject == bindparam("subject"),
+    )
+)
+_USER_BY_EMAIL = select(User.id).where(User.email == bindparam("email"))
 
 
 async def find_key_holder(connection: AsyncConnection, prefix: str) -> Row[*tuple[Any, ...]] | None:
@@ -192,6 +201,51 @@ async def find_user_standing(
     """The user's standing (`user_id`, `is_active`, `is_admin`, `is_guest`,
     `monthly_budget_usd`)."""
     return (await connection.execute(_USER_STANDING, {"user_id": user_id})).one_or_none()
+
+
+async def find_external_standing(
+    connection: AsyncConnection, issuer: str, subject: str
+) -> Row[*tuple[Any, ...]] | None:
+    """The standing of the user behind an external issuer's subject (as `find_user_standing`),
+    or None before their first token."""
+    return (
+        await connection.execute(_EXTERNAL_STANDING, {"issuer": issuer, "subject": subject})
+    ).one_or_none()
+
+
+async def email_taken(connection: AsyncConnection, email: str) -> bool:
+    """Whether a user already has this (lower-cased) email."""
+    return (await connection.execute(_USER_BY_EMAIL, {"email": email})).first() is not None
+
+
+async def add_external_user(
+    connection: AsyncConnection,
+    *,
+    issuer: str,
+    subject: str,
+    email: str | None,
+    claimed_email: str | None,
+    display_name: str,
+) -> None:
+    """Insert a user and their external identity (the caller's transaction commits; a unique
+    `(issuer, subject)` or `users.email` taken meanwhile raises IntegrityError)."""
+    user_id = new_id()
+    await connection.execute(
+        insert(User).values(
+            id=user_id,
+            email=email,
+            password_hash=None,
+            display_name=display_name,
+            is_guest=False,
+            is_admin=False,
+            is_active=True,
+        )
+    )
+    await connection.execute(
+        insert(ExternalIdentity).values(
+            user_id=user_id, issuer=issuer, subject=subject, email=claimed_email
+        )
+    )
 
 
 async def touch_api_key(connection: AsyncConnection, key_id: uuid.UUID, now: datetime) -> None:
