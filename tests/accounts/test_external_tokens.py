@@ -245,6 +245,20 @@ async def test_first_requests_at_once_make_one_user(
     assert count == 1
 
 
+async def test_requests_during_the_first_key_fetch_wait_for_it(
+    http: httpx.AsyncClient, issuer_a: FakeIssuer
+) -> None:
+    # The keys are not fetched yet and the JWKS is slow: the requests that come while the first
+    # one fetches use its keys (none is refused for being within the fetch's cool-down).
+    issuer_a.delay_seconds = 0.5
+    tokens = [issuer_a.token(subject()) for _ in range(10)]
+    first = asyncio.create_task(me(http, tokens[0]))
+    await asyncio.sleep(0.2)  # its fetch is under way
+    responses = await asyncio.gather(first, *(me(http, token) for token in tokens[1:]))
+    assert [response.status_code for response in responses] == [200] * 10
+    assert issuer_a.requests == 1
+
+
 async def test_an_email_a_local_account_has_is_not_linked(
     http: httpx.AsyncClient, make_user: UserFactory, issuer_a: FakeIssuer
 ) -> None:

@@ -3,13 +3,15 @@ RSA, generated per issuer) and serve the public halves as a JWKS, as Better Auth
 (`<base>/api/auth/jwks`) and OpenID Connect providers do, from a real HTTP server on loopback.
 
 `JwksServer` serves every issuer it holds at `/<name>/jwks`, counts the requests each one gets,
-and answers `fail_with` instead when told to (an issuer whose JWKS is down). A `FakeIssuer`
-signs tokens (`token(...)`) with any of its keys, rotates (a new key served beside the old ones:
-the grace period) and retires keys.
+answers `fail_with` instead when told to (an issuer whose JWKS is down), and waits
+`delay_seconds` first when told to (a slow one). A `FakeIssuer` signs tokens (`token(...)`) with
+any of its keys, rotates (a new key served beside the old ones: the grace period) and retires
+keys.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
@@ -68,6 +70,7 @@ class FakeIssuer:
     served: list[str] = field(default_factory=list)  # the kids the JWKS lists, in order
     requests: int = 0
     fail_with: int | None = None
+    delay_seconds: float = 0.0  # how long the JWKS takes to answer (a slow provider)
 
     def add_key(self, algorithm: str = "EdDSA", *, served: bool = True) -> SigningKey:
         """A new key; served by the JWKS unless `served=False` (a key nobody published)."""
@@ -133,6 +136,7 @@ class FakeIssuer:
         self.add_key(algorithm)
         self.requests = 0
         self.fail_with = None
+        self.delay_seconds = 0.0
 
 
 @dataclass
@@ -163,6 +167,8 @@ def jwks_server(*issuers: tuple[str, str, str, str]) -> Iterator[JwksServer]:
             return Response(status_code=404)
         with lock:
             issuer.requests += 1
+        if issuer.delay_seconds:
+            await asyncio.sleep(issuer.delay_seconds)
         if issuer.fail_with is not None:
             return Response("unavailable", status_code=issuer.fail_with)
         return JSONResponse(json.loads(json.dumps(issuer.jwks)))

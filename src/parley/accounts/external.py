@@ -156,7 +156,9 @@ class IssuerKeys:
                     self.fetch(), name="jwks-refresh", context=contextvars.Context()
                 )
             return found
-        if self._may_fetch(now):
+        # A fetch in progress (another request's) is waited for and its keys used, even within
+        # the cool-down it started.
+        if self._may_fetch(now) or self._lock.locked():
             await self.fetch()
             found = self._find(kid, algorithm)
         return found
