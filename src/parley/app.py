@@ -53,6 +53,9 @@ from parley.llm.providers import provider_modules
 from parley.llm.router import admin_models_router, models_router
 from parley.llm.seeding import prepare_catalog
 from parley.mcp.endpoint import McpEndpoint
+from parley.oauth.consent import consent_router
+from parley.oauth.router import connections_router
+from parley.oauth.server import OAuthServer
 from parley.runtime import open_runtime
 from parley.settings import Settings
 from parley.tasks.router import tasks_router
@@ -170,6 +173,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         telemetry={"tracing": False},
     )
     app.state.settings = settings
+    # Parley as the OAuth authorization server of /mcp (parley.oauth), over the lifespan's
+    # database and rate limiter; the MCP SDK it uses loads with its first request.
+    oauth = OAuthServer(settings, lambda: app.state.database, lambda: app.state.rate_limiter)
+    app.state.oauth = oauth
     app.state.api_key_touches = TouchThrottle()  # this app's own, not the process's
     app.state.callers = CallerCache(settings.auth_cache_seconds)  # recent callers
     watch_account_changes()  # which any account change committed in this process empties
@@ -201,6 +208,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(events_router)  # the live feed and the event schemas
     app.include_router(audit_router)  # the caller's audit log, and every user's for admins
     app.include_router(admin_audit_router)
+    app.include_router(connections_router)  # the MCP clients a user allowed, over REST
+    app.include_router(consent_router)  # OAuth: the sign-in and consent page
+    # OAuth metadata, registration and token endpoints, as the MCP SDK's handlers serve them.
+    app.router.routes.extend(oauth.routes())
     if settings.events_broker == "dapr":  # the sidecar's subscription and deliveries
         app.include_router(dapr_router)
     # MCP Streamable HTTP at exactly /mcp (a Mount would redirect /mcp to /mcp/).

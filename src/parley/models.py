@@ -8,6 +8,7 @@ from parley.files.models import StorageUsage, StoredFile
 from parley.jobs.models import Job, JobSchedule
 from parley.knowledge.models import KnowledgeBase, KnowledgeBaseFile, KnowledgeChunk
 from parley.llm.models import CatalogModel
+from parley.oauth.models import OAuthClient, OAuthCode, OAuthGrant, OAuthRefreshToken
 from parley.tasks.models import Task, TaskTag
 from parley.turns.models import IdempotencyRecord
 from parley.usage.models import BudgetPeriod, BudgetReservation, UsageRecord
@@ -28,6 +29,10 @@ __all__ = [
     "KnowledgeBaseFile",
     "KnowledgeChunk",
     "Message",
+    "OAuthClient",
+    "OAuthCode",
+    "OAuthGrant",
+    "OAuthRefreshToken",
     "OutboxEvent",
     "RefreshToken",
     "StorageUsage",

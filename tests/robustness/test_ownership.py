@@ -115,6 +115,23 @@ NO_USER_RESOURCE: dict[str, str] = {
     "GET /docs/oauth2-redirect": "Swagger UI's OAuth 2 redirect page (public)",
     "GET /redoc": "the API docs page (public)",
     "GET /docs/assets/{name}": "the API docs pages' static files (public)",
+    "GET /api/users/me/connections": "the caller's own OAuth grants (tests/oauth)",
+    "DELETE /api/users/me/connections/{connection_id}": (
+        "revokes one of the caller's grants; another user's is a 404 in "
+        "tests/oauth/test_connections.py (a grant needs the whole OAuth flow to exist)"
+    ),
+    "GET /.well-known/oauth-authorization-server": "OAuth metadata (public, RFC 8414)",
+    "OPTIONS /.well-known/oauth-authorization-server": "CORS preflight of the OAuth metadata",
+    "GET /.well-known/oauth-protected-resource": "OAuth metadata (public, RFC 9728)",
+    "OPTIONS /.well-known/oauth-protected-resource": "CORS preflight of the OAuth metadata",
+    "GET /.well-known/oauth-protected-resource/mcp": "OAuth metadata (public, RFC 9728)",
+    "OPTIONS /.well-known/oauth-protected-resource/mcp": "CORS preflight of the OAuth metadata",
+    "GET /oauth/authorize": "the sign-in and consent page: credentials, not ids",
+    "POST /oauth/authorize": "the sign-in and consent form: credentials, not ids",
+    "POST /oauth/register": "registers a new OAuth client (RFC 7591); no user's row",
+    "OPTIONS /oauth/register": "CORS preflight of client registration",
+    "POST /oauth/token": "codes and refresh tokens, each bound to its client (tests/oauth)",
+    "OPTIONS /oauth/token": "CORS preflight of the token endpoint",
     "GET /mcp": "MCP transport; its tools are classified in MCP_TOOLS below",
     "POST /mcp": "MCP transport; its tools are classified in MCP_TOOLS below",
     "DELETE /mcp": "MCP transport session end; sessions are bound to their user by the SDK",

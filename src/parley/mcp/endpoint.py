@@ -6,9 +6,13 @@ Each HTTP request is checked in this order before the SDK's session manager sees
    loopback names while the server listens on loopback, and no check while it listens on another
    address, where requests carry whatever name a load balancer or DNS gave): a bad Host is 421, a
    bad Origin 403.
-2. `Authorization: Bearer <access token or API key>`, through the same `authenticate` as the REST
-   API: none or a bad one is 401 with `WWW-Authenticate: Bearer` and the error envelope. Every
-   request is authenticated, so a revoked key or a deactivated user stops at once.
+2. `Authorization: Bearer <token>`: an MCP access token of Parley's authorization server
+   (`parley.oauth`: bound to this `/mcp` URL, its grant checked live), or anything the REST API
+   accepts (access token, API key, external JWT), through the same `authenticate`. None or a bad
+   one is 401 with the error envelope and `WWW-Authenticate: Bearer resource_metadata="..."`
+   naming the protected-resource metadata (RFC 9728 section 5.1), where an MCP client starts
+   its OAuth flow. Every request is authenticated, so a revoked key or connection, or a
+   deactivated user, stops at once.
 
 By default (`MCP_STATELESS`) no session is kept: each request stands alone, so any worker serves
 it. With sessions, a new one past its user's or the worker's cap is refused in the envelope
@@ -44,13 +48,15 @@ from parley.accounts.authentication import load_user
 from parley.accounts.dependencies import authenticate_request
 from parley.accounts.models import User
 from parley.core.dependencies import database_of
-from parley.core.errors import NotAuthenticated, ParleyError, ServiceUnavailable
+from parley.core.errors import InvalidToken, NotAuthenticated, ParleyError, ServiceUnavailable
 from parley.core.responses import error_response
+from parley.oauth.tokens import looks_like_access_token, resource_metadata_url, resource_url
 from parley.settings import Settings
 from parley.tools.registry import ToolRegistry
 
 if TYPE_CHECKING:
     from parley.mcp.sessions import CappedSessionManager
+    from parley.oauth.provider import ParleyOAuthProvider
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +71,15 @@ def _allowed(value: str, allowlist: list[str]) -> bool:
     return value in allowlist or any(
         value.startswith(allowed[:-1]) for allowed in allowlist if allowed.endswith(":*")
     )
+
+
+def _challenge(request: Request, refusal: NotAuthenticated) -> str:
+    """`WWW-Authenticate` of a 401 on `/mcp`: where the protected-resource metadata is (RFC 9728
+    section 5.1), and `error="invalid_token"` when a credential was sent (RFC 6750 section 3)."""
+    challenge = f'Bearer resource_metadata="{resource_metadata_url(request)}"'
+    if isinstance(refusal, InvalidToken):
+        challenge += ', error="invalid_token"'
+    return challenge
 
 
 @dataclass(frozen=True)
@@ -177,6 +192,10 @@ class McpEndpoint:
             return
         try:
             user = await self._authenticate(request)
+        except NotAuthenticated as exc:
+            exc.headers["WWW-Authenticate"] = _challenge(request, exc)
+            await error_response(exc)(scope, receive, send)
+            return
         except ParleyError as exc:
             await error_response(exc)(scope, receive, send)
             return
@@ -198,11 +217,15 @@ class McpEndpoint:
 
         Raises:
             NotAuthenticated: no bearer credential was sent.
-            InvalidToken: it is bad, expired or revoked, or its user is deactivated.
+            InvalidToken: it is bad, expired or revoked (an MCP access token: for another
+                resource, or its connection revoked), or its user is deactivated.
         """
         scheme, token = get_authorization_scheme_param(request.headers.get("authorization"))
         if scheme.lower() != "bearer" or not token:
             raise NotAuthenticated()
+        if looks_like_access_token(token):
+            provider: ParleyOAuthProvider = request.app.state.oauth.provider
+            return await provider.user_for_access_token(token, resource=resource_url(request))
         caller = await authenticate_request(request, token)
         # A session of its own, closed before the MCP exchange (which may stream) begins.
         async with database_of(request).sessionmaker() as session:
