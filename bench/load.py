@@ -46,7 +46,7 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[index]
 
 
-RequestFactory = Callable[[int], tuple[str, str, dict[str, Any], dict[str, str]]]
+RequestFactory = Callable[[int], tuple[str, str, dict[str, Any] | None, dict[str, str]]]
 
 
 async def run_load(
