@@ -150,11 +150,16 @@ class AccountService:
         await self._commit_new_email()
         return user, tokens
 
-    @traced(name="accounts.login", skip_input=True)
-    async def login(self, *, email: str, password: str, client_ip: str) -> tuple[User, TokenPair]:
-        """Sign in with email and password.
+    async def check_password(self, *, email: str, password: str, client_ip: str) -> User:
+        """The active user with this email and password, within the sign-in rate limits (the
+        login's, and the OAuth consent page's sign-in).
 
         An unknown email and a wrong password get the same answer in about the same time.
+
+        Raises:
+            RateLimited: too many attempts from this address, or failures for this email.
+            InvalidCredentials: no account has this email and password.
+            Forbidden: the account is deactivated.
         """
         limit = self.settings.rate_limit_login_per_minute
         await self.limiter.hit(f"login:ip:{client_ip}", limit)
@@ -169,6 +174,12 @@ class AccountService:
             raise InvalidCredentials()
         if not user.is_active:
             raise Forbidden("This account is deactivated.")
+        return user
+
+    @traced(name="accounts.login", skip_input=True)
+    async def login(self, *, email: str, password: str, client_ip: str) -> tuple[User, TokenPair]:
+        """Sign in with email and password (`check_password`), with new tokens."""
+        user = await self.check_password(email=email, password=password, client_ip=client_ip)
         tokens = self._issue_tokens(user)
         await self._tell(
             SIGNED_IN, user, SignedIn(user_id=user.id, method="password", client_ip=_ip(client_ip))

@@ -29,10 +29,9 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from parley.accounts import repository as accounts_repository
-from parley.core.dependencies import database_of, rate_limiter_of, settings_of
-from parley.core.errors import RateLimited
-from parley.core.security import verify_password
+from parley.accounts.dependencies import account_service_of
+from parley.core.dependencies import database_of, settings_of
+from parley.core.errors import Forbidden, InvalidCredentials, RateLimited
 from parley.oauth.models import OAuthClient
 from parley.oauth.redirects import matches_registered
 from parley.oauth.tokens import MAX_SCOPE_CHARS, base_url, resource_url
@@ -300,13 +299,16 @@ async def authorize_decision(request: Request) -> Response:
     if not isinstance(password, str):
         password = ""
     shown_email = email if len(email) <= MAX_EMAIL_CHARS else ""
-    limiter = rate_limiter_of(request)
-    limit = settings.rate_limit_login_per_minute
     client_ip = request.client.host if request.client else "unknown"
-    email_key = f"login:email:{email}"
     try:
-        await limiter.hit(f"login:ip:{client_ip}", limit)
-        await limiter.check(email_key, limit)
+        if not email or "\x00" in email or len(email) > MAX_EMAIL_CHARS:
+            raise InvalidCredentials()
+        if len(password) > MAX_PASSWORD_CHARS:
+            raise InvalidCredentials()
+        async with database_of(request).sessionmaker() as session:
+            user = await account_service_of(request, session).check_password(
+                email=email, password=password, client_ip=client_ip
+            )
     except RateLimited as exc:
         return _consent_page(
             request,
@@ -316,20 +318,12 @@ async def authorize_decision(request: Request) -> Response:
             email=shown_email,
             status_code=429,
         )
-    user = None
-    if email and "\x00" not in email and len(email) <= MAX_EMAIL_CHARS:
-        async with database_of(request).sessionmaker() as session:
-            user = await accounts_repository.get_user_by_email(session, email)
-    matches = await verify_password(
-        password[:MAX_PASSWORD_CHARS], user.password_hash if user else None
-    )
-    if user is None or not matches or len(password) > MAX_PASSWORD_CHARS:
-        await limiter.hit(email_key, limit)
+    except InvalidCredentials:
         return _consent_page(
             request, client, params, error="The email or password is incorrect.",
             email=shown_email, status_code=401,
         )  # fmt: skip
-    if not user.is_active:
+    except Forbidden:
         return _consent_page(
             request, client, params, error="This account is deactivated.", status_code=403
         )
